@@ -1,0 +1,185 @@
+"""Built resources: serialized once, shared by every proxy that gets them.
+
+A `Built` carries the resource's bytes, a content hash used as its version, and the
+bytes of the repeated-field entries that SotW and Delta responses are made of, so a
+response for any proxy is a concatenation of ready bytes plus a small header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from google.protobuf.message import Message
+
+from istiod_py.xds.types import TypeUrl
+
+
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def _field(num: int, payload: bytes) -> bytes:
+    """A length-delimited protobuf field (wire type 2)."""
+    return _varint((num << 3) | 2) + _varint(len(payload)) + payload
+
+
+def encode_any(type_url: str, value: bytes) -> bytes:
+    return _field(1, type_url.encode()) + _field(2, value)
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    name: str
+    type_url: str
+    body: bytes  # the resource, serialized deterministically
+    version: str  # content hash: same content, same version, across restarts
+    sotw_entry: bytes  # DiscoveryResponse.resources entry (field 2: Any)
+    delta_entry: bytes  # DeltaDiscoveryResponse.resources entry (field 2: Resource)
+
+    def message(self) -> Message:
+        cls = TypeUrl.message_class(self.type_url)
+        return cls.FromString(self.body)
+
+
+def content_version(body: bytes) -> str:
+    return hashlib.blake2b(body, digest_size=8).hexdigest()
+
+
+def build(name: str, type_url: str, msg: Message) -> Built:
+    body = msg.SerializeToString(deterministic=True)
+    return build_from_bytes(name, type_url, body)
+
+
+def build_from_bytes(name: str, type_url: str, body: bytes) -> Built:
+    version = content_version(body)
+    any_bytes = encode_any(type_url, body)
+    # envoy.service.discovery.v3.Resource: version=1, resource=2, name=3
+    resource = _field(3, name.encode()) + _field(1, version.encode()) + _field(2, any_bytes)
+    return Built(name, type_url, body, version, _field(2, any_bytes), _field(2, resource))
+
+
+def set_version(resources: Iterable[Built]) -> str:
+    """The SotW version_info of a set: a hash of its members' names and versions."""
+    h = hashlib.blake2b(digest_size=8)
+    for b in sorted(resources, key=lambda r: r.name):
+        h.update(b.name.encode())
+        h.update(b"\0")
+        h.update(b.version.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def sotw_response(version: str, type_url: str, nonce: str, entries: bytes) -> bytes:
+    """envoy.service.discovery.v3.DiscoveryResponse, encoded by hand from ready entries.
+
+    Fields: version_info=1, resources=2, type_url=4, nonce=5."""
+    return _field(1, version.encode()) + entries + _field(4, type_url.encode()) + _field(5, nonce.encode())
+
+
+def delta_response(
+    type_url: str, nonce: str, entries: bytes, removed: Iterable[str], system_version: str = ""
+) -> bytes:
+    """envoy.service.discovery.v3.DeltaDiscoveryResponse.
+
+    Fields: system_version_info=1, resources=2, type_url=4, nonce=5, removed_resources=6."""
+    out = _field(1, system_version.encode()) if system_version else b""
+    out += entries + _field(4, type_url.encode())
+    for name in removed:
+        out += _field(6, name.encode())
+    return out + _field(5, nonce.encode())
+
+
+class Part:
+    """A group of built resources shared by every proxy that gets it (for example
+    all outbound clusters of one Sidecar scope). Its set version and joined SotW
+    bytes are computed once, so a proxy's cost is per part, not per resource."""
+
+    __slots__ = ("_joined", "_version", "items")
+
+    def __init__(self, items: dict[str, Built]) -> None:
+        self.items = items
+        self._version: str | None = None
+        self._joined: bytes | None = None
+
+    @property
+    def version(self) -> str:
+        if self._version is None:
+            self._version = set_version(self.items.values())
+        return self._version
+
+    @property
+    def joined(self) -> bytes:
+        if self._joined is None:
+            self._joined = b"".join(b.sotw_entry for b in self.items.values())
+        return self._joined
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+
+EMPTY_PART = Part({})
+
+
+class Resources:
+    """Everything of one type a proxy may get: a few shared parts, merged by name
+    (later parts win)."""
+
+    __slots__ = ("_index", "_version", "parts")
+
+    def __init__(self, parts: tuple[Part, ...]) -> None:
+        self.parts = parts
+        self._version: str | None = None
+        self._index: dict[str, Built] | None = None
+
+    @property
+    def index(self) -> dict[str, Built]:
+        if self._index is None:
+            if len(self.parts) == 1:
+                self._index = self.parts[0].items
+            else:
+                merged: dict[str, Built] = {}
+                for p in self.parts:
+                    merged.update(p.items)
+                self._index = merged
+        return self._index
+
+    def get(self, name: str) -> Built | None:
+        return self.index.get(name)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.index
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    @property
+    def version(self) -> str:
+        """Version of the whole set: from the parts' versions, O(parts)."""
+        if self._version is None:
+            if len(self.parts) == 1:
+                self._version = self.parts[0].version
+            else:
+                h = hashlib.blake2b(digest_size=8)
+                for p in self.parts:
+                    h.update(p.version.encode())
+                self._version = h.hexdigest()
+        return self._version
+
+    def joined(self) -> bytes:
+        if len(self.parts) == 1:
+            return self.parts[0].joined
+        return b"".join(b.sotw_entry for b in self.index.values())
+
+
+def resources_of(*parts: Part | dict[str, Built]) -> Resources:
+    return Resources(tuple(p if isinstance(p, Part) else Part(p) for p in parts if len(p)))

@@ -1,0 +1,116 @@
+"""The file source: loads a config directory, keeps the last good version of any
+resource that a later edit breaks, and watches the directory for changes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from istiod_py.registry.aggregate import SourceSnapshot
+
+from .loader import LoadResult, load_directory
+from .model import Config, ConfigError
+
+log = logging.getLogger("istiod_py.config")
+
+
+def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
+    out = []
+    for dirpath, _, files in os.walk(root):
+        for f in files:
+            if f.endswith((".yaml", ".yml")):
+                p = os.path.join(dirpath, f)
+                try:
+                    st = os.stat(p)
+                except FileNotFoundError:
+                    continue
+                out.append((p, st.st_mtime_ns, st.st_size))
+    return tuple(sorted(out))
+
+
+def retain_last_good(previous: SourceSnapshot | None, result: LoadResult) -> SourceSnapshot:
+    """A resource that fails to load keeps its last good version serving. A
+    document too broken to name its resource keeps every resource that its file
+    defined before and does not define now."""
+    configs = list(result.configs)
+    services = list(result.services)
+    slices = list(result.endpoint_slices)
+    if previous is not None and result.errors:
+        have = {c.meta.key for c in configs}
+        have_svc = {(s.namespace, s.name) for s in services}
+        have_sl = {(s.meta.namespace, s.meta.name) for s in slices}
+        broken_keys = {(e.kind, e.namespace, e.name) for e in result.errors if e.kind and e.name}
+        broken_files = {e.source for e in result.errors if not (e.kind and e.name)}
+
+        def keep(kind: str, ns: str, name: str, source: str) -> bool:
+            return (kind, ns, name) in broken_keys or source in broken_files
+
+        for c in previous.configs:
+            if c.meta.key not in have and keep(c.meta.kind, c.meta.namespace, c.meta.name, c.meta.source):
+                configs.append(c)
+        for s in previous.services:
+            if (s.namespace, s.name) not in have_svc and keep("Service", s.namespace, s.name, _src(s)):
+                services.append(s)
+        for sl in previous.endpoint_slices:
+            key = (sl.meta.namespace, sl.meta.name)
+            if key not in have_sl and keep("EndpointSlice", key[0], key[1], _src(sl)):
+                slices.append(sl)
+    return SourceSnapshot(tuple(configs), tuple(services), tuple(slices), tuple(result.errors))
+
+
+def _src(obj: object) -> str:
+    return str(getattr(obj, "source", "") or getattr(getattr(obj, "meta", None), "source", "") or "")
+
+
+class FileSource:
+    """Watches a directory of Istio (and Kubernetes Service/EndpointSlice) YAML."""
+
+    name = "files"
+
+    def __init__(
+        self, root: str | Path, on_change: Callable[[SourceSnapshot], None], poll_interval: float = 0.5
+    ):
+        self.root = Path(root)
+        self.on_change = on_change
+        self.poll_interval = poll_interval
+        self.snapshot: SourceSnapshot | None = None
+        self._fp: tuple[tuple[str, int, int], ...] = ()
+        self._task: asyncio.Task[None] | None = None
+
+    def load(self) -> SourceSnapshot:
+        self._fp = _fingerprint(self.root)
+        result = load_directory(self.root)
+        snap = retain_last_good(self.snapshot, result)
+        for err in result.errors:
+            log.error("config rejected: %s", err)
+        self.snapshot = snap
+        return snap
+
+    def errors(self) -> list[ConfigError]:
+        return list(self.snapshot.errors) if self.snapshot else []
+
+    def configs(self) -> list[Config]:
+        return list(self.snapshot.configs) if self.snapshot else []
+
+    def start(self) -> None:
+        self.on_change(self.load())
+        self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            try:
+                fp = await asyncio.to_thread(_fingerprint, self.root)
+                if fp == self._fp:
+                    continue
+                snap = await asyncio.to_thread(self.load)
+                self.on_change(snap)
+            except Exception:  # never let a bad file stop the watcher
+                log.exception("reloading %s failed; keeping the last good config", self.root)

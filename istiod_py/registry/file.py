@@ -1,0 +1,193 @@
+"""Service discovery from configuration: ServiceEntry (+ WorkloadEntry), and
+Kubernetes Service + EndpointSlice documents, into Services and Endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from istiod_py.config.kube_types import EndpointSlice, KubeService
+from istiod_py.config.model import Config
+from istiod_py.model import Endpoint, Port, Resolution, Service, labels_match, protocol_from
+
+TLS_MODE_LABEL = "security.istio.io/tlsMode"
+_RESOLUTIONS = {0: Resolution.NONE, 1: Resolution.STATIC, 2: Resolution.DNS, 3: Resolution.DNS_ROUND_ROBIN}
+
+
+@dataclass
+class Registry:
+    services: dict[str, Service] = field(default_factory=dict)
+    endpoints: dict[str, list[Endpoint]] = field(default_factory=dict)
+
+    def add_service(self, svc: Service) -> None:
+        # First definition wins (sorted input: deterministic), as istiod keeps the oldest.
+        self.services.setdefault(svc.hostname, svc)
+
+    def add_endpoint(self, ep: Endpoint) -> None:
+        self.endpoints.setdefault(ep.service, []).append(ep)
+
+
+def _workload_endpoint(
+    host: str, port: Port, we: Any, namespace: str, name: str, labels: Mapping[str, str] | None = None
+) -> Endpoint:
+    lbl = dict(labels if labels is not None else we.labels)
+    target = int(we.ports.get(port.name, 0)) if port.name else 0
+    tls = lbl.get(TLS_MODE_LABEL, "")
+    return Endpoint.make(
+        host,
+        port.number,
+        we.address,
+        target or port.target_port or port.number,
+        lbl,
+        locality=we.locality,
+        weight=we.weight or 1,
+        service_account=we.service_account,
+        namespace=namespace,
+        workload_name=name,
+        tls_mode="istio" if tls == "istio" else "",
+    )
+
+
+def service_entries(
+    reg: Registry, configs: Sequence[Config], workload_entries: Sequence[Config], domain: str
+) -> None:
+    for cfg in configs:
+        spec: Any = cfg.spec
+        ns = cfg.meta.namespace
+        ports = tuple(
+            Port(p.name, p.number, protocol_from(declared=p.protocol, port_name=p.name), p.target_port)
+            for p in spec.ports
+        )
+        resolution = _RESOLUTIONS.get(int(spec.resolution), Resolution.NONE)
+        selector = dict(spec.workload_selector.labels) if spec.HasField("workload_selector") else None
+        for host in spec.hosts:
+            svc = Service(
+                hostname=host,
+                namespace=ns,
+                ports=ports,
+                addresses=tuple(spec.addresses),
+                resolution=resolution,
+                mesh_external=int(spec.location) == 0,
+                labels=MappingProxyType(dict(cfg.meta.labels)),
+                selector=MappingProxyType(selector) if selector is not None else None,
+                export_to=tuple(spec.export_to),
+                source=f"ServiceEntry {ns}/{cfg.meta.name}",
+                subject_alt_names=tuple(spec.subject_alt_names),
+            )
+            reg.add_service(svc)
+            for port in ports:
+                for i, we in enumerate(spec.endpoints):
+                    reg.add_endpoint(_workload_endpoint(host, port, we, ns, f"{cfg.meta.name}-{i}"))
+                if selector is not None:
+                    for wcfg in workload_entries:
+                        w: Any = wcfg.spec
+                        if wcfg.meta.namespace == ns and labels_match(selector, w.labels):
+                            reg.add_endpoint(_workload_endpoint(host, port, w, ns, wcfg.meta.name))
+
+
+def _kube_port(p: Any) -> Port:
+    target = p.target_port if isinstance(p.target_port, int) else 0
+    return Port(p.name, p.port, protocol_from(app_protocol=p.app_protocol or "", port_name=p.name), target)
+
+
+def kube_services(
+    reg: Registry,
+    services: Iterable[KubeService],
+    slices: Sequence[EndpointSlice],
+    workload_entries: Sequence[Config],
+    domain: str,
+) -> None:
+    by_service: dict[tuple[str, str], list[EndpointSlice]] = {}
+    for sl in slices:
+        by_service.setdefault((sl.meta.namespace, sl.service_name), []).append(sl)
+    we_by_addr: dict[tuple[str, str], Config] = {}
+    for wcfg in workload_entries:
+        w: Any = wcfg.spec
+        we_by_addr.setdefault((wcfg.meta.namespace, w.address), wcfg)
+    for ks in services:
+        ns = ks.namespace
+        host = f"{ks.name}.{ns}.svc.{domain}"
+        ports = tuple(_kube_port(p) for p in ks.ports)
+        external = ks.type == "ExternalName"
+        addresses = (ks.cluster_ip,) if ks.cluster_ip and ks.cluster_ip != "None" else ()
+        svc = Service(
+            hostname=host,
+            namespace=ns,
+            ports=ports,
+            addresses=addresses,
+            resolution=Resolution.DNS if external else Resolution.STATIC,
+            mesh_external=external,
+            labels=MappingProxyType(dict(ks.meta.labels)),
+            selector=MappingProxyType(dict(ks.selector)) if ks.selector else None,
+            source=f"Service {ns}/{ks.name}",
+        )
+        reg.add_service(svc)
+        if external and ks.external_name:
+            for port in ports:
+                reg.add_endpoint(Endpoint.make(host, port.number, ks.external_name, port.number))
+            continue
+        for sl in by_service.get((ns, ks.name), []):
+            _slice_endpoints(reg, host, ports, ks, sl, we_by_addr)
+        if ks.selector:
+            # Istio lets a Kubernetes Service select WorkloadEntries too.
+            for wcfg in workload_entries:
+                w = wcfg.spec
+                if wcfg.meta.namespace == ns and labels_match(ks.selector, w.labels):
+                    for port in ports:
+                        reg.add_endpoint(_workload_endpoint(host, port, w, ns, wcfg.meta.name))
+
+
+def _slice_endpoints(
+    reg: Registry,
+    host: str,
+    ports: tuple[Port, ...],
+    ks: KubeService,
+    sl: EndpointSlice,
+    we_by_addr: Mapping[tuple[str, str], Config],
+) -> None:
+    for sp in ports:
+        slice_port = next((p for p in sl.ports if (p.name or "") == (sp.name or "")), None)
+        if slice_port is None or slice_port.port is None:
+            continue
+        for ep in sl.endpoints:
+            healthy = ep.conditions.ready is not False
+            for addr in ep.addresses:
+                we = we_by_addr.get((ks.namespace, addr))
+                labels: dict[str, str] = {}
+                sa = ""
+                locality = f"/{ep.zone}" if ep.zone else ""
+                workload = ep.target_ref.name if ep.target_ref else ""
+                if we is not None:
+                    w: Any = we.spec
+                    labels = dict(w.labels)
+                    sa = w.service_account
+                    locality = w.locality or locality
+                    workload = we.meta.name
+                reg.add_endpoint(
+                    Endpoint.make(
+                        host,
+                        sp.number,
+                        addr,
+                        slice_port.port,
+                        labels,
+                        locality=locality,
+                        service_account=sa,
+                        namespace=ks.namespace,
+                        workload_name=workload,
+                        healthy=healthy,
+                        tls_mode="istio" if labels.get(TLS_MODE_LABEL) == "istio" else "",
+                    )
+                )
+
+
+def build_registry(
+    configs: Sequence[Config], services: Sequence[KubeService], slices: Sequence[EndpointSlice], domain: str
+) -> Registry:
+    reg = Registry()
+    wes = [c for c in configs if c.meta.kind == "WorkloadEntry"]
+    ses = [c for c in configs if c.meta.kind == "ServiceEntry"]
+    kube_services(reg, services, slices, wes, domain)
+    service_entries(reg, ses, wes, domain)
+    return reg

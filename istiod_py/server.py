@@ -1,0 +1,174 @@
+"""Wires sources, the push pipeline, the ADS server, the CA and debug HTTP; owns
+lifecycle and signals."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+from aiohttp import web
+
+from istiod_py.config.store import FileSource
+from istiod_py.debug.http import DebugServer
+from istiod_py.model import MeshConfig
+from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
+from istiod_py.translate.generate import Translator
+from istiod_py.xds.metrics import XdsMetrics
+from istiod_py.xds.pipeline import PushPipeline
+from istiod_py.xds.server import XdsServer
+
+log = logging.getLogger("istiod_py")
+
+
+@dataclass
+class ServeOptions:
+    config_dir: str | None = None
+    mesh_config: str | None = None
+    listen_address: str = "127.0.0.1"
+    xds_port: int = 15010
+    secure_port: int = 15012
+    debug_port: int = 15014
+    debounce_quiet: float = 0.1
+    debounce_max: float = 10.0
+    poll_interval: float = 0.5
+    send_timeout: float = 30.0
+    max_concurrent_pushes: int = 100
+    max_connection_age: float = 1800.0
+    # CA: where the self-signed root is kept; or a plug-in CA directory (cacerts).
+    ca_dir: str | None = None
+    cacerts_dir: str | None = None
+    token_file: str | None = None
+    enable_ca: bool = True
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class ControlPlane:
+    def __init__(self, opts: ServeOptions) -> None:
+        self.opts = opts
+        mesh = MeshConfig.load(opts.mesh_config) if opts.mesh_config else MeshConfig()
+        self.mesh = mesh
+        self.aggregator = Aggregator(mesh=mesh)
+        self.translator = Translator()
+        self.metrics = XdsMetrics()
+        self.pipeline: PushPipeline | None = None
+        self.xds: XdsServer | None = None
+        self.sources: list[FileSource] = []
+        self.grpc_server: grpc.aio.Server | None = None
+        self.secure_server: grpc.aio.Server | None = None
+        self.web_runner: web.AppRunner | None = None
+        self.ca: Any = None
+        self.ports: dict[str, int] = {}
+        self._ready = False
+        self._stopped = asyncio.Event()
+
+    def _on_source(self, name: str) -> Any:
+        def cb(snap: SourceSnapshot) -> None:
+            assert self.pipeline is not None
+            self.pipeline.source_changed(name, snap)
+
+        return cb
+
+    def errors(self) -> list[Any]:
+        return self.aggregator.errors
+
+    async def start(self) -> None:
+        o = self.opts
+        # Initial load happens before anything listens, so the first proxy sees
+        # the whole config rather than an empty mesh.
+        if o.config_dir:
+            src = FileSource(o.config_dir, lambda snap: None, o.poll_interval)
+            self.aggregator.set_source(src.name, src.load())
+            self.sources.append(src)
+        self.pipeline = PushPipeline(
+            self.aggregator, self._push, quiet=o.debounce_quiet, max_delay=o.debounce_max
+        )
+        self.xds = XdsServer(
+            self.translator.generate,
+            self.pipeline.current,
+            metrics=self.metrics,
+            send_timeout=o.send_timeout,
+            max_concurrent_pushes=o.max_concurrent_pushes,
+            max_connection_age=o.max_connection_age,
+        )
+        options = [
+            ("grpc.max_send_message_length", 64 * 1024 * 1024),
+            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+            ("grpc.keepalive_time_ms", 30_000),
+            ("grpc.http2.max_pings_without_data", 0),
+            ("grpc.max_concurrent_streams", 100_000),
+        ]
+        self.grpc_server = grpc.aio.server(options=options)
+        self.grpc_server.add_generic_rpc_handlers((self.xds.rpc_handler(),))
+        self.ports["xds"] = self.grpc_server.add_insecure_port(f"{o.listen_address}:{o.xds_port}")
+        await self._start_secure(options)
+        await self.grpc_server.start()
+        for src in self.sources:
+            src.on_change = self._on_source(src.name)
+            src._task = asyncio.get_running_loop().create_task(src._watch())
+        registries = [self.metrics.registry]
+        if self.ca is not None and getattr(self.ca, "registry", None) is not None:
+            registries.append(self.ca.registry)
+        debug = DebugServer(self.xds, self.pipeline, registries, self.errors, lambda: self._ready)
+        self.web_runner = web.AppRunner(debug.app(), access_log=None)
+        await self.web_runner.setup()
+        site = web.TCPSite(self.web_runner, o.listen_address, o.debug_port)
+        await site.start()
+        sockets = getattr(site, "_server", None)
+        if sockets is not None and sockets.sockets:
+            self.ports["debug"] = sockets.sockets[0].getsockname()[1]
+        self._ready = True
+        log.info(
+            "istiod-py serving: xDS %s:%s, debug %s:%s, %d services, %d configs, %d errors",
+            o.listen_address,
+            self.ports["xds"],
+            o.listen_address,
+            self.ports.get("debug"),
+            len(self.pipeline.state.services),
+            sum(len(v) for v in self.pipeline.state.configs.values()),
+            len(self.errors()),
+        )
+
+    async def _start_secure(self, options: list[tuple[str, Any]]) -> None:
+        """The CA and xDS over TLS on the secure port, when the CA is enabled."""
+        o = self.opts
+        if not o.enable_ca:
+            return
+        from istiod_py.ca.runtime import start_ca  # the CA is optional at import time
+
+        self.ca = start_ca(o, self.mesh)
+        creds = self.ca.server_credentials()
+        self.secure_server = grpc.aio.server(options=options)
+        assert self.xds is not None
+        self.secure_server.add_generic_rpc_handlers((self.xds.rpc_handler(),))
+        self.ca.register(self.secure_server)
+        self.ports["secure"] = self.secure_server.add_secure_port(
+            f"{o.listen_address}:{o.secure_port}", creds
+        )
+        await self.secure_server.start()
+
+    def _push(self, req: Any) -> None:
+        if self.xds is not None:
+            self.xds.push(req)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        self._ready = False
+        for src in self.sources:
+            await src.stop()
+        if self.xds is not None:
+            await self.xds.close()
+        for srv in (self.grpc_server, self.secure_server):
+            if srv is not None:
+                await srv.stop(grace)
+        if self.web_runner is not None:
+            await self.web_runner.cleanup()
+        self._stopped.set()
+
+    async def run_forever(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
+        await self._stopped.wait()

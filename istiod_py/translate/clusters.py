@@ -1,0 +1,161 @@
+"""CDS: outbound clusters per service port and subset, inbound clusters to the
+local app, and the catch-all clusters istiod always sends."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
+from envoy.config.core.v3 import address_pb2, config_source_pb2, protocol_pb2
+from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
+from google.protobuf import any_pb2, duration_pb2
+
+from istiod_py.model import Proxy, Resolution, Service
+from istiod_py.model.service import Port
+
+from . import naming
+from .context import PushContext
+from .features import apply_cluster_features
+
+H2_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+
+
+def ads_config_source() -> config_source_pb2.ConfigSource:
+    return config_source_pb2.ConfigSource(
+        ads=config_source_pb2.AggregatedConfigSource(),
+        resource_api_version=config_source_pb2.V3,
+        initial_fetch_timeout=duration_pb2.Duration(seconds=0),
+    )
+
+
+def socket_address(host: str, port: int) -> address_pb2.Address:
+    return address_pb2.Address(socket_address=address_pb2.SocketAddress(address=host, port_value=port))
+
+
+def static_load_assignment(name: str, targets: list[tuple[str, int]]) -> endpoint_pb2.ClusterLoadAssignment:
+    return endpoint_pb2.ClusterLoadAssignment(
+        cluster_name=name,
+        endpoints=[
+            endpoint_components_pb2.LocalityLbEndpoints(
+                lb_endpoints=[
+                    endpoint_components_pb2.LbEndpoint(
+                        endpoint=endpoint_components_pb2.Endpoint(address=socket_address(h, p))
+                    )
+                    for h, p in targets
+                ]
+            )
+        ],
+    )
+
+
+def _http2(cluster: cluster_pb2.Cluster) -> None:
+    opts = http_protocol_options_pb2.HttpProtocolOptions(
+        explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
+            http2_protocol_options=protocol_pb2.Http2ProtocolOptions()
+        )
+    )
+    packed = any_pb2.Any()
+    packed.Pack(opts)
+    cluster.typed_extension_protocol_options[H2_OPTIONS_KEY].CopyFrom(packed)
+
+
+def _timeout(ctx: PushContext) -> duration_pb2.Duration:
+    secs = ctx.state.mesh.connect_timeout_s
+    return duration_pb2.Duration(seconds=int(secs), nanos=int((secs % 1) * 1e9))
+
+
+def outbound_cluster(
+    ctx: PushContext, svc: Service, port: Port, subset: str, viewer_ns: str
+) -> cluster_pb2.Cluster:
+    name = naming.outbound_cluster(port.number, svc.hostname, subset)
+    c = cluster_pb2.Cluster(name=name, connect_timeout=_timeout(ctx))
+    if svc.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
+        c.type = (
+            cluster_pb2.Cluster.STRICT_DNS
+            if svc.resolution == Resolution.DNS
+            else cluster_pb2.Cluster.LOGICAL_DNS
+        )
+        c.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        targets = [(ep.address, ep.port) for ep in ctx.state.endpoints_for(svc.hostname, port.number)]
+        if not targets:
+            targets = [(svc.hostname, port.target_port or port.number)]
+        if svc.resolution == Resolution.DNS_ROUND_ROBIN:
+            targets = targets[:1]
+        c.load_assignment.CopyFrom(static_load_assignment(name, targets))
+    elif svc.resolution == Resolution.NONE:
+        c.type = cluster_pb2.Cluster.ORIGINAL_DST
+        c.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    else:
+        c.type = cluster_pb2.Cluster.EDS
+        c.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
+        c.eds_cluster_config.service_name = name
+    if port.protocol.is_http2:
+        _http2(c)
+    c.metadata.filter_metadata["istio"].update(
+        {"services": [{"host": svc.hostname, "name": svc.hostname.split(".")[0], "namespace": svc.namespace}]}
+    )
+    apply_cluster_features(ctx, c, svc, port, subset, viewer_ns)
+    return c
+
+
+def subsets_of(ctx: PushContext, svc: Service, viewer_ns: str) -> list[str]:
+    dr = ctx.destination_rule(svc.hostname, viewer_ns)
+    if dr is None:
+        return []
+    spec: Any = dr.spec
+    return [s.name for s in spec.subsets]
+
+
+def outbound_clusters(
+    ctx: PushContext, services: tuple[Service, ...], viewer_ns: str
+) -> list[cluster_pb2.Cluster]:
+    out = []
+    for svc in services:
+        for port in svc.ports:
+            out.append(outbound_cluster(ctx, svc, port, "", viewer_ns))
+            for subset in subsets_of(ctx, svc, viewer_ns):
+                out.append(outbound_cluster(ctx, svc, port, subset, viewer_ns))
+    return out
+
+
+def blackhole() -> cluster_pb2.Cluster:
+    return cluster_pb2.Cluster(
+        name=naming.BLACKHOLE,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=duration_pb2.Duration(seconds=10),
+    )
+
+
+def passthrough() -> cluster_pb2.Cluster:
+    return cluster_pb2.Cluster(
+        name=naming.PASSTHROUGH,
+        type=cluster_pb2.Cluster.ORIGINAL_DST,
+        lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
+        connect_timeout=duration_pb2.Duration(seconds=10),
+        circuit_breakers=circuit_breaker_pb2.CircuitBreakers(
+            thresholds=[
+                circuit_breaker_pb2.CircuitBreakers.Thresholds(
+                    max_connections={"value": 4294967295},
+                    max_pending_requests={"value": 4294967295},
+                    max_requests={"value": 4294967295},
+                    max_retries={"value": 4294967295},
+                )
+            ]
+        ),
+    )
+
+
+def inbound_cluster(
+    ctx: PushContext, proxy: Proxy, port: Port, target: tuple[str, int]
+) -> cluster_pb2.Cluster:
+    name = naming.inbound_cluster(port.number)
+    c = cluster_pb2.Cluster(
+        name=name,
+        type=cluster_pb2.Cluster.STATIC,
+        connect_timeout=_timeout(ctx),
+        load_assignment=static_load_assignment(name, [target]),
+    )
+    if port.protocol.is_http2:
+        _http2(c)
+    return c

@@ -1,0 +1,164 @@
+"""Per-state translation context: lookups shared by every proxy, and memoization
+so each distinct piece of output is built once per MeshState."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from istiod_py.config.model import Config
+from istiod_py.model import MeshState, Proxy, Service
+from istiod_py.model.service import Port, Protocol
+
+from .scope import ALL_HOSTS, EgressHosts, config_visible, host_matches, sidecar_for, visible_services
+
+T = TypeVar("T")
+
+
+def fqdn(host: str, namespace: str, domain: str = "cluster.local") -> str:
+    """Resolve a short name the way Istio does: relative to the config's namespace."""
+    if "." in host or host == "*" or host.startswith("*"):
+        return host
+    return f"{host}.{namespace}.svc.{domain}"
+
+
+@dataclass(frozen=True, slots=True)
+class EgressListener:
+    port: Port | None  # None: every service port (no port in the Sidecar egress entry)
+    bind: str
+    hosts: EgressHosts
+
+
+@dataclass(frozen=True, slots=True)
+class IngressListener:
+    port: Port
+    bind: str
+    default_endpoint: str  # host:port of the app
+
+
+@dataclass(frozen=True)
+class SidecarScope:
+    key: Hashable
+    sidecar: Config | None
+    egress: tuple[EgressListener, ...]
+    ingress: tuple[IngressListener, ...]
+    services: tuple[Service, ...]
+    outbound_policy: str
+
+
+@dataclass
+class PushContext:
+    state: MeshState
+    memo: dict[Hashable, Any] = field(default_factory=dict)
+
+    def cached(self, key: Hashable, build: Callable[[], T]) -> T:
+        try:
+            return self.memo[key]  # type: ignore[no-any-return]
+        except KeyError:
+            value = build()
+            self.memo[key] = value
+            return value
+
+    @property
+    def domain(self) -> str:
+        return self.state.mesh.trust_domain
+
+    # --- scope -----------------------------------------------------------
+
+    def sidecar_scope(self, proxy: Proxy) -> SidecarScope:
+        sc = sidecar_for(self.state, proxy)
+        key = ("scope", proxy.namespace, sc.meta.namespace + "/" + sc.meta.name if sc else "", proxy.type)
+        return self.cached(key, lambda: self._build_scope(proxy, sc, key))
+
+    def _build_scope(self, proxy: Proxy, sc: Config | None, key: Hashable) -> SidecarScope:
+        policy = self.state.mesh.outbound_traffic_policy
+        if sc is None:
+            egress = (EgressListener(None, "", ALL_HOSTS),)
+            return SidecarScope(key, None, egress, (), tuple(visible_services(self.state, proxy)), policy)
+        spec: Any = sc.spec
+        egress_list = []
+        seen: dict[str, Service] = {}
+        for eg in spec.egress:
+            hosts = EgressHosts.parse(list(eg.hosts), sc.meta.namespace)
+            port = None
+            if eg.HasField("port") and eg.port.number:
+                port = Port(eg.port.name, eg.port.number, _protocol_of(eg.port.protocol, eg.port.name))
+            egress_list.append(EgressListener(port, eg.bind, hosts))
+            for svc in visible_services(self.state, proxy, hosts):
+                seen.setdefault(svc.hostname, svc)
+        ingress_list = []
+        for ing in spec.ingress:
+            port = Port(
+                ing.port.name,
+                ing.port.number,
+                _protocol_of(ing.port.protocol, ing.port.name),
+                ing.port.target_port if hasattr(ing.port, "target_port") else 0,
+            )
+            ingress_list.append(IngressListener(port, ing.bind, ing.default_endpoint))
+        if spec.HasField("outbound_traffic_policy"):
+            mode = spec.outbound_traffic_policy.mode
+            policy = "REGISTRY_ONLY" if int(mode) == 0 else "ALLOW_ANY"
+        services = tuple(sorted(seen.values(), key=lambda s: s.hostname))
+        return SidecarScope(key, sc, tuple(egress_list), tuple(ingress_list), services, policy)
+
+    # --- config lookups ------------------------------------------------------
+
+    def destination_rule(self, host: str, viewer_ns: str) -> Config | None:
+        """The DestinationRule for a host as seen from a namespace: the viewer's own
+        namespace first, then the service's, then the root namespace; an exact host
+        beats a wildcard."""
+        return self.cached(("dr", host, viewer_ns), lambda: self._find_dr(host, viewer_ns))
+
+    def _find_dr(self, host: str, viewer_ns: str) -> Config | None:
+        svc = self.state.services.get(host)
+        order = [viewer_ns, svc.namespace if svc else "", self.state.mesh.root_namespace]
+        best: tuple[int, int, Config] | None = None
+        for cfg in self.state.of_kind("DestinationRule"):
+            spec: Any = cfg.spec
+            if not config_visible(cfg, viewer_ns):
+                continue
+            dr_host = fqdn(spec.host, cfg.meta.namespace, self.domain)
+            if not host_matches(dr_host, host):
+                continue
+            try:
+                rank = order.index(cfg.meta.namespace)
+            except ValueError:
+                rank = len(order)
+            exact = 0 if dr_host == host else 1
+            cand = (exact, rank, cfg)
+            if best is None or (cand[0], cand[1]) < (best[0], best[1]):
+                best = cand
+        return best[2] if best else None
+
+    def virtual_services(self, viewer_ns: str, gateway: str = "mesh") -> tuple[Config, ...]:
+        def build() -> tuple[Config, ...]:
+            out = []
+            for cfg in self.state.of_kind("VirtualService"):
+                spec: Any = cfg.spec
+                gws = list(spec.gateways) or ["mesh"]
+                names = {g if g == "mesh" or "/" in g else f"{cfg.meta.namespace}/{g}" for g in gws}
+                if gateway not in names:
+                    continue
+                if gateway == "mesh" and not config_visible(cfg, viewer_ns):
+                    continue
+                out.append(cfg)
+            return tuple(out)
+
+        return self.cached(("vs", viewer_ns, gateway), build)
+
+    def vs_for_host(self, host: str, viewer_ns: str, gateway: str = "mesh") -> Config | None:
+        """The first VirtualService (oldest first, as Istio: here by namespace/name)
+        whose hosts cover `host`."""
+        for cfg in self.virtual_services(viewer_ns, gateway):
+            spec: Any = cfg.spec
+            for h in spec.hosts:
+                if host_matches(fqdn(h, cfg.meta.namespace, self.domain), host):
+                    return cfg
+        return None
+
+
+def _protocol_of(declared: str, name: str) -> Protocol:
+    from istiod_py.model import protocol_from
+
+    return protocol_from(declared=declared, port_name=name)

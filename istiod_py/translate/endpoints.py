@@ -1,0 +1,68 @@
+"""EDS: one ClusterLoadAssignment per outbound cluster, grouped by locality."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2, health_check_pb2
+from envoy.config.endpoint.v3 import endpoint_pb2
+
+from istiod_py.model import Endpoint, labels_match
+
+from .clusters import socket_address
+from .context import PushContext
+
+
+def subset_labels(ctx: PushContext, host: str, subset: str, viewer_ns: str) -> Mapping[str, str] | None:
+    """The labels of a DestinationRule subset; None when the subset is not defined
+    (istiod then sends no endpoints: traffic to it fails with 503, as in Istio)."""
+    if not subset:
+        return {}
+    dr = ctx.destination_rule(host, viewer_ns)
+    if dr is None:
+        return None
+    spec: Any = dr.spec
+    for s in spec.subsets:
+        if s.name == subset:
+            return dict(s.labels)
+    return None
+
+
+def _locality(loc: str) -> base_pb2.Locality:
+    region, _, rest = loc.partition("/")
+    zone, _, sub = rest.partition("/")
+    return base_pb2.Locality(region=region, zone=zone, sub_zone=sub)
+
+
+def load_assignment(
+    cluster_name: str, endpoints: Sequence[Endpoint], labels: Mapping[str, str]
+) -> endpoint_pb2.ClusterLoadAssignment:
+    by_loc: dict[str, list[Endpoint]] = {}
+    for ep in endpoints:
+        if labels and not labels_match(labels, ep.labels):
+            continue
+        by_loc.setdefault(ep.locality, []).append(ep)
+    cla = endpoint_pb2.ClusterLoadAssignment(cluster_name=cluster_name)
+    for loc in sorted(by_loc):
+        group = cla.endpoints.add()
+        if loc:
+            group.locality.CopyFrom(_locality(loc))
+        total = 0
+        for ep in sorted(by_loc[loc], key=lambda e: (e.address, e.port)):
+            lb = group.lb_endpoints.add()
+            lb.endpoint.address.CopyFrom(socket_address(ep.address, ep.port))
+            lb.load_balancing_weight.value = max(ep.weight, 1)
+            lb.health_status = health_check_pb2.HEALTHY if ep.healthy else health_check_pb2.UNHEALTHY
+            total += max(ep.weight, 1)
+            if ep.tls_mode:
+                lb.metadata.filter_metadata["envoy.transport_socket_match"].update({"tlsMode": ep.tls_mode})
+            meta: dict[str, str] = {}
+            if ep.workload_name:
+                meta["workload"] = f"{ep.workload_name};{ep.namespace}"
+            if ep.service_account:
+                meta["service_account"] = ep.service_account
+            if meta:
+                lb.metadata.filter_metadata["istio"].update(meta)
+        group.load_balancing_weight.value = total
+    return cla

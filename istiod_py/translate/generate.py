@@ -1,0 +1,179 @@
+"""The translator: (MeshState, Proxy) -> built resources per xDS type.
+
+Pure with respect to its inputs; every distinct output is built and serialized
+once per state (memoized in the PushContext by what it depends on), and EDS
+output survives across states for hosts whose endpoints did not change."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from istiod_py.cache.resources import Built, Part, Resources, build, resources_of
+from istiod_py.model import MeshState, Proxy, ProxyType, Resolution
+from istiod_py.xds.types import TypeUrl
+
+from . import clusters as cds
+from . import endpoints as eds
+from . import listeners as lds
+from . import (
+    naming,
+    plugins,  # noqa: F401  (registers feature modules)
+)
+from . import routes as rds
+from .context import PushContext
+
+
+class Translator:
+    def __init__(self) -> None:
+        self._ctx: PushContext | None = None
+        self._eds: dict[tuple[str, str, tuple[tuple[str, str], ...] | None], Built] = {}
+
+    def context(self, state: MeshState) -> PushContext:
+        ctx = self._ctx
+        if ctx is None or ctx.state is not state:
+            ctx = PushContext(state)
+            if self._ctx is not None and self._ctx.state.version > state.version:
+                return ctx  # an older state (a late reader): do not evict the current one
+            self._ctx = ctx
+            if len(self._eds) > 200_000:
+                self._eds.clear()
+        return ctx
+
+    def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
+        ctx = self.context(state)
+        if proxy.type == ProxyType.ROUTER:
+            from . import gateway
+
+            return gateway.generate(ctx, proxy, type_url, self)
+        if type_url == TypeUrl.CLUSTER:
+            return self.clusters(ctx, proxy)
+        if type_url == TypeUrl.ENDPOINT:
+            return resources_of(self.endpoints(ctx, proxy))
+        if type_url == TypeUrl.LISTENER:
+            return self.listeners(ctx, proxy)
+        if type_url == TypeUrl.ROUTE:
+            return resources_of(self.routes(ctx, proxy))
+        return resources_of()
+
+    # --- CDS ---------------------------------------------------------------
+
+    def outbound_clusters(self, ctx: PushContext, proxy: Proxy) -> Part:
+        scope = ctx.sidecar_scope(proxy)
+
+        def make() -> Part:
+            out = {}
+            for c in cds.outbound_clusters(ctx, scope.services, proxy.namespace):
+                out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+            for c in (cds.blackhole(), cds.passthrough()):
+                out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+            return Part(out)
+
+        return ctx.cached(("cds-out", scope.key, proxy.namespace), make)
+
+    def clusters(self, ctx: PushContext, proxy: Proxy) -> Resources:
+        outbound = self.outbound_clusters(ctx, proxy)
+        scope = ctx.sidecar_scope(proxy)
+        ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
+
+        def inbound() -> Part:
+            out = {}
+            for ing in ingress:
+                target = lds.parse_endpoint(ing.default_endpoint, ing.port.target_port or ing.port.number)
+                c = cds.inbound_cluster(ctx, proxy, ing.port, target)
+                out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+            return Part(out)
+
+        return resources_of(outbound, ctx.cached(("cds-in", ingress), inbound))
+
+    # --- EDS ---------------------------------------------------------------
+
+    def eds_for(self, ctx: PushContext, cluster_name: str, viewer_ns: str) -> Built | None:
+        parsed = naming.parse_cluster(cluster_name)
+        if parsed is None or parsed[0] != "outbound":
+            return None
+        _, port, subset, host = parsed
+        labels = eds.subset_labels(ctx, host, subset, viewer_ns)
+        digest = ctx.state.endpoint_digests.get(host, "")
+        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None)
+        built = self._eds.get(key)
+        if built is None:
+            eps = ctx.state.endpoints_for(host, port) if labels is not None else ()
+            cla = eds.load_assignment(cluster_name, eps, labels or {})
+            built = build(cluster_name, TypeUrl.ENDPOINT, cla)
+            self._eds[key] = built
+        return built
+
+    def endpoints(self, ctx: PushContext, proxy: Proxy) -> Part:
+        scope = ctx.sidecar_scope(proxy)
+
+        def make() -> Part:
+            out = {}
+            for name in self.outbound_clusters(ctx, proxy).items:
+                if not name.startswith("outbound|"):
+                    continue
+                svc = ctx.state.services.get(name.rsplit("|", 1)[1])
+                if svc is None or svc.resolution != Resolution.STATIC:
+                    continue
+                b = self.eds_for(ctx, name, proxy.namespace)
+                if b is not None:
+                    out[name] = b
+            return Part(out)
+
+        return ctx.cached(("eds", scope.key, proxy.namespace), make)
+
+    # --- LDS ---------------------------------------------------------------
+
+    def listeners(self, ctx: PushContext, proxy: Proxy) -> Resources:
+        scope = ctx.sidecar_scope(proxy)
+
+        def outbound() -> Part:
+            return Part(
+                {
+                    lst.name: build(lst.name, TypeUrl.LISTENER, lst)
+                    for lst in lds.outbound_listeners(ctx, proxy, scope)
+                }
+            )
+
+        ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
+
+        def inbound() -> Part:
+            out = {}
+            for ing in ingress:
+                lst = lds.inbound_listener(ctx, proxy, ing)
+                out[lst.name] = build(lst.name, TypeUrl.LISTENER, lst)
+            return Part(out)
+
+        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none), outbound)
+        return resources_of(out_part, ctx.cached(("lds-in", proxy.ip, ingress), inbound))
+
+    # --- RDS ---------------------------------------------------------------
+
+    def routes(self, ctx: PushContext, proxy: Proxy) -> Part:
+        scope = ctx.sidecar_scope(proxy)
+        labels_key = (
+            proxy.labels_key if ctx.cached(("uses-source-labels",), lambda: _uses_source_labels(ctx)) else ()
+        )
+
+        def make() -> Part:
+            out = {}
+            ports: set[int] = set()
+            for egress in scope.egress:
+                for port, is_http in lds._egress_ports(egress, scope.services):
+                    if is_http:
+                        ports.add(port)
+            for port in sorted(ports):
+                rc = rds.sidecar_route_config(ctx, proxy, scope, port)
+                out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
+            return Part(out)
+
+        return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)
+
+
+def _uses_source_labels(ctx: PushContext) -> bool:
+    for cfg in ctx.state.of_kind("VirtualService"):
+        spec: Any = cfg.spec
+        for http in spec.http:
+            for m in http.match:
+                if m.source_labels:
+                    return True
+    return False

@@ -1,0 +1,173 @@
+"""LDS for sidecars: outbound listeners per egress port and inbound listeners to
+the local app, following Istio's Sidecar `captureMode: NONE` semantics (each
+listener binds a real address in 127.0.0.0/8)."""
+
+from __future__ import annotations
+
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+
+from istiod_py.model import Protocol, Proxy, Service
+from istiod_py.model.service import Port
+
+from . import naming
+from .clusters import ads_config_source, socket_address
+from .context import EgressListener, IngressListener, PushContext, SidecarScope
+from .features import extra_http_filters
+from .routes import inbound_route_config
+
+HCM_NAME = "envoy.filters.network.http_connection_manager"
+TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
+DEFAULT_NONE_BIND = "127.0.0.1"
+
+
+def router_filter() -> hcm.HttpFilter:
+    f = hcm.HttpFilter(name="envoy.filters.http.router")
+    f.typed_config.Pack(router_pb2.Router())
+    return f
+
+
+def http_connection_manager(
+    ctx: PushContext,
+    proxy: Proxy,
+    direction: str,
+    port: int,
+    stat_prefix: str,
+    *,
+    rds: str = "",
+    route_config: object = None,
+) -> hcm.HttpConnectionManager:
+    m = hcm.HttpConnectionManager(stat_prefix=stat_prefix, codec_type=hcm.HttpConnectionManager.AUTO)
+    if rds:
+        m.rds.route_config_name = rds
+        m.rds.config_source.CopyFrom(ads_config_source())
+    elif route_config is not None:
+        m.route_config.CopyFrom(route_config)  # type: ignore[arg-type]
+    m.http_filters.extend(extra_http_filters(ctx, proxy, direction, port))
+    m.http_filters.append(router_filter())
+    m.upgrade_configs.add(upgrade_type="websocket")
+    m.normalize_path.value = True
+    m.use_remote_address.value = direction == "gateway"
+    m.stream_idle_timeout.seconds = 0
+    return m
+
+
+def _filter_chain_http(manager: hcm.HttpConnectionManager) -> listener_components_pb2.FilterChain:
+    fc = listener_components_pb2.FilterChain()
+    f = fc.filters.add(name=HCM_NAME)
+    f.typed_config.Pack(manager)
+    return fc
+
+
+def _filter_chain_tcp(stat_prefix: str, cluster: str) -> listener_components_pb2.FilterChain:
+    fc = listener_components_pb2.FilterChain()
+    f = fc.filters.add(name=TCP_PROXY_NAME)
+    f.typed_config.Pack(tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster))
+    return fc
+
+
+def _listener(name: str, bind: str, port: int, direction: str) -> listener_pb2.Listener:
+    lst = listener_pb2.Listener(name=name, address=socket_address(bind, port))
+    lst.traffic_direction = 1 if direction == "inbound" else 2  # core.TrafficDirection INBOUND/OUTBOUND
+    return lst
+
+
+def _egress_ports(egress: EgressListener, services: tuple[Service, ...]) -> list[tuple[int, bool]]:
+    """(port, is_http) for one egress listener. An explicit Sidecar port wins;
+    otherwise every service port in scope, HTTP if any service there speaks HTTP."""
+    if egress.port is not None:
+        proto = egress.port.protocol
+        if proto == Protocol.TCP and egress.port.name == "":
+            proto = _port_protocol(egress.port.number, services)
+        return [(egress.port.number, proto.is_http)]
+    ports: dict[int, bool] = {}
+    for svc in services:
+        if not egress.hosts.allows(svc.namespace, svc.hostname):
+            continue
+        for p in svc.ports:
+            ports[p.number] = ports.get(p.number, False) or p.protocol.is_http
+    return sorted(ports.items())
+
+
+def _port_protocol(port: int, services: tuple[Service, ...]) -> Protocol:
+    for svc in services:
+        p = svc.port(port)
+        if p is not None and p.protocol.is_http:
+            return p.protocol
+    return Protocol.TCP
+
+
+def _tcp_target(port: int, egress: EgressListener, services: tuple[Service, ...]) -> str:
+    for svc in services:
+        if svc.port(port) is not None and egress.hosts.allows(svc.namespace, svc.hostname):
+            return naming.outbound_cluster(port, svc.hostname)
+    return naming.BLACKHOLE
+
+
+def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[listener_pb2.Listener]:
+    out: list[listener_pb2.Listener] = []
+    seen: set[str] = set()
+    for egress in scope.egress:
+        bind = egress.bind or (DEFAULT_NONE_BIND if proxy.capture_none else "0.0.0.0")
+        for port, is_http in _egress_ports(egress, scope.services):
+            name = naming.listener(bind, port)
+            if name in seen:
+                continue
+            seen.add(name)
+            lst = _listener(name, bind, port, "outbound")
+            if not proxy.capture_none:
+                lst.bind_to_port.value = False
+            stat = f"outbound_{bind}_{port}"
+            if is_http:
+                manager = http_connection_manager(
+                    ctx, proxy, "outbound", port, stat, rds=naming.sidecar_route(port)
+                )
+                lst.filter_chains.append(_filter_chain_http(manager))
+            else:
+                lst.filter_chains.append(_filter_chain_tcp(stat, _tcp_target(port, egress, scope.services)))
+            out.append(lst)
+    return out
+
+
+def inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[IngressListener]:
+    """The Sidecar's ingress entries; without them, one per service port this
+    proxy's address serves (the app at 127.0.0.1:targetPort, as Istio assumes)."""
+    if scope.ingress:
+        return list(scope.ingress)
+    found: dict[int, IngressListener] = {}
+    for ep in ctx.state.endpoints_by_address.get(proxy.ip, ()):
+        svc = ctx.state.services.get(ep.service)
+        if svc is None:
+            continue
+        sport = svc.port(ep.service_port)
+        if sport is None or ep.port in found:
+            continue
+        port = Port(sport.name, ep.port, sport.protocol, ep.port)
+        found[ep.port] = IngressListener(port, "", f"127.0.0.1:{ep.port}")
+    return [found[k] for k in sorted(found)]
+
+
+def parse_endpoint(default_endpoint: str, port: int) -> tuple[str, int]:
+    target = default_endpoint or f"127.0.0.1:{port}"
+    host, _, p = target.rpartition(":")
+    if not host:
+        return target, port
+    return host, int(p)
+
+
+def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> listener_pb2.Listener:
+    port = ing.port.number
+    bind = ing.bind or proxy.ip
+    lst = _listener(naming.listener(bind, port), bind, port, "inbound")
+    cluster = naming.inbound_cluster(port)
+    stat = f"inbound_{bind}_{port}"
+    if ing.port.protocol.is_http:
+        manager = http_connection_manager(
+            ctx, proxy, "inbound", port, stat, route_config=inbound_route_config(port, cluster)
+        )
+        lst.filter_chains.append(_filter_chain_http(manager))
+    else:
+        lst.filter_chains.append(_filter_chain_tcp(stat, cluster))
+    return lst

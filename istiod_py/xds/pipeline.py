@@ -1,0 +1,97 @@
+"""Debounce source events into MeshStates and push requests.
+
+Events within a quiet period are merged; a steady stream of events still pushes
+after the maximum delay. Each push carries what changed, so an endpoint-only
+change pushes only EDS for the hosts concerned."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from istiod_py.model import MeshState
+from istiod_py.registry.aggregate import Aggregator, SourceSnapshot, diff
+
+from .connection import PushRequest
+
+log = logging.getLogger("istiod_py.push")
+
+
+class PushPipeline:
+    def __init__(
+        self,
+        aggregator: Aggregator,
+        push: Callable[[PushRequest], None],
+        *,
+        quiet: float = 0.1,
+        max_delay: float = 10.0,
+    ) -> None:
+        self.aggregator = aggregator
+        self._push = push
+        self.quiet = quiet
+        self.max_delay = max_delay
+        self.state: MeshState = aggregator.build()
+        self._first: float | None = None
+        self._last = 0.0
+        self._task: asyncio.Task[None] | None = None
+        self.history: list[dict[str, object]] = []  # recent pushes, for /debug/push_status
+        self.idle = asyncio.Event()
+        self.idle.set()
+
+    def current(self) -> MeshState:
+        return self.state
+
+    def source_changed(self, name: str, snap: SourceSnapshot) -> None:
+        self.aggregator.set_source(name, snap)
+        now = time.monotonic()
+        if self._first is None:
+            self._first = now
+        self._last = now
+        self.idle.clear()
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._debounce())
+
+    def rebuild_now(self) -> None:
+        """Synchronously apply pending source changes (start-up, tests)."""
+        self._apply(time.monotonic())
+
+    async def _debounce(self) -> None:
+        while True:
+            now = time.monotonic()
+            assert self._first is not None
+            wait_quiet = self.quiet - (now - self._last)
+            wait_max = self.max_delay - (now - self._first)
+            if wait_quiet <= 0 or wait_max <= 0:
+                break
+            await asyncio.sleep(min(wait_quiet, wait_max))
+        try:
+            self._apply(self._first)
+        except Exception:
+            log.exception("building a new mesh state failed; keeping the previous one")
+        finally:
+            self.idle.set()
+
+    def _apply(self, start: float | None) -> None:
+        start = start if start is not None else time.monotonic()
+        self._first = None
+        new = self.aggregator.build()
+        change = diff(self.state, new)
+        if not change.full and not change.eds_hosts:
+            return  # nothing a proxy could see changed
+        self.state = new
+        req = PushRequest(new, change.full, change.eds_hosts, change.reason, change.addresses, start)
+        self.history.append(
+            {
+                "version": new.version,
+                "full": change.full,
+                "eds_hosts": sorted(change.eds_hosts)[:50],
+                "reason": change.reason,
+                "at": time.time(),
+                "debounce_s": round(time.monotonic() - start, 4),
+            }
+        )
+        del self.history[:-50]
+        log.info("push v%d (%s%s)", new.version, "full" if change.full else "eds", f": {change.reason}")
+        self._push(req)

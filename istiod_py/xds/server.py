@@ -1,0 +1,549 @@
+"""The ADS server: StreamAggregatedResources (SotW) and DeltaAggregatedResources.
+
+Each stream runs one task that handles, in order, the requests its reader hands
+over and the pushes the push queue signals; so protocol state needs no locks and
+responses leave in the order they were decided. Responses are bytes concatenated
+from resources serialized once (see cache/resources.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import itertools
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any
+
+import grpc
+from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from istiod_py.cache.resources import Built, Resources, delta_response, sotw_response
+from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
+from istiod_py.translate.naming import parse_cluster
+
+from .connection import ConnectionInfo, Nack, PushRequest, Watch
+from .metrics import XdsMetrics
+from .types import TypeUrl
+
+log = logging.getLogger("istiod_py.xds")
+
+ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
+
+Generator = Callable[[MeshState, Proxy, str], Resources]
+
+_PUSH = object()
+_CLOSE = object()
+
+
+class StreamError(Exception):
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+def _names_digest(names: Iterable[str]) -> str:
+    h = hashlib.blake2b(digest_size=6)
+    for n in sorted(names):
+        h.update(n.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+class Stream:
+    """One ADS stream (one Envoy)."""
+
+    def __init__(self, server: XdsServer, delta: bool, context: grpc.aio.ServicerContext) -> None:
+        self.server = server
+        self.delta = delta
+        self.context = context
+        self.info: ConnectionInfo | None = None
+        self.events: asyncio.Queue[object] = asyncio.Queue()
+        self.pending: PushRequest | None = None
+        self.state: MeshState = server.state()
+        self._nonce = itertools.count(1)
+        self._nonce_prefix = os.urandom(3).hex()
+        # Per named watch: digest of subscribed names, for the SotW version.
+        self._names_digest: dict[str, str] = {}
+        # SotW: the Resources last sent per type (shared objects, not copies).
+        self._sent_res: dict[str, Resources] = {}
+        self.closing = False
+        # Delta: clusters in the last CDS update, whose EDS must follow (warming).
+        self._changed_clusters: set[str] = set()
+
+    # --- plumbing -----------------------------------------------------------
+
+    @property
+    def proxy(self) -> Proxy:
+        assert self.info is not None
+        return self.info.proxy
+
+    def next_nonce(self) -> str:
+        return f"{self._nonce_prefix}-{next(self._nonce)}"
+
+    def request_push(self, req: PushRequest) -> None:
+        if self.pending is None:
+            self.pending = req
+            self.events.put_nowait(_PUSH)
+        else:
+            self.pending = self.pending.merge(req)
+
+    async def _write(self, data: bytes, type_url: str) -> None:
+        assert self.info is not None
+        try:
+            await asyncio.wait_for(self.context.write(data), timeout=self.server.send_timeout)
+        except TimeoutError:
+            raise StreamError(
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                f"send of {TypeUrl.SHORT.get(type_url, type_url)} timed out after {self.server.send_timeout}s",
+            ) from None
+        self.info.bytes_sent += len(data)
+        self.server.metrics.pushes.labels(TypeUrl.SHORT.get(type_url, "other")).inc()
+        self.server.metrics.bytes_sent.inc(len(data))
+
+    async def _reader(self, requests: AsyncIterator[bytes]) -> None:
+        try:
+            async for raw in requests:
+                await self.events.put(raw)
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        except Exception as e:  # the client went away mid-read
+            log.debug("stream reader ended: %s", e)
+        finally:
+            self.events.put_nowait(_CLOSE)
+
+    async def run(self, requests: AsyncIterator[bytes]) -> None:
+        reader = asyncio.create_task(self._reader(requests))
+        try:
+            await self._loop()
+        except StreamError as e:
+            log.info("closing xDS stream %s: %s", self.info.conn_id if self.info else "?", e.message)
+            self.server.metrics.stream_errors.labels(e.code.name).inc()
+            await self.context.abort(e.code, e.message)
+        finally:
+            reader.cancel()
+            if self.info is not None:
+                self.server.unregister(self)
+
+    async def _loop(self) -> None:
+        max_age = self.server.max_connection_age
+        deadline = time.monotonic() + max_age * (0.9 + 0.2 * random.random()) if max_age else None
+        while True:
+            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+            try:
+                ev = await asyncio.wait_for(self.events.get(), timeout)
+            except TimeoutError:
+                log.info(
+                    "recycling xDS stream %s after max connection age",
+                    self.info.conn_id if self.info else "?",
+                )
+                return  # ends the stream with OK; the proxy reconnects (rebalancing)
+            if ev is _CLOSE or self.closing:
+                return
+            if ev is _PUSH:
+                req = self.pending
+                self.pending = None
+                if req is not None and self.info is not None:
+                    async with self.server.push_slots:
+                        await self._push(req)
+                continue
+            assert isinstance(ev, bytes)
+            await self._on_request(ev)
+
+    # --- requests -----------------------------------------------------------
+
+    def _parse(self, raw: bytes) -> Any:
+        cls = discovery_pb2.DeltaDiscoveryRequest if self.delta else discovery_pb2.DiscoveryRequest
+        try:
+            return cls.FromString(raw)
+        except DecodeError as e:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {cls.__name__}: {e}") from None
+
+    def _register(self, req: Any) -> None:
+        if not req.HasField("node") or not req.node.id:
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first request on a stream must carry a node with an id "
+                "(sidecar~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local)",
+            )
+        metadata = json_format.MessageToDict(req.node.metadata) if req.node.HasField("metadata") else {}
+        try:
+            proxy = parse_proxy(req.node.id, metadata)
+        except ProxyError as e:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        peer = self.context.peer() or ""
+        self.info = ConnectionInfo(self.server.new_conn_id(proxy), proxy, self.delta, peer)
+        self.server.register(self)
+
+    async def _on_request(self, raw: bytes) -> None:
+        req = self._parse(raw)
+        if self.info is None:
+            self._register(req)
+        if not TypeUrl.known(req.type_url):
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown type_url {req.type_url!r}; served: {', '.join(TypeUrl.PUSH_ORDER)}",
+            )
+        if self.delta:
+            await self._on_delta(req)
+        else:
+            await self._on_sotw(req)
+
+    def _record_nack(self, w: Watch, req: Any, version: str, names: Iterable[str]) -> None:
+        w.nacks += 1
+        w.last_nack = Nack(
+            version=version,
+            nonce=req.response_nonce,
+            message=req.error_detail.message,
+            code=req.error_detail.code,
+            names=tuple(names),
+            at=time.time(),
+        )
+        self.server.metrics.rejects.labels(TypeUrl.SHORT.get(w.type_url, "other")).inc()
+        log.warning(
+            "%s rejected %s version %s: %s",
+            self.proxy.id,
+            TypeUrl.SHORT.get(w.type_url),
+            version,
+            req.error_detail.message,
+        )
+
+    def _record_ack(self, w: Watch, version: str, nonce: str) -> None:
+        w.acks += 1
+        w.version_acked = version
+        w.nonce_acked = nonce
+        w.acked_at = time.monotonic()
+        self.server.on_ack(self, w)
+
+    async def _on_sotw(self, req: Any) -> None:
+        assert self.info is not None
+        t = req.type_url
+        w = self.info.watches.get(t)
+        first = w is None
+        if w is None:
+            w = self.info.watches[t] = Watch(t)
+        if req.response_nonce:
+            if req.response_nonce != w.nonce_sent:
+                return  # stale: a newer response is on its way; the protocol says ignore
+            if req.HasField("error_detail"):
+                self._record_nack(w, req, w.version_sent, req.resource_names)
+            else:
+                self._record_ack(w, req.version_info, req.response_nonce)
+        names = set(req.resource_names)
+        old_wildcard, old_names = w.wildcard, set(w.names)
+        if t in TypeUrl.WILDCARD_TYPES:
+            if "*" in names or (not names and not w.explicit):
+                w.wildcard = True
+            else:
+                w.wildcard = False
+                w.explicit = True
+            names.discard("*")
+        w.names = names
+        self._names_digest[t] = _names_digest(names)
+        changed = first or not req.response_nonce or names != old_names or w.wildcard != old_wildcard
+        if changed:
+            res = self.server.generate(self.state, self.proxy, t)
+            await self._send_sotw(w, res, force=True)
+
+    async def _send_sotw(
+        self, w: Watch, res: Resources, *, force: bool, only: set[str] | None = None
+    ) -> bool:
+        """Send type `w.type_url`. Wildcard types always carry the full set; named
+        types carry the subscribed resources (all when forced, else the changed)."""
+        t = w.type_url
+        prev = self._sent_res.get(t)
+        if w.wildcard or (t in TypeUrl.WILDCARD_TYPES and not w.names):
+            if not w.wildcard and not w.names:
+                entries, version = b"", "empty"
+            else:
+                version = res.version
+                if not force and version == w.version_sent:
+                    return False
+                entries = res.joined()
+        else:
+            items: list[Built] = []
+            candidates = w.names if only is None else (w.names & only)
+            for n in candidates:
+                b = res.get(n)
+                if b is None:
+                    continue
+                if force or prev is None:
+                    items.append(b)
+                    continue
+                old = prev.get(n)
+                if old is None or old.version != b.version:
+                    items.append(b)
+            version = f"{res.version}-{self._names_digest.get(t, '')}"
+            if not items and not force:
+                if only is None:
+                    self._sent_res[t] = res
+                return False
+            if t in TypeUrl.WILDCARD_TYPES:
+                # explicit (non-wildcard) LDS/CDS is still a full set of the names
+                items = [b for n in w.names if (b := res.get(n)) is not None]  # type: ignore[misc]
+            entries = b"".join(b.sotw_entry for b in items)
+        nonce = self.next_nonce()
+        data = sotw_response(version, t, nonce, entries)
+        w.nonce_sent = nonce
+        w.version_sent = version
+        w.sends += 1
+        w.sent_at = time.monotonic()
+        w.state_version = self.state.version
+        if only is None:
+            self._sent_res[t] = res
+        else:
+            self._merge_sent(t, res, only)
+        await self._write(data, t)
+        return True
+
+    def _merge_sent(self, t: str, res: Resources, only: set[str]) -> None:
+        # After a partial (EDS-only) send the new Resources is the truth for every
+        # subscribed name: the unchanged ones are identical in content.
+        self._sent_res[t] = res
+
+    # --- delta ----------------------------------------------------------------
+
+    async def _on_delta(self, req: Any) -> None:
+        assert self.info is not None
+        t = req.type_url
+        w = self.info.watches.get(t)
+        first = w is None
+        if w is None:
+            w = self.info.watches[t] = Watch(t)
+            w.sent.update(dict(req.initial_resource_versions))
+        if req.response_nonce:
+            if req.HasField("error_detail"):
+                self._record_nack(w, req, w.version_sent, [])
+            elif req.response_nonce == w.nonce_sent:
+                self._record_ack(w, w.version_sent, req.response_nonce)
+        subscribe = set(req.resource_names_subscribe)
+        unsubscribe = set(req.resource_names_unsubscribe)
+        if first and t in TypeUrl.WILDCARD_TYPES and not subscribe:
+            w.wildcard = True
+        if "*" in subscribe:
+            w.wildcard = True
+        if "*" in unsubscribe:
+            w.wildcard = False
+        subscribe.discard("*")
+        unsubscribe.discard("*")
+        new_names = subscribe - w.names
+        w.names |= subscribe
+        w.names -= unsubscribe
+        for n in unsubscribe:
+            w.sent.pop(n, None)
+        if first or subscribe:
+            res = self.server.generate(self.state, self.proxy, t)
+            # a name asked for again is sent again, even if the client has it
+            force = new_names - set(req.initial_resource_versions) if not first else set()
+            await self._send_delta(w, res, force=force, report_missing=subscribe, always=first)
+
+    async def _send_delta(
+        self,
+        w: Watch,
+        res: Resources,
+        *,
+        force: Iterable[str] = (),
+        only: set[str] | None = None,
+        report_missing: Iterable[str] = (),
+        always: bool = False,
+    ) -> bool:
+        t = w.type_url
+        index = res.index
+        force = set(force)
+        if w.wildcard:
+            wanted: Iterable[str] = index.keys() if only is None else (n for n in only if n in index)
+        else:
+            wanted = w.names if only is None else (w.names & only)
+        updates: list[Built] = []
+        for n in wanted:
+            b = index.get(n)
+            if b is None:
+                continue
+            if n in force or w.sent.get(n) != b.version:
+                updates.append(b)
+        removed: list[str] = []
+        if only is None:
+            removed = [n for n in w.sent if n not in index]
+        missing = [n for n in report_missing if n not in index and n not in removed]
+        removed += missing
+        if not updates and not removed and not always:
+            return False
+        nonce = self.next_nonce()
+        data = delta_response(t, nonce, b"".join(b.delta_entry for b in updates), removed)
+        for b in updates:
+            w.sent[b.name] = b.version
+        for n in removed:
+            w.sent.pop(n, None)
+        w.nonce_sent = nonce
+        w.version_sent = res.version
+        w.sends += 1
+        w.sent_at = time.monotonic()
+        w.state_version = self.state.version
+        await self._write(data, t)
+        return True
+
+    # --- pushes ---------------------------------------------------------------
+
+    def _eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> set[str]:
+        by_host = self.server.names_by_host(res)
+        out: set[str] = set()
+        for h in hosts:
+            out.update(by_host.get(h, ()))
+        return out
+
+    async def _push(self, req: PushRequest) -> None:
+        assert self.info is not None
+        self.state = req.state
+        self.info.pushes += 1
+        if not req.full and self.proxy.ip in req.addresses:
+            req = PushRequest(req.state, True, req.eds_hosts, req.reason, req.addresses, req.start)
+        cds_changed = False
+        for t in TypeUrl.PUSH_ORDER:
+            w = self.info.watches.get(t)
+            if w is None:
+                continue
+            if not req.full and t != TypeUrl.ENDPOINT:
+                continue
+            res = self.server.generate(self.state, self.proxy, t)
+            only: set[str] | None = None
+            if not req.full and t == TypeUrl.ENDPOINT:
+                only = self._eds_changed_names(res, req.eds_hosts)
+                if not only:
+                    continue
+            if self.delta:
+                force: set[str] = set()
+                if t == TypeUrl.ENDPOINT and cds_changed:
+                    force = set(self._changed_clusters)
+                sent = await self._send_delta(w, res, only=only, force=force)
+                if t == TypeUrl.CLUSTER:
+                    self._changed_clusters = self._last_delta_updates(w, res)
+            else:
+                force_eds = t == TypeUrl.ENDPOINT and cds_changed
+                sent = await self._send_sotw(w, res, force=force_eds, only=only)
+            if t == TypeUrl.CLUSTER and sent:
+                cds_changed = True
+        self.info.last_push_state = self.state.version
+        self.server.on_pushed(self, req)
+
+    def _last_delta_updates(self, w: Watch, res: Resources) -> set[str]:
+        # EDS clusters re-warm after a CDS update: resend their assignments.
+        return {n for n in w.sent if parse_cluster(n) is not None}
+
+
+class XdsServer:
+    def __init__(
+        self,
+        generate: Generator,
+        state: Callable[[], MeshState],
+        *,
+        metrics: XdsMetrics | None = None,
+        send_timeout: float = 30.0,
+        max_concurrent_pushes: int = 100,
+        max_connection_age: float = 0.0,
+    ) -> None:
+        self._generate = generate
+        self.state = state
+        self.metrics = metrics or XdsMetrics()
+        self.send_timeout = send_timeout
+        self.max_connection_age = max_connection_age
+        self.push_slots = asyncio.Semaphore(max_concurrent_pushes)
+        self.streams: dict[str, Stream] = {}
+        self._conn_seq = itertools.count(1)
+        self._by_host_cache: dict[int, tuple[Resources, dict[str, list[str]]]] = {}
+        self.ack_listeners: list[Callable[[Stream, Watch], None]] = []
+        self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
+
+    # --- hooks --------------------------------------------------------------
+
+    def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
+        try:
+            return self._generate(state, proxy, type_url)
+        except Exception as e:
+            log.exception("translating %s for %s failed", TypeUrl.SHORT.get(type_url), proxy.id)
+            raise StreamError(
+                grpc.StatusCode.INTERNAL,
+                f"translating {TypeUrl.SHORT.get(type_url)} for {proxy.id} failed: {e!r}",
+            ) from e
+
+    def new_conn_id(self, proxy: Proxy) -> str:
+        return f"{proxy.id}-{next(self._conn_seq)}"
+
+    def register(self, stream: Stream) -> None:
+        assert stream.info is not None
+        self.streams[stream.info.conn_id] = stream
+        self.metrics.connections.labels("delta" if stream.delta else "sotw").inc()
+        log.info("proxy connected: %s (%s)", stream.info.conn_id, "delta" if stream.delta else "sotw")
+
+    def unregister(self, stream: Stream) -> None:
+        assert stream.info is not None
+        if self.streams.pop(stream.info.conn_id, None) is not None:
+            self.metrics.connections.labels("delta" if stream.delta else "sotw").dec()
+            log.info("proxy disconnected: %s", stream.info.conn_id)
+
+    def on_ack(self, stream: Stream, w: Watch) -> None:
+        for fn in self.ack_listeners:
+            fn(stream, w)
+
+    def on_pushed(self, stream: Stream, req: PushRequest) -> None:
+        self.metrics.convergence.observe(time.monotonic() - req.start)
+        for fn in self.push_listeners:
+            fn(stream, req)
+
+    def names_by_host(self, res: Resources) -> dict[str, list[str]]:
+        """cluster names grouped by host, memoized per shared Resources object."""
+        hit = self._by_host_cache.get(id(res))
+        if hit is not None and hit[0] is res:
+            return hit[1]
+        by_host: dict[str, list[str]] = {}
+        for name in res.index:
+            by_host.setdefault(name.rsplit("|", 1)[-1], []).append(name)
+        if len(self._by_host_cache) > 10_000:
+            self._by_host_cache.clear()
+        self._by_host_cache[id(res)] = (res, by_host)
+        return by_host
+
+    # --- pushing --------------------------------------------------------------
+
+    def push(self, req: PushRequest) -> None:
+        for stream in list(self.streams.values()):
+            stream.request_push(req)
+
+    async def close(self) -> None:
+        for stream in list(self.streams.values()):
+            stream.closing = True
+            stream.events.put_nowait(_CLOSE)
+
+    # --- gRPC -----------------------------------------------------------------
+
+    async def _sotw(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        await Stream(self, False, context).run(requests)
+
+    async def _delta(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        await Stream(self, True, context).run(requests)
+
+    def rpc_handler(self) -> grpc.GenericRpcHandler:
+        def identity(b: bytes) -> bytes:
+            return b
+
+        return grpc.method_handlers_generic_handler(
+            ADS_SERVICE,
+            {
+                "StreamAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self._sotw, request_deserializer=identity, response_serializer=identity
+                ),
+                "DeltaAggregatedResources": grpc.stream_stream_rpc_method_handler(
+                    self._delta, request_deserializer=identity, response_serializer=identity
+                ),
+            },
+        )
+
+
+with contextlib.suppress(Exception):  # pragma: no cover - tidy names in tracebacks
+    Stream.__module__ = __name__
