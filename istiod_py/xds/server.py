@@ -180,6 +180,7 @@ class Stream:
             raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
         peer = self.context.peer() or ""
         self.info = ConnectionInfo(self.server.new_conn_id(proxy), proxy, self.delta, peer)
+        self.info.last_push_state = self.state.version
         self.server.register(self)
 
     async def _on_request(self, raw: bytes) -> None:

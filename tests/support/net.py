@@ -1,0 +1,98 @@
+"""Loopback address and port allocation.
+
+With captureMode NONE every workload is one address in 127.0.0.0/8, so many
+sidecars can bind the same port on distinct IPs. Linux answers on the whole /8
+through ``lo`` without configuration.
+
+Addresses are unique within one pytest process (a process-wide counter) and, to
+keep engineers running suites side by side on one host apart, each process takes
+its own second octet derived from its pid. Ports are still checked by binding.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import socket
+import threading
+import time
+
+# 127.0.0.0/24 is left alone: 127.0.0.1 hosts real services on dev machines.
+_FIRST_OCTET_BASE = 16
+_FIRST_OCTET_SPAN = 224  # second octet in [16, 240)
+
+
+class LoopbackAllocator:
+    """Hands out unique addresses 127.A.B.C (A fixed per process, B.C counting)."""
+
+    def __init__(self, block: int | None = None) -> None:
+        if block is None:
+            block = _FIRST_OCTET_BASE + (os.getpid() % _FIRST_OCTET_SPAN)
+        if not 1 <= block <= 254:
+            raise ValueError(f"loopback block must be in 1..254, got {block}")
+        self.block = block
+        self._counter = itertools.count(0)
+        self._lock = threading.Lock()
+
+    def ip(self) -> str:
+        """A fresh loopback address never returned before by this allocator."""
+        with self._lock:
+            n = next(self._counter)
+        # 254 usable host numbers (.1 .. .254) per third octet.
+        third, fourth = divmod(n, 254)
+        if third > 255:
+            raise RuntimeError("loopback allocator exhausted (65k addresses)")
+        return f"127.{self.block}.{third}.{fourth + 1}"
+
+    def ips(self, count: int) -> list[str]:
+        return [self.ip() for _ in range(count)]
+
+
+_default_allocator = LoopbackAllocator()
+
+
+def allocate_ip() -> str:
+    """A fresh loopback address from the process-wide allocator."""
+    return _default_allocator.ip()
+
+
+class Loopback:
+    """Per-test view of the process-wide allocator (the ``loopback`` fixture)."""
+
+    def ip(self) -> str:
+        """A fresh 127.A.B.C address, never handed out before in this process."""
+        return _default_allocator.ip()
+
+    def ips(self, count: int) -> list[str]:
+        return _default_allocator.ips(count)
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that was free on ``host`` a moment ago (bind to port 0, close)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+        return True
+
+
+def wait_for_port(host: str, port: int, timeout: float = 10.0) -> None:
+    """Block until something accepts TCP connections on host:port, or raise TimeoutError."""
+    deadline = time.monotonic() + timeout
+    last_error: OSError | None = None
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection((host, port), timeout=0.5):
+                return
+        except OSError as e:
+            last_error = e
+            time.sleep(0.02)
+    raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s (last error: {last_error})")
