@@ -192,10 +192,10 @@ def run_validate(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="istiod-py", description="An Istio-style control plane in Python.")
     sub = parser.add_subparsers(dest="command", required=True)
+    with contextlib.suppress(ImportError):
+        import istiod_py.agent.command  # noqa: F401  (registers `agent` once the agent exists)
     for add in COMMANDS:
         add(sub)
-    with contextlib.suppress(ImportError):
-        from istiod_py.agent import command as agent_command  # noqa: F401  (registers `agent`)
     args = parser.parse_args(argv)
     rc: int = args.func(args)
     return rc

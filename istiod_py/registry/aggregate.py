@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
@@ -80,12 +80,12 @@ def _ep_key(e: Endpoint) -> tuple[int, str, int]:
     return (e.service_port, e.address, e.port)
 
 
-def config_digest(configs: Sequence[Config], services: object) -> str:
+def config_digest(configs: Sequence[Config], services: Iterable[Service]) -> str:
     h = hashlib.blake2b(digest_size=8)
     for c in configs:
         h.update(f"{c.meta.kind}/{c.meta.namespace}/{c.meta.name}".encode())
         h.update(c.spec.SerializeToString(deterministic=True))
-    for s in sorted(services, key=lambda s: s.hostname):  # type: ignore[attr-defined]
+    for s in sorted(services, key=lambda s: s.hostname):
         h.update(repr(s).encode())
     return h.hexdigest()
 

@@ -9,6 +9,7 @@ from typing import Any
 
 from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3.route_components_pb2 import Route
 from envoy.type.matcher.v3 import regex_pb2, string_pb2
 
 from istiod_py.model import Proxy, labels_match
@@ -16,8 +17,6 @@ from istiod_py.model import Proxy, labels_match
 from . import naming
 from .context import PushContext, fqdn
 from .features import RouteInput, apply_route_features
-
-Route = rc.Route
 
 
 def regex(pattern: str) -> regex_pb2.RegexMatcher:

@@ -44,7 +44,7 @@ def http_connection_manager(
         m.rds.route_config_name = rds
         m.rds.config_source.CopyFrom(ads_config_source())
     elif route_config is not None:
-        m.route_config.CopyFrom(route_config)  # type: ignore[arg-type]
+        m.route_config.CopyFrom(route_config)
     m.http_filters.extend(extra_http_filters(ctx, proxy, direction, port))
     m.http_filters.append(router_filter())
     m.upgrade_configs.add(upgrade_type="websocket")

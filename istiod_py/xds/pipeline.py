@@ -10,9 +10,10 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 from istiod_py.model import MeshState
-from istiod_py.registry.aggregate import Aggregator, SourceSnapshot, diff
+from istiod_py.registry.aggregate import Aggregator, Change, SourceSnapshot, config_digest, diff
 
 from .connection import PushRequest
 
@@ -77,7 +78,7 @@ class PushPipeline:
         start = start if start is not None else time.monotonic()
         self._first = None
         new = self.aggregator.build()
-        change = diff(self.state, new)
+        change = classify(self.state, new)
         if not change.full and not change.eds_hosts:
             return  # nothing a proxy could see changed
         self.state = new
@@ -95,3 +96,27 @@ class PushPipeline:
         del self.history[:-50]
         log.info("push v%d (%s%s)", new.version, "full" if change.full else "eds", f": {change.reason}")
         self._push(req)
+
+
+# Kinds whose whole effect on output is the endpoints they make (already covered
+# by the endpoint digests, and by a full push of the proxies at their addresses).
+_ENDPOINT_KINDS = frozenset({"WorkloadEntry"})
+
+
+def _routing_digest(state: MeshState) -> str:
+    configs = [c for kind, cs in state.configs.items() if kind not in _ENDPOINT_KINDS for c in cs]
+    return config_digest(configs, state.services.values())
+
+
+def classify(old: MeshState, new: MeshState) -> Change:
+    """`diff`, except that a change to WorkloadEntries alone is an endpoint change
+    (EDS for the hosts that select them), as in Istio, rather than a full push."""
+    change = diff(old, new)
+    if (
+        change.full
+        and change.reason == "config"
+        and old.mesh == new.mesh
+        and _routing_digest(old) == _routing_digest(new)
+    ):
+        change = diff(replace(old, config_digest=new.config_digest), new)
+    return change

@@ -288,7 +288,7 @@ class Stream:
                 return False
             if t in TypeUrl.WILDCARD_TYPES:
                 # explicit (non-wildcard) LDS/CDS is still a full set of the names
-                items = [b for n in w.names if (b := res.get(n)) is not None]  # type: ignore[misc]
+                items = [b for n in w.names if (b := res.get(n)) is not None]
             entries = b"".join(b.sotw_entry for b in items)
         nonce = self.next_nonce()
         data = sotw_response(version, t, nonce, entries)

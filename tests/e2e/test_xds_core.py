@@ -200,7 +200,7 @@ def test_endpoint_change_is_eds_only(mesh: Mesh, upstreams: UpstreamFactory) -> 
 
 def test_bad_file_is_reported_and_traffic_keeps_flowing(mesh: Mesh, upstreams: UpstreamFactory) -> None:
     setup_mesh(mesh, upstreams)
-    sc, bind = start_client(mesh)
+    _, bind = start_client(mesh)
     mesh.wait(lambda: set(servers_hit(bind, 3)) == {"backend-v1"}, 10, "traffic on v1")
     # A typo in a field, in the file that holds the live route.
     mesh.write("route.yaml", route_to("v2").replace("destination:", "destinaton:"))

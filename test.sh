@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# Quick start, part 2: install, then run the whole test suite (unit, golden,
+# protocol, and end-to-end tests with real Envoy). Extra arguments go to pytest.
+set -euo pipefail
+cd "$(dirname "$0")"
+./scripts/setup.sh
+. .venv/bin/activate
+./scripts/gen_protos.sh --check
+ruff check istiod_py tests benchmarks
+mypy
+exec python -m pytest -q -p no:cacheprovider "$@"
