@@ -101,14 +101,8 @@ def run_serve(args: argparse.Namespace) -> int:
     return 0
 
 
-@command
-def _bootstrap(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "bootstrap",
-        help="print an Envoy bootstrap for a sidecar or gateway",
-        description="Writes an Envoy bootstrap: node id TYPE~IP~NAME.NS~NS.svc.cluster.local, Istio node "
-        "metadata, the ADS cluster to the control plane and the admin address.",
-    )
+def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
+    """Workload identity and proxy flags shared by `bootstrap` and `agent`."""
     p.add_argument(
         "--type", choices=["sidecar", "router"], default="sidecar", help="sidecar, or router for a gateway"
     )
@@ -128,6 +122,17 @@ def _bootstrap(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-ar
     p.add_argument("--admin-address", default="127.0.0.1")
     p.add_argument("--admin-port", type=int, default=15000)
     p.add_argument("--delta", action="store_true", help="use Delta xDS instead of state-of-the-world")
+
+
+@command
+def _bootstrap(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser(
+        "bootstrap",
+        help="print an Envoy bootstrap for a sidecar or gateway",
+        description="Writes an Envoy bootstrap: node id TYPE~IP~NAME.NS~NS.svc.cluster.local, Istio node "
+        "metadata, the ADS cluster to the control plane and the admin address.",
+    )
+    add_bootstrap_flags(p)
     p.add_argument("--format", choices=["yaml", "json"], default="yaml")
     p.add_argument("-o", "--output", help="write to this file instead of stdout")
     p.set_defaults(func=run_bootstrap)

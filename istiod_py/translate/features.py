@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from envoy.config.cluster.v3 import cluster_pb2
+    from envoy.config.listener.v3 import listener_components_pb2
     from envoy.config.route.v3 import route_components_pb2
     from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 
@@ -43,7 +44,11 @@ HttpFilterFeature = Callable[
     ["PushContext", "Proxy", str, int], list["http_connection_manager_pb2.HttpFilter"]
 ]
 
+# (ctx, proxy, direction, port) -> network filters placed before the HCM / tcp_proxy
+NetworkFilterFeature = Callable[["PushContext", "Proxy", str, int], list["listener_components_pb2.Filter"]]
+
 CLUSTER_FEATURES: list[ClusterFeature] = []
+NETWORK_FILTER_FEATURES: list[NetworkFilterFeature] = []
 ROUTE_FEATURES: list[RouteFeature] = []
 HTTP_FILTER_FEATURES: list[HttpFilterFeature] = []
 
@@ -80,5 +85,19 @@ def extra_http_filters(
 ) -> list[http_connection_manager_pb2.HttpFilter]:
     out: list[http_connection_manager_pb2.HttpFilter] = []
     for fn in HTTP_FILTER_FEATURES:
+        out.extend(fn(ctx, proxy, direction, port))
+    return out
+
+
+def network_filter_feature(fn: NetworkFilterFeature) -> NetworkFilterFeature:
+    NETWORK_FILTER_FEATURES.append(fn)
+    return fn
+
+
+def extra_network_filters(
+    ctx: PushContext, proxy: Proxy, direction: str, port: int
+) -> list[listener_components_pb2.Filter]:
+    out: list[listener_components_pb2.Filter] = []
+    for fn in NETWORK_FILTER_FEATURES:
         out.extend(fn(ctx, proxy, direction, port))
     return out

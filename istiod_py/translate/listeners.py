@@ -15,7 +15,7 @@ from istiod_py.model.service import Port
 from . import naming
 from .clusters import ads_config_source, socket_address
 from .context import EgressListener, IngressListener, PushContext, SidecarScope
-from .features import extra_http_filters
+from .features import extra_http_filters, extra_network_filters
 from .routes import inbound_route_config
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
@@ -54,15 +54,21 @@ def http_connection_manager(
     return m
 
 
-def _filter_chain_http(manager: hcm.HttpConnectionManager) -> listener_components_pb2.FilterChain:
+def _filter_chain_http(
+    manager: hcm.HttpConnectionManager, pre: list[listener_components_pb2.Filter] | None = None
+) -> listener_components_pb2.FilterChain:
     fc = listener_components_pb2.FilterChain()
+    fc.filters.extend(pre or [])
     f = fc.filters.add(name=HCM_NAME)
     f.typed_config.Pack(manager)
     return fc
 
 
-def _filter_chain_tcp(stat_prefix: str, cluster: str) -> listener_components_pb2.FilterChain:
+def _filter_chain_tcp(
+    stat_prefix: str, cluster: str, pre: list[listener_components_pb2.Filter] | None = None
+) -> listener_components_pb2.FilterChain:
     fc = listener_components_pb2.FilterChain()
+    fc.filters.extend(pre or [])
     f = fc.filters.add(name=TCP_PROXY_NAME)
     f.typed_config.Pack(tcp_proxy_pb2.TcpProxy(stat_prefix=stat_prefix, cluster=cluster))
     return fc
@@ -163,11 +169,12 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
     lst = _listener(naming.listener(bind, port), bind, port, "inbound")
     cluster = naming.inbound_cluster(port)
     stat = f"inbound_{bind}_{port}"
+    pre = extra_network_filters(ctx, proxy, "inbound", port)
     if ing.port.protocol.is_http:
         manager = http_connection_manager(
             ctx, proxy, "inbound", port, stat, route_config=inbound_route_config(port, cluster)
         )
-        lst.filter_chains.append(_filter_chain_http(manager))
+        lst.filter_chains.append(_filter_chain_http(manager, pre))
     else:
-        lst.filter_chains.append(_filter_chain_tcp(stat, cluster))
+        lst.filter_chains.append(_filter_chain_tcp(stat, cluster, pre))
     return lst
