@@ -68,6 +68,8 @@ class Mesh:
     # --- control plane -----------------------------------------------------------
 
     def start(self, timeout: float = 20.0) -> Mesh:
+        # A fresh loopback address per control plane: no port races between tests.
+        self.host = allocate_ip()
         self.xds_port = free_port(self.host)
         self.debug_port = free_port(self.host)
         args = [
