@@ -87,6 +87,15 @@ def service_entries(
                             reg.add_endpoint(_workload_endpoint(host, port, w, ns, wcfg.meta.name))
 
 
+EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
+
+
+def _export_annotation(annotations: Mapping[str, str]) -> tuple[str, ...]:
+    """Istio's exportTo for Kubernetes Services: a comma-separated annotation."""
+    raw = annotations.get(EXPORT_TO_ANNOTATION, "")
+    return tuple(p.strip() for p in raw.split(",") if p.strip())
+
+
 def _kube_port(p: Any) -> Port:
     target = p.target_port if isinstance(p.target_port, int) else 0
     return Port(p.name, p.port, protocol_from(app_protocol=p.app_protocol or "", port_name=p.name), target)
@@ -121,6 +130,7 @@ def kube_services(
             mesh_external=external,
             labels=MappingProxyType(dict(ks.meta.labels)),
             selector=MappingProxyType(dict(ks.selector)) if ks.selector else None,
+            export_to=_export_annotation(ks.meta.annotations),
             source=f"Service {ns}/{ks.name}",
         )
         reg.add_service(svc)

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from istiod_py.config.model import Config
-from istiod_py.model import MeshState, Proxy, Service
+from istiod_py.model import MeshState, Proxy, ProxyType, Service
 from istiod_py.model.service import Port, Protocol
 
 from .scope import ALL_HOSTS, EgressHosts, config_visible, host_matches, sidecar_for, visible_services
@@ -67,7 +67,8 @@ class PushContext:
     # --- scope -----------------------------------------------------------
 
     def sidecar_scope(self, proxy: Proxy) -> SidecarScope:
-        sc = sidecar_for(self.state, proxy)
+        # Sidecar resources do not apply to gateways (istiod gives routers the default scope).
+        sc = sidecar_for(self.state, proxy) if proxy.type != ProxyType.ROUTER else None
         key = ("scope", proxy.namespace, sc.meta.namespace + "/" + sc.meta.name if sc else "", proxy.type)
         return self.cached(key, lambda: self._build_scope(proxy, sc, key))
 

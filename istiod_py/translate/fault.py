@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
-from envoy.extensions.filters.common.fault.v3 import fault_pb2 as common_fault
 from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.type.v3 import percent_pb2
@@ -82,12 +81,9 @@ def translate_fault(fault: Any) -> fault_pb2.HTTPFault | None:
         elif kind == "grpc_status" and a.grpc_status.upper() in GRPC_STATUS:
             has_abort = True
             out.abort.grpc_status = GRPC_STATUS[a.grpc_status.upper()]
-        if has_abort:
-            # Envoy defaults an unset percentage to 0: no request is aborted, as Istio documents.
-            if a.HasField("percentage"):
-                out.abort.percentage.CopyFrom(percent_to_fraction(a.percentage.value))
-            else:
-                out.abort.percentage.CopyFrom(percent_to_fraction(0))
+        # Left unset, Envoy aborts no request (0%), as Istio documents.
+        if has_abort and a.HasField("percentage"):
+            out.abort.percentage.CopyFrom(percent_to_fraction(a.percentage.value))
     if not has_delay and not has_abort:
         return None
     if not has_delay:
@@ -121,4 +117,3 @@ def fault_http_filter(ctx: PushContext, proxy: Proxy, direction: str, port: int)
 
 
 __all__ = ["FAULT_FILTER", "GRPC_STATUS", "fault_filter", "percent_to_fraction", "translate_fault"]
-_ = common_fault  # the FaultDelay message lives there; imported so its descriptor is registered

@@ -14,11 +14,13 @@ from istiod_py.xds.types import TypeUrl
 
 from . import clusters as cds
 from . import endpoints as eds
-from . import listeners as lds
 from . import (
+    lb_locality,
+    mtls,
     naming,
     plugins,  # noqa: F401  (registers feature modules)
 )
+from . import listeners as lds
 from . import routes as rds
 from .context import PushContext
 
@@ -26,7 +28,9 @@ from .context import PushContext
 class Translator:
     def __init__(self) -> None:
         self._ctx: PushContext | None = None
-        self._eds: dict[tuple[str, str, tuple[tuple[str, str], ...] | None], Built] = {}
+        self._eds: dict[
+            tuple[str, str, tuple[tuple[str, str], ...] | None, lb_locality.LocalityView | None], Built
+        ] = {}
 
     def context(self, state: MeshState) -> PushContext:
         ctx = self._ctx
@@ -59,16 +63,19 @@ class Translator:
 
     def outbound_clusters(self, ctx: PushContext, proxy: Proxy) -> Part:
         scope = ctx.sidecar_scope(proxy)
+        sds = mtls.sds_capable(proxy)
 
         def make() -> Part:
             out = {}
             for c in cds.outbound_clusters(ctx, scope.services, proxy.namespace):
+                if not sds:
+                    mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
                 out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
             for c in (cds.blackhole(), cds.passthrough()):
                 out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
             return Part(out)
 
-        return ctx.cached(("cds-out", scope.key, proxy.namespace), make)
+        return ctx.cached(("cds-out", scope.key, proxy.namespace, sds), make)
 
     def clusters(self, ctx: PushContext, proxy: Proxy) -> Resources:
         outbound = self.outbound_clusters(ctx, proxy)
@@ -87,18 +94,24 @@ class Translator:
 
     # --- EDS ---------------------------------------------------------------
 
-    def eds_for(self, ctx: PushContext, cluster_name: str, viewer_ns: str) -> Built | None:
+    def eds_for(
+        self, ctx: PushContext, cluster_name: str, viewer_ns: str, proxy: Proxy | None = None
+    ) -> Built | None:
         parsed = naming.parse_cluster(cluster_name)
         if parsed is None or parsed[0] != "outbound":
             return None
         _, port, subset, host = parsed
         labels = eds.subset_labels(ctx, host, subset, viewer_ns)
         digest = ctx.state.endpoint_digests.get(host, "")
-        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None)
+        # Locality LB makes EDS depend on the proxy's locality: None in the common case.
+        view = lb_locality.eds_view(ctx, host, port, subset, viewer_ns, proxy) if proxy else None
+        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None, view)
         built = self._eds.get(key)
         if built is None:
             eps = ctx.state.endpoints_for(host, port) if labels is not None else ()
             cla = eds.load_assignment(cluster_name, eps, labels or {})
+            if view is not None:
+                lb_locality.apply(cla, eps, view)
             built = build(cluster_name, TypeUrl.ENDPOINT, cla)
             self._eds[key] = built
         return built
@@ -114,12 +127,12 @@ class Translator:
                 svc = ctx.state.services.get(name.rsplit("|", 1)[1])
                 if svc is None or svc.resolution != Resolution.STATIC:
                     continue
-                b = self.eds_for(ctx, name, proxy.namespace)
+                b = self.eds_for(ctx, name, proxy.namespace, proxy)
                 if b is not None:
                     out[name] = b
             return Part(out)
 
-        return ctx.cached(("eds", scope.key, proxy.namespace), make)
+        return ctx.cached(("eds", scope.key, proxy.namespace, lb_locality.proxy_key(ctx, proxy)), make)
 
     # --- LDS ---------------------------------------------------------------
 
@@ -144,7 +157,8 @@ class Translator:
             return Part(out)
 
         out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none), outbound)
-        return resources_of(out_part, ctx.cached(("lds-in", proxy.ip, ingress), inbound))
+        in_key = ("lds-in", proxy.ip, ingress, mtls.inbound_key(ctx, proxy, (i.port.number for i in ingress)))
+        return resources_of(out_part, ctx.cached(in_key, inbound))
 
     # --- RDS ---------------------------------------------------------------
 

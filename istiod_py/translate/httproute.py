@@ -91,34 +91,48 @@ def match_applies(m: Any, proxy: Proxy, port: int, gateway: str, vs_ns: str) -> 
     return True
 
 
-def header_ops(target: Any, ops: Any, request: bool) -> None:
-    """Istio Headers.HeaderOperations -> Envoy headers_to_add/remove on `target`."""
+def _is_authority(name: str) -> bool:
+    return name.lower() in ("host", ":authority")
+
+
+def _is_internal(name: str) -> bool:
+    # Envoy rejects (NACKs) header mutations of pseudo-headers and Host.
+    return name.startswith(":") or name.lower() == "host"
+
+
+def header_ops(target: Any, ops: Any, request: bool) -> str:
+    """Istio Headers.HeaderOperations -> Envoy headers_to_add/remove on `target`.
+
+    Returns the authority a request `set`/`add` of Host or :authority asks for
+    (istiod turns it into a host rewrite; Envoy refuses it as a header), or ""."""
     add = target.request_headers_to_add if request else target.response_headers_to_add
     remove = target.request_headers_to_remove if request else target.response_headers_to_remove
-    for k, v in sorted(ops.set.items()):
-        add.append(
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=k, value=v),
-                append_action=base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD,
-            )
-        )
-    for k, v in sorted(ops.add.items()):
-        add.append(
-            base_pb2.HeaderValueOption(
-                header=base_pb2.HeaderValue(key=k, value=v),
-                append_action=base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD,
-            )
-        )
-    remove.extend(ops.remove)
+    found: dict[str, str] = {}
+    for kind, values, action in (
+        ("set", ops.set, base_pb2.HeaderValueOption.OVERWRITE_IF_EXISTS_OR_ADD),
+        ("add", ops.add, base_pb2.HeaderValueOption.APPEND_IF_EXISTS_OR_ADD),
+    ):
+        for k, v in sorted(values.items()):
+            if _is_authority(k):
+                found[kind] = v
+            if _is_internal(k):
+                continue
+            add.append(base_pb2.HeaderValueOption(header=base_pb2.HeaderValue(key=k, value=v), append_action=action))
+    remove.extend(h for h in ops.remove if not _is_internal(h))
+    # `set` wins over `add`, as in istiod.
+    return found.get("set", found.get("add", "")) if request else ""
 
 
-def apply_headers(target: Any, headers: Any) -> None:
+def apply_headers(target: Any, headers: Any) -> str:
+    """Both directions of an Istio `headers`; returns the requested authority, or ""."""
     if headers is None:
-        return
+        return ""
+    authority = ""
     if headers.HasField("request"):
-        header_ops(target, headers.request, True)
+        authority = header_ops(target, headers.request, True)
     if headers.HasField("response"):
         header_ops(target, headers.response, False)
+    return authority
 
 
 def destination_cluster(ctx: PushContext, dest: Any, vs_ns: str, listener_port: int) -> str:
@@ -146,17 +160,20 @@ def _route_action(inp: RouteInput, http: Any, match: Any, route: Route) -> None:
     ctx, vs_ns = inp.ctx, inp.vs.meta.namespace if inp.vs else inp.proxy_ns
     action = route.route
     dests = list(http.route)
+    dest_authority = ""
     if len(dests) == 1:
         action.cluster = destination_cluster(ctx, dests[0].destination, vs_ns, inp.port)
         if dests[0].HasField("headers"):
-            apply_headers(route, dests[0].headers)
+            dest_authority = apply_headers(route, dests[0].headers)
     else:
         for d in dests:
             wc = action.weighted_clusters.clusters.add()
             wc.name = destination_cluster(ctx, d.destination, vs_ns, inp.port)
             wc.weight.value = d.weight
             if d.HasField("headers"):
-                apply_headers(wc, d.headers)
+                authority = apply_headers(wc, d.headers)
+                if authority:
+                    wc.host_rewrite_literal = authority
     if http.HasField("rewrite"):
         rw = http.rewrite
         if rw.uri:
@@ -166,19 +183,24 @@ def _route_action(inp: RouteInput, http: Any, match: Any, route: Route) -> None:
             action.regex_rewrite.substitution = rw.uri_regex_rewrite.rewrite
         if rw.authority:
             action.host_rewrite_literal = rw.authority
+    if dest_authority:
+        action.host_rewrite_literal = dest_authority
     action.timeout.seconds = 0  # Istio disables Envoy's 15 s default; `timeout` overrides
 
 
-def _redirect(http: Any, route: Route) -> None:
+def _redirect(http: Any, route: Route, listener_port: int) -> None:
     r = http.redirect
     red = route.redirect
     if r.uri:
         red.path_redirect = r.uri
     if r.authority:
         red.host_redirect = r.authority
-    kind = r.WhichOneof("redirect_port") if hasattr(r, "WhichOneof") else None
+    kind = r.WhichOneof("redirect_port")
     if kind == "port" and r.port:
         red.port_redirect = r.port
+    elif kind == "derive_port" and r.derive_port == 1 and listener_port:  # FROM_REQUEST_PORT
+        # Envoy cannot derive it, but every route is built for one listener port.
+        red.port_redirect = listener_port
     if r.scheme:
         red.scheme_redirect = r.scheme
     if r.redirect_code:
@@ -212,13 +234,16 @@ def build_routes(inp: RouteInput, proxy: Proxy) -> list[Route]:
         if name:
             route.name = name if len(matches) == 1 else f"{name}.{i}" if not (m and m.name) else name
         if http.HasField("redirect"):
-            _redirect(http, route)
+            _redirect(http, route, inp.port)
         elif http.HasField("direct_response"):
             _direct(http, route)
         else:
             _route_action(inp, http, m, route)
         if http.HasField("headers"):
-            apply_headers(route, http.headers)
+            authority = apply_headers(route, http.headers)
+            # rewrite.authority and a destination's own Host header win.
+            if authority and route.HasField("route") and not route.route.host_rewrite_literal:
+                route.route.host_rewrite_literal = authority
         apply_route_features(inp, route)
         out.append(route)
     return out

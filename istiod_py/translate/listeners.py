@@ -12,7 +12,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from istiod_py.model import Protocol, Proxy, Service
 from istiod_py.model.service import Port
 
-from . import naming
+from . import mtls, naming
 from .clusters import ads_config_source, socket_address
 from .context import EgressListener, IngressListener, PushContext, SidecarScope
 from .features import extra_http_filters, extra_network_filters
@@ -170,11 +170,15 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
     cluster = naming.inbound_cluster(port)
     stat = f"inbound_{bind}_{port}"
     pre = extra_network_filters(ctx, proxy, "inbound", port)
-    if ing.port.protocol.is_http:
+    http = ing.port.protocol.is_http
+    if http:
         manager = http_connection_manager(
             ctx, proxy, "inbound", port, stat, route_config=inbound_route_config(port, cluster)
         )
-        lst.filter_chains.append(_filter_chain_http(manager, pre))
+        mtls.forward_client_cert(manager)
+        chain = _filter_chain_http(manager, pre)
     else:
-        lst.filter_chains.append(_filter_chain_tcp(stat, cluster, pre))
+        chain = _filter_chain_tcp(stat, cluster, pre)
+    # PeerAuthentication decides the chains: mTLS, plaintext, or both (mtls.py).
+    mtls.apply_inbound(lst, chain, mtls.inbound_mode(ctx, proxy, port), http=http)
     return lst

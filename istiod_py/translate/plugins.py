@@ -2,4 +2,13 @@
 
 from __future__ import annotations
 
-from . import retry, timeout  # noqa: F401
+from . import (  # noqa: F401
+    cors,
+    fault,
+    local_ratelimit,
+    mirror,
+    mtls,
+    retry,
+    timeout,
+    traffic_policy,
+)

@@ -51,6 +51,10 @@ def retries(inp: RouteInput, route: rc.Route) -> None:
         policy.retriable_status_codes.extend(codes)
     if r.HasField("per_try_timeout"):
         policy.per_try_timeout.CopyFrom(r.per_try_timeout)
+    if r.HasField("retry_ignore_previous_hosts") and not r.retry_ignore_previous_hosts.value:
+        del policy.retry_host_predicate[:]
+    if r.HasField("backoff"):
+        policy.retry_back_off.base_interval.CopyFrom(r.backoff)
     if r.HasField("retry_remote_localities") and r.retry_remote_localities.value:
         prio = policy.retry_priority
         prio.name = "envoy.retry_priorities.previous_priorities"

@@ -9,8 +9,12 @@ from .features import RouteInput, route_feature
 
 @route_feature
 def timeout(inp: RouteInput, route: rc.Route) -> None:
-    if not route.HasField("route") or inp.http is None or not inp.http.HasField("timeout"):
+    if not route.HasField("route"):
         return
-    route.route.timeout.CopyFrom(inp.http.timeout)
-    # gRPC deadlines shorter than the route timeout still win, as in Istio.
-    route.route.max_stream_duration.grpc_timeout_header_max.seconds = 0
+    if inp.http is not None and inp.http.HasField("timeout"):
+        route.route.timeout.CopyFrom(inp.http.timeout)
+    # As istiod: a gRPC client's grpc-timeout is honoured but capped at the route
+    # timeout (uncapped when the route has none). This must be the deprecated
+    # max_grpc_timeout: any `max_stream_duration` on the route switches Envoy to
+    # its "new timeouts", under which the route `timeout` is ignored.
+    route.route.max_grpc_timeout.CopyFrom(route.route.timeout)

@@ -26,7 +26,6 @@ from google.protobuf.message import DecodeError
 
 from istiod_py.cache.resources import Built, Resources, delta_response, sotw_response
 from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
-from istiod_py.translate.naming import parse_cluster
 
 from .connection import ConnectionInfo, Nack, PushRequest, Watch
 from .metrics import XdsMetrics
@@ -380,6 +379,8 @@ class Stream:
         data = delta_response(t, nonce, b"".join(b.delta_entry for b in updates), removed)
         for b in updates:
             w.sent[b.name] = b.version
+        if t == TypeUrl.CLUSTER:
+            self._changed_clusters = {b.name for b in updates}
         for n in removed:
             w.sent.pop(n, None)
         w.nonce_sent = nonce
@@ -422,9 +423,9 @@ class Stream:
                 force: set[str] = set()
                 if t == TypeUrl.ENDPOINT and cds_changed:
                     force = set(self._changed_clusters)
-                sent = await self._send_delta(w, res, only=only, force=force)
                 if t == TypeUrl.CLUSTER:
-                    self._changed_clusters = self._last_delta_updates(w, res)
+                    self._changed_clusters = set()
+                sent = await self._send_delta(w, res, only=only, force=force)
             else:
                 force_eds = t == TypeUrl.ENDPOINT and cds_changed
                 sent = await self._send_sotw(w, res, force=force_eds, only=only)
@@ -432,10 +433,6 @@ class Stream:
                 cds_changed = True
         self.info.last_push_state = self.state.version
         self.server.on_pushed(self, req)
-
-    def _last_delta_updates(self, w: Watch, res: Resources) -> set[str]:
-        # EDS clusters re-warm after a CDS update: resend their assignments.
-        return {n for n in w.sent if parse_cluster(n) is not None}
 
 
 class XdsServer:

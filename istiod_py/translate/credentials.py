@@ -1,0 +1,123 @@
+"""Gateway server TLS (file mode): Istio `ServerTLSSettings` -> Envoy
+DownstreamTlsContext.
+
+File mode references the PEM files by path in the DownstreamTlsContext
+(`tls_certificates[].certificate_chain.filename`, `validation_context.trusted_ca.filename`)
+instead of serving SDS secrets named `file-cert:<cert>~<key>` / `file-root:<ca>`
+as istiod does through its node agent. Why: translation stays pure (no file
+reads here), and the gateway Envoy runs on the host that holds the files, so
+Envoy reads them itself; no secret bytes travel over xDS. The cost: Envoy does
+not re-read a rotated file until the listener changes (istio-agent's SDS
+watches files); serving SDS secrets over ADS is the upgrade path.
+
+`credentialName` (a Kubernetes Secret) is not supported yet: such servers are
+left out of the listener (see `unsupported_reason`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.core.v3 import base_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.type.matcher.v3 import string_pb2
+from istio.networking.v1alpha3 import gateway_pb2
+
+TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
+
+ServerTLS = gateway_pb2.ServerTLSSettings
+
+_TLS_VERSIONS: dict[int, Any] = {
+    ServerTLS.TLS_AUTO: common_pb2.TlsParameters.TLS_AUTO,
+    ServerTLS.TLSV1_0: common_pb2.TlsParameters.TLSv1_0,
+    ServerTLS.TLSV1_1: common_pb2.TlsParameters.TLSv1_1,
+    ServerTLS.TLSV1_2: common_pb2.TlsParameters.TLSv1_2,
+    ServerTLS.TLSV1_3: common_pb2.TlsParameters.TLSv1_3,
+}
+
+
+def file_cert_secret_name(cert: str, key: str) -> str:
+    """istiod's SDS name for a file-mounted certificate (for reports and future SDS)."""
+    return f"file-cert:{cert}~{key}"
+
+
+def file_root_secret_name(ca: str) -> str:
+    return f"file-root:{ca}"
+
+
+def terminates_tls(tls: Any) -> bool:
+    return int(tls.mode) in (ServerTLS.SIMPLE, ServerTLS.MUTUAL, ServerTLS.OPTIONAL_MUTUAL)
+
+
+def unsupported_reason(tls: Any) -> str:
+    """Why a TLS-terminating server cannot be served yet ("" when it can)."""
+    if int(tls.mode) == ServerTLS.ISTIO_MUTUAL:
+        return "tls.mode ISTIO_MUTUAL on a gateway server is not supported yet"
+    if not terminates_tls(tls):
+        return ""
+    if tls.credential_name or tls.credential_names:
+        return (
+            "tls.credentialName (Kubernetes Secret) is not supported yet; "
+            "use serverCertificate/privateKey/caCertificates file paths"
+        )
+    if not _pairs(tls):
+        return "tls needs serverCertificate and privateKey (file paths)"
+    if int(tls.mode) in (ServerTLS.MUTUAL, ServerTLS.OPTIONAL_MUTUAL) and not _ca(tls):
+        return "tls.mode MUTUAL needs caCertificates (a file path)"
+    return ""
+
+
+def _pairs(tls: Any) -> list[tuple[str, str]]:
+    out = []
+    if tls.server_certificate and tls.private_key:
+        out.append((tls.server_certificate, tls.private_key))
+    for c in tls.tls_certificates:
+        if c.server_certificate and c.private_key:
+            out.append((c.server_certificate, c.private_key))
+    return out
+
+
+def _ca(tls: Any) -> str:
+    if tls.ca_certificates:
+        return str(tls.ca_certificates)
+    for c in tls.tls_certificates:
+        if c.ca_certificates:
+            return str(c.ca_certificates)
+    return ""
+
+
+def downstream_tls_context(tls: Any, alpn: tuple[str, ...] = ("h2", "http/1.1")) -> tls_pb2.DownstreamTlsContext:
+    """The server side of a SIMPLE or MUTUAL gateway server. Call only when
+    `unsupported_reason(tls)` is empty."""
+    ctx = tls_pb2.DownstreamTlsContext()
+    common = ctx.common_tls_context
+    common.alpn_protocols.extend(alpn)
+    for cert, key in _pairs(tls):
+        common.tls_certificates.add(
+            certificate_chain=base_pb2.DataSource(filename=cert),
+            private_key=base_pb2.DataSource(filename=key),
+        )
+    params = common.tls_params
+    # Istio's gateway default floor is TLS 1.2.
+    if int(tls.min_protocol_version) == ServerTLS.TLS_AUTO:
+        params.tls_minimum_protocol_version = common_pb2.TlsParameters.TLSv1_2
+    else:
+        params.tls_minimum_protocol_version = _TLS_VERSIONS[int(tls.min_protocol_version)]
+    if int(tls.max_protocol_version) != ServerTLS.TLS_AUTO:
+        params.tls_maximum_protocol_version = _TLS_VERSIONS[int(tls.max_protocol_version)]
+    params.cipher_suites.extend(tls.cipher_suites)
+    mode = int(tls.mode)
+    if mode in (ServerTLS.MUTUAL, ServerTLS.OPTIONAL_MUTUAL):
+        vc = common.validation_context
+        vc.trusted_ca.filename = _ca(tls)
+        if tls.ca_crl:
+            vc.crl.filename = tls.ca_crl
+        for san in tls.subject_alt_names:
+            vc.match_typed_subject_alt_names.add(
+                san_type=common_pb2.SubjectAltNameMatcher.URI if "://" in san else common_pb2.SubjectAltNameMatcher.DNS,
+                matcher=string_pb2.StringMatcher(exact=san),
+            )
+        vc.verify_certificate_spki.extend(tls.verify_certificate_spki)
+        vc.verify_certificate_hash.extend(tls.verify_certificate_hash)
+        ctx.require_client_certificate.value = mode == ServerTLS.MUTUAL
+    return ctx
