@@ -108,8 +108,8 @@ def _tls_params() -> common_pb2.TlsParameters:
     )
 
 
-def mesh_common_tls_context(alpn: Sequence[str], sans: Sequence[str] = ()) -> common_pb2.CommonTlsContext:
-    common = common_pb2.CommonTlsContext(tls_params=_tls_params(), alpn_protocols=list(alpn))
+def mesh_common_tls_context(alpn: Sequence[str], sans: Sequence[str] = ()) -> tls_pb2.CommonTlsContext:
+    common = tls_pb2.CommonTlsContext(tls_params=_tls_params(), alpn_protocols=list(alpn))
     common.tls_certificate_sds_secret_configs.add(name=WORKLOAD_SECRET, sds_config=sds_config())
     combined = common.combined_validation_context
     combined.default_validation_context.SetInParent()
