@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from . import (  # noqa: F401
     cors,
+    ext_authz,
     fault,
+    jwt,
     local_ratelimit,
     mirror,
     mtls,
+    rbac,
     retry,
     timeout,
     traffic_policy,
