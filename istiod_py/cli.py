@@ -207,4 +207,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Under `python -m istiod_py.cli` this module is `__main__`, while subcommand
+    # modules (the agent) register with `istiod_py.cli`: run that one's main.
+    from istiod_py.cli import main as _main
+
+    sys.exit(_main())

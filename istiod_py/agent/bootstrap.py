@@ -11,6 +11,9 @@ from istiod_py.model.proxy import node_id
 
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"
+# Node metadata that tells the control plane this proxy has the `sds-grpc`
+# cluster, so it may be sent mesh mTLS config (translate/mtls.py).
+SDS_METADATA_KEY = "SDS"
 
 
 @dataclass
@@ -79,6 +82,8 @@ def build_bootstrap(o: BootstrapOptions) -> dict[str, Any]:
         "INSTANCE_IPS": o.ip,
         "PROXY_CONFIG": {"discoveryAddress": o.discovery_address},
     }
+    if o.sds_socket:
+        metadata[SDS_METADATA_KEY] = "true"
     metadata.update(o.extra_metadata)
     host, port = _split(o.discovery_address)
     resolve = not host.replace(".", "").isdigit() and ":" not in host

@@ -105,5 +105,13 @@ def diff(old: MeshState | None, new: MeshState) -> Change:
         svc: Service | None = new.services.get(h)
         if svc is not None and svc.resolution.value != "STATIC":
             return Change(full=True, reason="dns-endpoints")
+        # Clusters verify the destination's service accounts (mTLS SANs): a new
+        # identity behind a host changes CDS, not only EDS.
+        if _accounts(old, h) != _accounts(new, h):
+            return Change(full=True, reason="service-accounts")
     addresses = {ep.address for h in hosts for state in (old, new) for ep in state.endpoints.get(h, ())}
     return Change(full=False, eds_hosts=frozenset(hosts), reason="endpoints", addresses=frozenset(addresses))
+
+
+def _accounts(state: MeshState, host: str) -> frozenset[str]:
+    return frozenset(ep.service_account for ep in state.endpoints.get(host, ()) if ep.service_account)

@@ -51,6 +51,7 @@ class SidecarScope:
 class PushContext:
     state: MeshState
     memo: dict[Hashable, Any] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)  # translation-time errors (e.g. EnvoyFilter), for /debug/configz
 
     def cached(self, key: Hashable, build: Callable[[], T]) -> T:
         try:

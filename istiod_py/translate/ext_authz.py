@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from envoy.config.listener.v3 import listener_components_pb2
 from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.extensions.filters.network.ext_authz.v3 import ext_authz_pb2 as net_ext_authz_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
-from envoy.config.listener.v3 import listener_components_pb2
 from envoy.type.matcher.v3 import metadata_pb2, string_pb2
 
 from . import naming
@@ -80,7 +80,7 @@ def _duration_s(value: Any, default: float) -> float:
 
 def _set_duration(msg: Any, seconds: float) -> None:
     msg.seconds = int(seconds)
-    msg.nanos = int(round((seconds - int(seconds)) * 1e9))
+    msg.nanos = round((seconds - int(seconds)) * 1e9)
 
 
 def header_matchers(names: Iterable[str]) -> string_pb2.ListStringMatcher | None:
@@ -164,9 +164,7 @@ def http_filter(ctx: PushContext, provider_name: str) -> hcm.HttpFilter:
         out.grpc_service.envoy_grpc.authority = host
         _set_duration(out.grpc_service.timeout, _duration_s(cfg.get("timeout"), DEFAULT_TIMEOUT_S))
     else:
-        raise ExtAuthzError(
-            f"extension provider {provider_name!r} is not envoyExtAuthzHttp or envoyExtAuthzGrpc"
-        )
+        raise ExtAuthzError(f"extension provider {provider_name!r} is not envoyExtAuthzHttp or envoyExtAuthzGrpc")
     out.failure_mode_allow = bool(cfg.get("failOpen", False))
     out.status_on_error.code = _status(cfg, provider_name)
     _body(cfg, out)

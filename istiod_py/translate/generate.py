@@ -19,10 +19,12 @@ from . import (
     mtls,
     naming,
     plugins,  # noqa: F401  (registers feature modules)
+    tcproute,
 )
 from . import listeners as lds
 from . import routes as rds
 from .context import PushContext
+from .envoyfilter import apply as apply_envoyfilters
 
 
 class Translator:
@@ -45,6 +47,9 @@ class Translator:
 
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
         ctx = self.context(state)
+        return apply_envoyfilters(ctx, proxy, type_url, self._generate(ctx, proxy, type_url))
+
+    def _generate(self, ctx: PushContext, proxy: Proxy, type_url: str) -> Resources:
         if proxy.type == ProxyType.ROUTER:
             from . import gateway
 
@@ -156,7 +161,10 @@ class Translator:
                 out[lst.name] = build(lst.name, TypeUrl.LISTENER, lst)
             return Part(out)
 
-        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none), outbound)
+        # tcp/tls matches on sourceLabels make outbound listeners depend on the proxy's labels.
+        l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
+        labels_key = proxy.labels_key if l4_labels else ()
+        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none, labels_key), outbound)
         in_key = ("lds-in", proxy.ip, ingress, mtls.inbound_key(ctx, proxy, (i.port.number for i in ingress)))
         return resources_of(out_part, ctx.cached(in_key, inbound))
 

@@ -12,6 +12,8 @@ the service the URI names (istiod's `PILOT_JWT_ENABLE_REMOTE_JWKS` mode)."""
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 import urllib.parse
 from collections.abc import Sequence
@@ -42,11 +44,48 @@ FAKE_JWKS = json.dumps(
             {
                 "kty": "RSA",
                 "e": "AQAB",
-                "n": "xAE7eB6qugXyCAG3yhh7pkDkT65pHymX-P7KfIupjf59vsdo91bSP9C8H07pSAGQO1MV_xFj9VswgsCg4R6otmg5PV2He95lZdHtOcU5DXIg_pbhLdKXbi66GlVeK6ABZOUW3WYtnNHD-91gVuoeJT_DwtGGcp4ignkgXfkiEm4sw-4sfb4qdt5oLbyVpmW6x9cfa7vs2WTfURiCrBoUqgBo_-4WTiULmmHSGZHOjzwa8WtrtOQGsAFjIbno85jp6MnGGGZPYZbDAa_b3y5u-YpW7ypZrvD8BgtKVjgtQgZhLAGezMt0ua3DRrWnKqTZ0BJ_EyxOGuHJrLsn00fnMQ",
+                "n": (
+                    "xAE7eB6qugXyCAG3yhh7pkDkT65pHymX-P7KfIupjf59vsdo91bSP9C8H07pSAGQO1MV_xFj9VswgsCg4R6otmg5PV"
+                    "2He95lZdHtOcU5DXIg_pbhLdKXbi66GlVeK6ABZOUW3WYtnNHD-91gVuoeJT_DwtGGcp4ignkgXfkiEm4sw-4sfb4q"
+                    "dt5oLbyVpmW6x9cfa7vs2WTfURiCrBoUqgBo_-4WTiULmmHSGZHOjzwa8WtrtOQGsAFjIbno85jp6MnGGGZPYZbDAa"
+                    "_b3y5u-YpW7ypZrvD8BgtKVjgtQgZhLAGezMt0ua3DRrWnKqTZ0BJ_EyxOGuHJrLsn00fnMQ"
+                ),
             }
         ]
     }
 )
+
+
+def _b64url_ok(value: Any) -> bool:
+    if not isinstance(value, str) or not value:
+        return False
+    try:
+        base64.urlsafe_b64decode(value + "=" * (-len(value) % 4))
+    except (ValueError, binascii.Error):
+        return False
+    return True
+
+
+_KEY_FIELDS = {"RSA": ("n", "e"), "EC": ("x", "y"), "OKP": ("x",), "oct": ("k",)}
+
+
+def jwks_usable(text: str) -> bool:
+    """Whether Envoy will accept an inline JWKS: it rejects the whole config when
+    none of the keys is a usable public key (istiod's validation rejects it too)."""
+    try:
+        doc = json.loads(text)
+    except ValueError:
+        return False
+    keys = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(keys, list):
+        return False
+    for key in keys:
+        if not isinstance(key, dict):
+            continue
+        fields = _KEY_FIELDS.get(str(key.get("kty")))
+        if fields and all(_b64url_ok(key.get(f)) for f in fields):
+            return True
+    return False
 
 
 def jwt_rules(configs: Sequence[Config]) -> list[Any]:
@@ -95,7 +134,8 @@ def provider(ctx: PushContext, rule: Any) -> jwt_pb2.JwtProvider:
     for c in rule.output_claim_to_headers:
         p.claim_to_headers.add(header_name=c.header, claim_name=c.claim)
     if rule.jwks:
-        p.local_jwks.inline_string = rule.jwks
+        # A JWKS Envoy cannot use would make it reject the listener: fail closed instead.
+        p.local_jwks.inline_string = rule.jwks if jwks_usable(rule.jwks) else FAKE_JWKS
     elif rule.jwks_uri:
         cluster, _ = _jwks_cluster(ctx, rule.jwks_uri)
         remote = p.remote_jwks

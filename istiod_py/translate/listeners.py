@@ -4,8 +4,12 @@ listener binds a real address in 127.0.0.0/8)."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
@@ -17,10 +21,15 @@ from .clusters import ads_config_source, socket_address
 from .context import EgressListener, IngressListener, PushContext, SidecarScope
 from .features import extra_http_filters, extra_network_filters
 from .routes import inbound_route_config
+from .tcproute import L4Chain, filter_chain, normalize_cidrs, tcp_chains, virtual_services_for
+from .tlsroute import tls_chains
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
 DEFAULT_NONE_BIND = "127.0.0.1"
+TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
+HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
+PLAINTEXT_HTTP_ALPNS = ("http/1.0", "http/1.1", "h2c")
 
 
 def router_filter() -> hcm.HttpFilter:
@@ -105,14 +114,90 @@ def _port_protocol(port: int, services: tuple[Service, ...]) -> Protocol:
     return Protocol.TCP
 
 
-def _tcp_target(port: int, egress: EgressListener, services: tuple[Service, ...]) -> str:
+def _listener_protocols(
+    egress: EgressListener, port: int, services: tuple[Service, ...]
+) -> list[tuple[Service, Protocol]]:
+    """The services an egress listener sends to on `port`, sorted by hostname,
+    each with the protocol the listener speaks to it: the Sidecar's port
+    protocol when it names one, else the service port's."""
+    explicit: Protocol | None = None
+    if egress.port is not None and not (egress.port.protocol == Protocol.TCP and egress.port.name == ""):
+        explicit = egress.port.protocol
+    out = []
     for svc in services:
-        if svc.port(port) is not None and egress.hosts.allows(svc.namespace, svc.hostname):
-            return naming.outbound_cluster(port, svc.hostname)
-    return naming.BLACKHOLE
+        sport = svc.port(port)
+        if sport is None or not egress.hosts.allows(svc.namespace, svc.hostname):
+            continue
+        out.append((svc, explicit or sport.protocol))
+    return out
+
+
+def _wildcard(bind: str) -> bool:
+    return bind in ("0.0.0.0", "::")
+
+
+def _l4_specs(
+    ctx: PushContext, proxy: Proxy, port: int, bind: str, targets: list[tuple[Service, Protocol]]
+) -> list[L4Chain]:
+    """Filter chain specs of every non-HTTP service on the port, in hostname order.
+
+    A listener bound to one address (captureMode NONE) cannot tell services
+    apart by destination address: their plain TCP chains all match everything,
+    and the first by hostname keeps it (istiod keeps the first by creation time,
+    then name; names are what we have). TLS services are still told apart by SNI.
+    On a wildcard listener, services with addresses (ServiceEntry addresses,
+    cluster IPs) match their own destination prefix ranges."""
+    specs: list[L4Chain] = []
+    for svc, proto in targets:
+        if proto.is_http:
+            continue
+        cidrs = normalize_cidrs(svc.addresses) if _wildcard(bind) else ()
+        vss = virtual_services_for(ctx, svc, proxy.namespace)
+        if proto in (Protocol.TLS, Protocol.HTTPS):
+            # istiod matches SNI unless the service has an address of its own (not a CIDR).
+            own_vip = bool(cidrs) and all("/" not in a for a in svc.addresses)
+            specs += tls_chains(ctx, proxy, svc, port, cidrs, sni_for_default=not own_vip, vss=vss)
+        specs += tcp_chains(ctx, proxy, svc, port, cidrs, vss=vss)
+    return specs
+
+
+def dedupe_chains(specs: list[L4Chain]) -> list[L4Chain]:
+    """Envoy rejects a listener where two chains match the same (destination
+    range, SNI): an earlier chain keeps each pair; a later one keeps what is left
+    (narrowed), or is dropped."""
+    used: set[tuple[str, str]] = set()
+    out = []
+    for spec in specs:
+        ranges = spec.prefix_ranges or ("",)
+        names = spec.server_names or ("",)
+        names = tuple(n for n in names if all((r, n) not in used for r in ranges))
+        ranges = tuple(r for r in ranges if all((r, n) not in used for n in names))
+        if not names or not ranges:
+            continue
+        used.update((r, n) for r in ranges for n in names)
+        out.append(
+            replace(spec, prefix_ranges=tuple(r for r in ranges if r), server_names=tuple(n for n in names if n))
+        )
+    return out
+
+
+def _add_inspectors(lst: listener_pb2.Listener, *, tls: bool, http: bool) -> None:
+    if tls:
+        lst.listener_filters.add(name=TLS_INSPECTOR).typed_config.Pack(tls_inspector_pb2.TlsInspector())
+    if http:
+        lst.listener_filters.add(name=HTTP_INSPECTOR).typed_config.Pack(http_inspector_pb2.HttpInspector())
+    if tls or http:
+        # A server-first protocol sends nothing to inspect: go on after the timeout rather than close.
+        lst.continue_on_listener_filters_timeout = True
 
 
 def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[listener_pb2.Listener]:
+    """One listener per (bind, port) of the Sidecar egress listeners.
+
+    HTTP ports: HCM with RDS. Opaque TCP and TLS ports: tcp_proxy chains from the
+    VirtualService `tcp`/`tls` routes (tcproute.py, tlsroute.py). A port where HTTP
+    and non-HTTP services meet sniffs: http_inspector sends plaintext HTTP to the
+    HCM, everything else to the TCP/TLS chains."""
     out: list[listener_pb2.Listener] = []
     seen: set[str] = set()
     for egress in scope.egress:
@@ -126,13 +211,29 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
             if not proxy.capture_none:
                 lst.bind_to_port.value = False
             stat = f"outbound_{bind}_{port}"
+            targets = _listener_protocols(egress, port, scope.services)
+            if is_http and egress.port is not None and egress.port.protocol.is_http:
+                targets = []  # the Sidecar declared the port HTTP: every service on it is
+            specs = dedupe_chains(_l4_specs(ctx, proxy, port, bind, targets))
+            sniff = is_http and bool(specs)
             if is_http:
                 manager = http_connection_manager(
                     ctx, proxy, "outbound", port, stat, rds=naming.sidecar_route(port)
                 )
-                lst.filter_chains.append(_filter_chain_http(manager))
-            else:
-                lst.filter_chains.append(_filter_chain_tcp(stat, _tcp_target(port, egress, scope.services)))
+                chain = _filter_chain_http(manager)
+                if sniff:
+                    chain.filter_chain_match.transport_protocol = "raw_buffer"
+                    chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
+                lst.filter_chains.append(chain)
+            for spec in specs:
+                fc = filter_chain(spec)
+                if sniff and not spec.server_names:
+                    # Envoy does not fall back from the raw_buffer branch the HTTP chain opens.
+                    fc.filter_chain_match.transport_protocol = "raw_buffer"
+                lst.filter_chains.append(fc)
+            if not lst.filter_chains:
+                lst.filter_chains.append(_filter_chain_tcp(stat, naming.BLACKHOLE))
+            _add_inspectors(lst, tls=any(s.server_names for s in specs), http=sniff)
             out.append(lst)
     return out
 

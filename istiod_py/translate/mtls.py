@@ -127,7 +127,7 @@ def mesh_common_tls_context(alpn: Sequence[str], sans: Sequence[str] = ()) -> tl
 
 def sni(port: int, subset: str, host: str) -> str:
     """Istio's SNI for in-mesh TLS: the cluster name in DNS SRV form."""
-    return f"outbound_.{port}_.{subset or '_'}_.{host}"
+    return f"outbound_.{port}_.{subset}_.{host}"
 
 
 def spiffe(trust_domain: str, namespace: str, service_account: str) -> str:
