@@ -179,15 +179,16 @@ def _validate(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg
 def run_validate(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from istiod_py.config.loader import load_directory, load_text
+    from istiod_py.config.loader import LoadResult, load_directory, load_text
+    from istiod_py.config.store import reject_duplicates
 
-    errors = []
-    count = 0
+    merged = LoadResult()
     for path in args.paths:
         p = Path(path)
-        res = load_directory(p) if p.is_dir() else load_text(p.read_text(encoding="utf-8"), str(p))
-        errors += res.errors
-        count += len(res.configs) + len(res.services) + len(res.endpoint_slices)
+        merged.extend(load_directory(p) if p.is_dir() else load_text(p.read_text(encoding="utf-8"), str(p)))
+    res = reject_duplicates(merged)
+    errors = res.errors
+    count = len(res.configs) + len(res.services) + len(res.endpoint_slices)
     for e in errors:
         print(f"Error: {e}")
     print(f"{count} resources valid, {len(errors)} errors")

@@ -31,6 +31,33 @@ def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
     return tuple(sorted(out))
 
 
+def reject_duplicates(result: LoadResult) -> LoadResult:
+    """Two documents defining the same resource (kind, namespace, name) cannot both
+    be served: the first in file order wins and the other is reported with both
+    files named (Kubernetes would hold only one)."""
+    seen: dict[tuple[str, str, str], Config] = {}
+    kept: list[Config] = []
+    errors = list(result.errors)
+    for c in result.configs:
+        first = seen.get(c.meta.key)
+        if first is None:
+            seen[c.meta.key] = c
+            kept.append(c)
+            continue
+        errors.append(
+            ConfigError(
+                source=c.meta.source,
+                doc_index=c.meta.doc_index,
+                message=f"duplicate resource: already defined in {first.meta.source} "
+                f"(document {first.meta.doc_index}); this one is ignored. Give it another name or remove one.",
+                kind=c.meta.kind,
+                namespace=c.meta.namespace,
+                name=c.meta.name,
+            )
+        )
+    return LoadResult(kept, list(result.services), list(result.endpoint_slices), errors)
+
+
 def retain_last_good(previous: SourceSnapshot | None, result: LoadResult) -> SourceSnapshot:
     """A resource that fails to load keeps its last good version serving. A
     document too broken to name its resource keeps every resource that its file
@@ -82,7 +109,7 @@ class FileSource:
 
     def load(self) -> SourceSnapshot:
         self._fp = _fingerprint(self.root)
-        result = load_directory(self.root)
+        result = reject_duplicates(load_directory(self.root))
         snap = retain_last_good(self.snapshot, result)
         for err in result.errors:
             log.error("config rejected: %s", err)
