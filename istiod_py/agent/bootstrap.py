@@ -131,6 +131,13 @@ def build_bootstrap(o: BootstrapOptions) -> dict[str, Any]:
             "lds_config": {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"},
         },
         "static_resources": {"clusters": clusters},
+        # Without iptables the workload's address is its identity on the wire:
+        # connections leave from it, so servers see source.ip as that workload.
+        **(
+            {"cluster_manager": {"upstream_bind_config": {"source_address": {"address": o.ip, "port_value": 0}}}}
+            if o.interception_mode == "NONE" and o.ip.startswith("127.") and o.ip != "127.0.0.1"
+            else {}
+        ),
         "layered_runtime": {
             "layers": [
                 {

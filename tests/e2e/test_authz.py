@@ -210,6 +210,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, envoy_bin: str) -> Iterator[En
             mesh.wait_listener(dbsc, f"{db_ip}_5432")
             mesh.wait_listener(client, f"{bind}_9080")
             e = Env(mesh, app, db, server_ip, db_ip, bind, Signer())
+            e.client_ip = client.node_ip  # type: ignore[attr-defined]
             e.expect({"GET / -> 200": lambda: e.status("/")}, "traffic without policies")
             yield e
         finally:
@@ -272,26 +273,27 @@ def test_deny_all_then_allow_all(env: Env) -> None:
 
 
 def test_source_ip_and_remote_ip(env: Env) -> None:
-    # Loopback connections leave from 127.0.0.1 unless bound: that is what the
-    # server's inbound sees from the client sidecar. A direct client binds its own.
+    # Sidecars bind their upstream connections to their workload address (see
+    # agent/bootstrap.py), so the server's inbound sees the client's own IP.
     other = allocate_ip()
-    env.apply(policy("  rules: [{from: [{source: {ipBlocks: [127.0.0.1/32]}}]}]"))
+    cip = env.client_ip  # type: ignore[attr-defined]
+    env.apply(policy(f"  rules: [{{from: [{{source: {{ipBlocks: [{cip}/32]}}}}]}}]"))
     env.expect(
         {
             "via client sidecar -> 200": lambda: env.status("/"),
-            "direct from 127.0.0.1 -> 200": lambda: env.direct_status("127.0.0.1"),
+            "direct from the client ip -> 200": lambda: env.direct_status(cip),
             "direct from another ip -> 403": lambda: env.direct_status(other),
         },
         "ipBlocks",
     )
     env.apply(
-        policy("  rules: [{from: [{source: {notIpBlocks: [127.0.0.1/32]}}]}]", "allow"),
+        policy(f"  rules: [{{from: [{{source: {{notIpBlocks: [{cip}/32]}}}}]}}]", "allow"),
         policy("  rules: [{from: [{source: {remoteIpBlocks: [203.0.113.0/24]}}]}]", "deny", "DENY"),
     )
     xff = {"x-forwarded-for": "203.0.113.9"}
     env.expect(
         {
-            "direct from 127.0.0.1 -> 403": lambda: env.direct_status("127.0.0.1"),
+            "direct from the client ip -> 403": lambda: env.direct_status(cip),
             "direct from another ip -> 200": lambda: env.direct_status(other),
             # remote.ip is the original client from X-Forwarded-For (as Istio documents).
             "remote ip denied -> 403": lambda: http_request(
@@ -382,6 +384,7 @@ def test_jwt_valid_invalid_expired_and_missing(env: Env) -> None:
 
 def test_tcp_workload_allow_and_deny_by_source_ip_and_port(env: Env) -> None:
     other = allocate_ip()
+    cip = env.client_ip  # type: ignore[attr-defined]
 
     def via_client() -> str:
         return tcp_reply(env.bind, 5432)
@@ -390,24 +393,24 @@ def test_tcp_workload_allow_and_deny_by_source_ip_and_port(env: Env) -> None:
         return lambda: tcp_reply(env.db_ip, 5432, src)
 
     ok = "db-app: ping"
-    env.apply(policy("  rules: [{from: [{source: {ipBlocks: [127.0.0.1]}}], to: [{operation: {ports: ['5432']}}]}]",
+    env.apply(policy(f"  rules: [{{from: [{{source: {{ipBlocks: [{cip}]}}}}], to: [{{operation: {{ports: ['5432']}}}}]}}]",
                      app="db"))  # fmt: skip
     env.expect(
         {
             f"via client -> {ok}": via_client,
-            f"direct 127.0.0.1 -> {ok}": direct("127.0.0.1"),
+            f"direct client ip -> {ok}": direct(cip),
             "direct other -> ": direct(other),
         },
         "TCP ALLOW by source ip and port",
     )
     env.apply(
         policy("  rules: [{}]", "allow", app="db"),
-        policy("  rules: [{from: [{source: {ipBlocks: [127.0.0.1]}}]}]", "deny", "DENY", app="db"),
+        policy(f"  rules: [{{from: [{{source: {{ipBlocks: [{cip}]}}}}]}}]", "deny", "DENY", app="db"),
     )
     env.expect(
         {
             "via client -> ": via_client,
-            "direct 127.0.0.1 -> ": direct("127.0.0.1"),
+            "direct client ip -> ": direct(cip),
             f"direct other -> {ok}": direct(other),
         },
         "TCP DENY by source ip",
