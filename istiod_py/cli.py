@@ -189,6 +189,14 @@ def run_validate(args: argparse.Namespace) -> int:
     res = reject_duplicates(merged)
     errors = res.errors
     count = len(res.configs) + len(res.services) + len(res.endpoint_slices)
+    from istiod_py.config.analysis import analyze
+    from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
+
+    agg = Aggregator()
+    agg.set_source("files", SourceSnapshot(tuple(res.configs), tuple(res.services), tuple(res.endpoint_slices)))
+    state = agg.build()
+    for w in analyze(list(res.configs), state.services, state.mesh.trust_domain):
+        print(f"Warning: {w}")
     for e in errors:
         print(f"Error: {e}")
     print(f"{count} resources valid, {len(errors)} errors")

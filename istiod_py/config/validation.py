@@ -26,9 +26,32 @@ from istio.networking.v1alpha3 import (
 
 from istiod_py.config.model import Config, ConfigError
 from istiod_py.config.proto_yaml import FieldProblem
+from istiod_py.config.unsupported import check_unsupported
 
 Problems = list[FieldProblem]
 _PORT_MAX = 65535
+# gRPC status names Istio accepts in fault.abort.grpcStatus (translate/fault.py maps them to codes).
+GRPC_STATUS_NAMES = frozenset(
+    {
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    }
+)
 
 
 def _port_ok(n: int) -> bool:
@@ -129,6 +152,16 @@ def _fault(f: vs_pb.HTTPFaultInjection, path: str, out: Problems) -> None:
         out.append(FieldProblem(f"{path}.abort.httpStatus", "must be an HTTP status code 200-599"))
     if f.HasField("delay") and f.delay.WhichOneof("http_delay_type") is None:
         out.append(FieldProblem(f"{path}.delay.fixedDelay", "fixedDelay is required, e.g. 5s"))
+    abort_kind = f.abort.WhichOneof("error_type") if f.HasField("abort") else ""
+    if abort_kind is None:
+        out.append(FieldProblem(f"{path}.abort", "an abort needs httpStatus or grpcStatus"))
+    elif abort_kind == "grpc_status" and f.abort.grpc_status.upper() not in GRPC_STATUS_NAMES:
+        out.append(
+            FieldProblem(
+                f"{path}.abort.grpcStatus",
+                f"unknown gRPC status {f.abort.grpc_status!r}: use a name such as UNAVAILABLE or NOT_FOUND",
+            )
+        )
 
 
 def _l4_routes(routes: Iterable[Any], path: str, out: Problems) -> None:
@@ -440,7 +473,6 @@ def validate_config(config: Config) -> list[ConfigError]:
     if validator is None:
         return []
     m = config.meta
-    return [
-        ConfigError(m.source, m.doc_index, p.message, m.kind, m.namespace, m.name, p.path)
-        for p in validator(config.spec)
-    ]
+    # Then every set field istiod_py does not implement (unsupported.py): rejected, never ignored.
+    problems = validator(config.spec) + check_unsupported(m.kind, config.spec, m.namespace)
+    return [ConfigError(m.source, m.doc_index, p.message, m.kind, m.namespace, m.name, p.path) for p in problems]

@@ -42,6 +42,7 @@ class DebugServer:
         self.errors = errors
         self.ready = ready
         self.extra_routes: list[tuple[str, Callable[[web.Request], Any]]] = []
+        self._warnings: tuple[int, list[Any]] = (-1, [])
 
     def app(self) -> web.Application:
         app = web.Application()
@@ -108,8 +109,23 @@ class DebugServer:
                     }
                 )
         return _json(
-            {"version": self.state.version, "configs": configs, "errors": [str(e) for e in self.errors()]}
+            {
+                "version": self.state.version,
+                "configs": configs,
+                "errors": [str(e) for e in self.errors()],
+                "warnings": [str(w) for w in self.warnings()],
+            }
         )
+
+    def warnings(self) -> list[Any]:
+        """istiod-style analysis (IST0101 ...) of the current state, once per state."""
+        from istiod_py.config.analysis import analyze
+
+        state = self.state
+        if self._warnings[0] != state.version:
+            configs = [c for items in state.configs.values() for c in items]
+            self._warnings = (state.version, analyze(configs, state.services, state.mesh.trust_domain))
+        return self._warnings[1]
 
     async def handle_registryz(self, _: web.Request) -> web.Response:
         out = []

@@ -393,7 +393,8 @@ def test_tcp_workload_allow_and_deny_by_source_ip_and_port(env: Env) -> None:
         return lambda: tcp_reply(env.db_ip, 5432, src)
 
     ok = "db-app: ping"
-    env.apply(policy(f"  rules: [{{from: [{{source: {{ipBlocks: [{cip}]}}}}], to: [{{operation: {{ports: ['5432']}}}}]}}]",
+    rule = f"  rules: [{{from: [{{source: {{ipBlocks: [{cip}]}}}}], to: [{{operation: {{ports: ['5432']}}}}]}}]"
+    env.apply(policy(rule,
                      app="db"))  # fmt: skip
     env.expect(
         {

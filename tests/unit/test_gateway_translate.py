@@ -163,9 +163,6 @@ spec:
   - port: {number: 8443, name: https-b, protocol: HTTPS}
     hosts: ["b.example.com"]
     tls: {mode: MUTUAL, serverCertificate: /certs/b.pem, privateKey: /certs/b.key, caCertificates: /certs/ca.pem}
-  - port: {number: 8444, name: https-k8s, protocol: HTTPS}
-    hosts: ["c.example.com"]
-    tls: {mode: SIMPLE, credentialName: c-cert}
   - port: {number: 9443, name: tls, protocol: TLS}
     hosts: ["secure.example.com"]
     tls: {mode: PASSTHROUGH}
@@ -251,10 +248,16 @@ def test_https_chains_by_sni_with_tls_contexts() -> None:
     assert [vh.name for vh in rds["https.8443.https-a.gw.default"].virtual_hosts] == ["a.example.com:8443"]
 
 
-def test_credential_name_server_is_left_out() -> None:
-    st = state_of(HOSTS)
-    assert f"{GW_IP}_8444" not in generate(st, router(), TypeUrl.LISTENER)
-    assert not any(n.startswith("https.8444") for n in generate(st, router(), TypeUrl.ROUTE))
+def test_credential_name_server_is_rejected_at_load() -> None:
+    # credentialName (Kubernetes Secrets) is rejected by name (config/unsupported.py), not left out silently.
+    text = HOSTS.replace(
+        "    tls: {mode: PASSTHROUGH}\n",
+        "    tls: {mode: PASSTHROUGH}\n  - port: {number: 8444, name: https-k8s, protocol: HTTPS}\n"
+        '    hosts: ["c.example.com"]\n    tls: {mode: SIMPLE, credentialName: c-cert}\n',
+        1,
+    )
+    errors = load_text(text, "test.yaml").errors
+    assert [e.field for e in errors] == ["spec.servers[5].tls.credentialName"]
 
 
 def test_passthrough_by_sni_to_tcp_proxy() -> None:
