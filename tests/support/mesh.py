@@ -408,6 +408,7 @@ class Mesh:
         service_account: str = "default",
         cert_ttl: float | None = None,
         rotation_fraction: float | None = None,
+        xds_tls: bool = False,
         wait: bool = True,
         timeout: float = 20.0,
     ) -> AgentSidecar:
@@ -441,6 +442,8 @@ class Mesh:
             args += ["--cert-ttl", str(cert_ttl)]
         if rotation_fraction is not None:
             args += ["--rotation-fraction", str(rotation_fraction)]
+        if xds_tls:
+            args.append("--xds-tls")  # xDS over TLS on the secure port, verified by the mesh root
         proc = AgentSidecar(args, name=name, workdir=workdir, admin=(admin_host, admin_port))
         proc.node_ip = ip
         self.envoys.started.append(proc)  # the envoy_factory fixture stops it
