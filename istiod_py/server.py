@@ -16,6 +16,7 @@ from istiod_py.config.store import FileSource
 from istiod_py.debug.http import DebugServer
 from istiod_py.model import MeshConfig
 from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
+from istiod_py.translate import envoyfilter
 from istiod_py.translate.generate import Translator
 from istiod_py.xds.metrics import XdsMetrics
 from istiod_py.xds.pipeline import PushPipeline
@@ -73,7 +74,10 @@ class ControlPlane:
         return cb
 
     def errors(self) -> list[Any]:
-        return self.aggregator.errors
+        if self.pipeline is None:
+            return self.aggregator.errors
+        ctx = self.translator.context(self.pipeline.state)
+        return [*self.aggregator.errors, *envoyfilter.translation_errors(ctx)]
 
     async def start(self) -> None:
         o = self.opts
