@@ -35,7 +35,7 @@ class ServeOptions:
     debug_port: int = 15014
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
-    poll_interval: float = 0.5
+    poll_interval: float = 0.1
     send_timeout: float = 30.0
     max_concurrent_pushes: int = 100
     max_connection_age: float = 1800.0

@@ -134,12 +134,22 @@ class Resources:
     """Everything of one type a proxy may get: a few shared parts, merged by name
     (later parts win)."""
 
-    __slots__ = ("_index", "_version", "parts")
+    __slots__ = ("_by_host", "_index", "_version", "parts")
 
     def __init__(self, parts: tuple[Part, ...]) -> None:
         self.parts = parts
         self._version: str | None = None
         self._index: dict[str, Built] | None = None
+        self._by_host: dict[str, list[str]] | None = None
+
+    def names_by_host(self) -> dict[str, list[str]]:
+        """Resource names grouped by the host after the last `|` (cluster names)."""
+        if self._by_host is None:
+            by_host: dict[str, list[str]] = {}
+            for name in self.index:
+                by_host.setdefault(name.rsplit("|", 1)[-1], []).append(name)
+            self._by_host = by_host
+        return self._by_host
 
     @property
     def index(self) -> dict[str, Built]:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from istiod_py.registry.aggregate import SourceSnapshot
 
-from .loader import LoadResult, load_directory
+from .loader import LoadResult, load_text
 from .model import Config, ConfigError
 
 log = logging.getLogger("istiod_py.config")
@@ -98,7 +98,7 @@ class FileSource:
     name = "files"
 
     def __init__(
-        self, root: str | Path, on_change: Callable[[SourceSnapshot], None], poll_interval: float = 0.5
+        self, root: str | Path, on_change: Callable[[SourceSnapshot], None], poll_interval: float = 0.1
     ):
         self.root = Path(root)
         self.on_change = on_change
@@ -106,10 +106,35 @@ class FileSource:
         self.snapshot: SourceSnapshot | None = None
         self._fp: tuple[tuple[str, int, int], ...] = ()
         self._task: asyncio.Task[None] | None = None
+        # Parsed files by (mtime, size): an edit re-parses only the files it touched.
+        self._parsed: dict[str, tuple[int, int, LoadResult]] = {}
+
+    def _load_directory(self) -> LoadResult:
+        result = LoadResult()
+        if not self.root.is_dir():
+            result.errors.append(ConfigError(str(self.root), 0, "config directory does not exist or is not a directory"))
+            return result
+        parsed: dict[str, tuple[int, int, LoadResult]] = {}
+        for path, mtime, size in self._fp:
+            hit = self._parsed.get(path)
+            if hit is not None and hit[0] == mtime and hit[1] == size:
+                one = hit[2]
+            else:
+                try:
+                    with open(path, encoding="utf-8") as f:
+                        text = f.read()
+                except (OSError, UnicodeDecodeError) as exc:
+                    one = LoadResult(errors=[ConfigError(path, 0, f"cannot read file: {exc}")])
+                else:
+                    one = load_text(text, path)
+            parsed[path] = (mtime, size, one)
+            result.extend(one)
+        self._parsed = parsed
+        return result
 
     def load(self) -> SourceSnapshot:
         self._fp = _fingerprint(self.root)
-        result = reject_duplicates(load_directory(self.root))
+        result = reject_duplicates(self._load_directory())
         snap = retain_last_good(self.snapshot, result)
         for err in result.errors:
             log.error("config rejected: %s", err)

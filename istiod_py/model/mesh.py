@@ -122,6 +122,22 @@ class MeshState:
                 out.setdefault(ep.address, []).append(ep)
         return {a: tuple(v) for a, v in out.items()}
 
+    @cached_property
+    def kind_digests(self) -> Mapping[str, str]:
+        """A content digest per config kind: what changed between two states."""
+        out = {}
+        for kind, items in self.configs.items():
+            h = hashlib.blake2b(digest_size=8)
+            for c in items:
+                h.update(f"{c.meta.namespace}/{c.meta.name}/{sorted(c.meta.labels.items())}".encode())
+                h.update(c.spec.SerializeToString(deterministic=True))
+            out[kind] = h.hexdigest()
+        return out
+
+    @cached_property
+    def services_digest(self) -> str:
+        return _digest([repr(s) + repr(sorted((s.selector or {}).items())) for s in self.services.values()])
+
     def endpoints_for(self, hostname: str, port: int) -> tuple[Endpoint, ...]:
         return tuple(ep for ep in self.endpoints.get(hostname, ()) if ep.service_port == port)
 

@@ -37,9 +37,12 @@ class Translator:
     def context(self, state: MeshState) -> PushContext:
         ctx = self._ctx
         if ctx is None or ctx.state is not state:
+            old = self._ctx
             ctx = PushContext(state)
-            if self._ctx is not None and self._ctx.state.version > state.version:
+            if old is not None and old.state.version > state.version:
                 return ctx  # an older state (a late reader): do not evict the current one
+            if old is not None:
+                carry_over(old, ctx)
             self._ctx = ctx
             if len(self._eds) > 200_000:
                 self._eds.clear()
@@ -47,7 +50,17 @@ class Translator:
 
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
         ctx = self.context(state)
-        return apply_envoyfilters(ctx, proxy, type_url, self._generate(ctx, proxy, type_url))
+        res = apply_envoyfilters(ctx, proxy, type_url, self._generate(ctx, proxy, type_url))
+        # The same parts give the same Resources object, so streams compare
+        # versions and find names in O(1) per push rather than per resource.
+        key = ("res", type_url, tuple(id(p) for p in res.parts))
+        hit: Resources | None = ctx.memo.get(key)
+        if hit is not None and len(hit.parts) == len(res.parts) and all(
+            a is b for a, b in zip(hit.parts, res.parts, strict=True)
+        ):
+            return hit
+        ctx.memo[key] = res
+        return res
 
     def _generate(self, ctx: PushContext, proxy: Proxy, type_url: str) -> Resources:
         if proxy.type == ProxyType.ROUTER:
@@ -199,3 +212,80 @@ def _uses_source_labels(ctx: PushContext) -> bool:
                 if m.source_labels:
                     return True
     return False
+
+
+# What each memoized category reads: config kinds, the services, the endpoints
+# (True: any endpoint; "cds": only what clusters carry — DNS targets, service
+# accounts, ports). A category not listed here is rebuilt for every state.
+_CARRY: dict[str, tuple[frozenset[str], bool, bool | str]] = {
+    "scope": (frozenset({"Sidecar"}), True, False),
+    "dr": (frozenset({"DestinationRule"}), True, False),
+    "vs": (frozenset({"VirtualService"}), False, False),
+    "uses-source-labels": (frozenset({"VirtualService"}), False, False),
+    "l4-source-labels": (frozenset({"VirtualService"}), False, False),
+    "locality-used": (frozenset({"DestinationRule"}), False, False),
+    "mtls-sans": (frozenset(), True, "cds"),
+    "peer-authn-service": (frozenset({"PeerAuthentication"}), True, "cds"),
+    "cds-out": (
+        frozenset({"DestinationRule", "PeerAuthentication", "Sidecar", "EnvoyFilter"}),
+        True,
+        "cds",
+    ),
+    "eds": (frozenset({"DestinationRule", "Sidecar", "PeerAuthentication"}), True, True),
+    "rds": (frozenset({"VirtualService", "DestinationRule", "Sidecar", "EnvoyFilter"}), True, False),
+    "lds-out": (
+        frozenset(
+            {
+                "VirtualService",
+                "DestinationRule",
+                "Sidecar",
+                "EnvoyFilter",
+                "PeerAuthentication",
+                "AuthorizationPolicy",
+                "RequestAuthentication",
+            }
+        ),
+        True,
+        False,
+    ),
+}
+
+
+def _cds_view(state: MeshState, host: str) -> tuple[object, ...]:
+    svc = state.services.get(host)
+    eps = state.endpoints.get(host, ())
+    return (
+        svc.resolution if svc else None,
+        frozenset(e.service_account for e in eps),
+        frozenset((e.service_port, e.port) for e in eps),
+    )
+
+
+def carry_over(old: PushContext, new: PushContext) -> None:
+    """Reuse what the previous state built where its inputs did not change: a
+    VirtualService edit rebuilds routes, not every cluster; an endpoint change
+    rebuilds endpoints, not listeners. Translation stays a pure function of the
+    state: a carried value is one the new state would build identically."""
+    a, b = old.state, new.state
+    if a.mesh != b.mesh:
+        return
+    kinds = {k for k in set(a.kind_digests) | set(b.kind_digests) if a.kind_digests.get(k) != b.kind_digests.get(k)}
+    services_changed = a.services_digest != b.services_digest
+    hosts = {
+        h
+        for h in set(a.endpoint_digests) | set(b.endpoint_digests)
+        if a.endpoint_digests.get(h) != b.endpoint_digests.get(h)
+    }
+    cds_safe = all(_cds_view(a, h) == _cds_view(b, h) for h in hosts)
+    for key, value in old.memo.items():
+        if not isinstance(key, tuple) or not key or not isinstance(key[0], str):
+            continue
+        rule = _CARRY.get(key[0])
+        if rule is None:
+            continue
+        deps, reads_services, reads_endpoints = rule
+        if deps & kinds or (reads_services and services_changed):
+            continue
+        if hosts and (reads_endpoints is True or (reads_endpoints == "cds" and not cds_safe)):
+            continue
+        new.memo[key] = value

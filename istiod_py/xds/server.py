@@ -39,6 +39,7 @@ Generator = Callable[[MeshState, Proxy, str], Resources]
 
 _PUSH = object()
 _CLOSE = object()
+_RECYCLE = object()
 
 
 class StreamError(Exception):
@@ -71,9 +72,15 @@ class Stream:
         self._nonce_prefix = os.urandom(3).hex()
         # Per named watch: digest of subscribed names, for the SotW version.
         self._names_digest: dict[str, str] = {}
+        # SotW: the names of the last request per type, as sent (cheap ACK check).
+        self._last_names: dict[str, list[str]] = {}
         # SotW: the Resources last sent per type (shared objects, not copies).
         self._sent_res: dict[str, Resources] = {}
         self.closing = False
+        self.task: asyncio.Task[Any] | None = None
+        self.writing_since = 0.0
+        self.recycle_at = 0.0
+        self.stuck = False
         # Delta: clusters in the last CDS update, whose EDS must follow (warming).
         self._changed_clusters: set[str] = set()
 
@@ -95,14 +102,14 @@ class Stream:
             self.pending = self.pending.merge(req)
 
     async def _write(self, data: bytes, type_url: str) -> None:
+        # No timer per write: the server's watchdog cancels a stream whose write
+        # has been blocked longer than the send timeout (a stuck client).
         assert self.info is not None
+        self.writing_since = time.monotonic()
         try:
-            await asyncio.wait_for(self.context.write(data), timeout=self.server.send_timeout)
-        except TimeoutError:
-            raise StreamError(
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                f"send of {TypeUrl.SHORT.get(type_url, type_url)} timed out after {self.server.send_timeout}s",
-            ) from None
+            await self.context.write(data)
+        finally:
+            self.writing_since = 0.0
         self.info.bytes_sent += len(data)
         self.server.metrics.pushes.labels(TypeUrl.SHORT.get(type_url, "other")).inc()
         self.server.metrics.bytes_sent.inc(len(data))
@@ -119,9 +126,20 @@ class Stream:
             self.events.put_nowait(_CLOSE)
 
     async def run(self, requests: AsyncIterator[bytes]) -> None:
+        self.task = asyncio.current_task()
+        max_age = self.server.max_connection_age
+        # Recycled after the maximum age, with jitter, so proxies rebalance.
+        self.recycle_at = time.monotonic() + max_age * (0.9 + 0.2 * random.random()) if max_age else 0.0
+        self.server.ensure_watchdog()
         reader = asyncio.create_task(self._reader(requests))
         try:
             await self._loop()
+        except asyncio.CancelledError:
+            if not self.stuck:
+                raise
+            log.warning("closing xDS stream %s: a send blocked for over %ss", self.info.conn_id if self.info else "?",
+                        self.server.send_timeout)  # fmt: skip
+            self.server.metrics.stream_errors.labels("DEADLINE_EXCEEDED").inc()
         except StreamError as e:
             log.info("closing xDS stream %s: %s", self.info.conn_id if self.info else "?", e.message)
             self.server.metrics.stream_errors.labels(e.code.name).inc()
@@ -132,17 +150,10 @@ class Stream:
                 self.server.unregister(self)
 
     async def _loop(self) -> None:
-        max_age = self.server.max_connection_age
-        deadline = time.monotonic() + max_age * (0.9 + 0.2 * random.random()) if max_age else None
         while True:
-            timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
-            try:
-                ev = await asyncio.wait_for(self.events.get(), timeout)
-            except TimeoutError:
-                log.info(
-                    "recycling xDS stream %s after max connection age",
-                    self.info.conn_id if self.info else "?",
-                )
+            ev = await self.events.get()
+            if ev is _RECYCLE:
+                log.info("recycling xDS stream %s after max connection age", self.info.conn_id if self.info else "?")
                 return  # ends the stream with OK; the proxy reconnects (rebalancing)
             if ev is _CLOSE or self.closing:
                 return
@@ -236,8 +247,12 @@ class Stream:
                 self._record_nack(w, req, w.version_sent, req.resource_names)
             else:
                 self._record_ack(w, req.version_info, req.response_nonce)
-        names = set(req.resource_names)
-        old_wildcard, old_names = w.wildcard, set(w.names)
+        raw_names = list(req.resource_names)
+        if req.response_nonce and not first and raw_names == self._last_names.get(t):
+            return  # an ACK/NACK with the same subscription: nothing to send
+        self._last_names[t] = raw_names
+        names = set(raw_names)
+        old_wildcard, old_names = w.wildcard, w.names
         if t in TypeUrl.WILDCARD_TYPES:
             if "*" in names or (not names and not w.explicit):
                 w.wildcard = True
@@ -245,8 +260,9 @@ class Stream:
                 w.wildcard = False
                 w.explicit = True
             names.discard("*")
+        if names != w.names or t not in self._names_digest:
+            self._names_digest[t] = _names_digest(names)
         w.names = names
-        self._names_digest[t] = _names_digest(names)
         changed = first or not req.response_nonce or names != old_names or w.wildcard != old_wildcard
         if changed:
             res = self.server.generate(self.state, self.proxy, t)
@@ -268,6 +284,8 @@ class Stream:
                     return False
                 entries = res.joined()
         else:
+            if not force and prev is res:
+                return False  # the very same resources were sent already
             items: list[Built] = []
             candidates = w.names if only is None else (w.names & only)
             for n in candidates:
@@ -454,9 +472,33 @@ class XdsServer:
         self.push_slots = asyncio.Semaphore(max_concurrent_pushes)
         self.streams: dict[str, Stream] = {}
         self._conn_seq = itertools.count(1)
-        self._by_host_cache: dict[int, tuple[Resources, dict[str, list[str]]]] = {}
         self.ack_listeners: list[Callable[[Stream, Watch], None]] = []
+        self._watchdog: asyncio.Task[None] | None = None
+        self._watchdog_grace = 3
+        self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
+
+    # --- watchdog -----------------------------------------------------------
+
+    def ensure_watchdog(self) -> None:
+        if self._watchdog is None or self._watchdog.done():
+            self._watchdog = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        """Once a second: recycle streams past their maximum age, and cancel a
+        stream whose send has been blocked past the send timeout, so one stuck
+        client holds neither a push slot nor memory for long."""
+        while self.streams or self._watchdog_grace > 0:
+            await asyncio.sleep(self.watchdog_interval)
+            self._watchdog_grace = self._watchdog_grace - 1 if not self.streams else 3
+            now = time.monotonic()
+            for stream in list(self.streams.values()):
+                if stream.writing_since and now - stream.writing_since > self.send_timeout and stream.task:
+                    stream.stuck = True
+                    stream.task.cancel()
+                elif stream.recycle_at and now >= stream.recycle_at:
+                    stream.recycle_at = 0.0
+                    stream.events.put_nowait(_RECYCLE)
 
     # --- hooks --------------------------------------------------------------
 
@@ -495,17 +537,7 @@ class XdsServer:
             fn(stream, req)
 
     def names_by_host(self, res: Resources) -> dict[str, list[str]]:
-        """cluster names grouped by host, memoized per shared Resources object."""
-        hit = self._by_host_cache.get(id(res))
-        if hit is not None and hit[0] is res:
-            return hit[1]
-        by_host: dict[str, list[str]] = {}
-        for name in res.index:
-            by_host.setdefault(name.rsplit("|", 1)[-1], []).append(name)
-        if len(self._by_host_cache) > 10_000:
-            self._by_host_cache.clear()
-        self._by_host_cache[id(res)] = (res, by_host)
-        return by_host
+        return res.names_by_host()
 
     # --- pushing --------------------------------------------------------------
 
