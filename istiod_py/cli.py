@@ -37,27 +37,15 @@ def _labels(text: str) -> dict[str, str]:
 @command
 def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser("serve", help="run the control plane")
-    p.add_argument(
-        "--config-dir", help="directory of Istio YAML (and Kubernetes Service/EndpointSlice); watched"
-    )
-    p.add_argument(
-        "--mesh-config", help="mesh config YAML (rootNamespace, trustDomain, outboundTrafficPolicy, ...)"
-    )
-    p.add_argument(
-        "--listen-address", default="127.0.0.1", help="address every port binds (default 127.0.0.1)"
-    )
+    p.add_argument("--config-dir", help="directory of Istio YAML (and Kubernetes Service/EndpointSlice); watched")
+    p.add_argument("--mesh-config", help="mesh config YAML (rootNamespace, trustDomain, outboundTrafficPolicy, ...)")
+    p.add_argument("--listen-address", default="127.0.0.1", help="address every port binds (default 127.0.0.1)")
     p.add_argument("--xds-port", type=int, default=15010, help="plaintext xDS (default 15010)")
     p.add_argument("--secure-port", type=int, default=15012, help="xDS and CA over TLS (default 15012)")
     p.add_argument("--debug-port", type=int, default=15014, help="debug and /metrics HTTP (default 15014)")
-    p.add_argument(
-        "--debounce-quiet", type=float, default=0.1, help="seconds of quiet before a push (default 0.1)"
-    )
-    p.add_argument(
-        "--debounce-max", type=float, default=10.0, help="longest a push waits while events keep coming"
-    )
-    p.add_argument(
-        "--max-connection-age", type=float, default=1800.0, help="recycle xDS streams after N s (±10%%)"
-    )
+    p.add_argument("--debounce-quiet", type=float, default=0.1, help="seconds of quiet before a push (default 0.1)")
+    p.add_argument("--debounce-max", type=float, default=10.0, help="longest a push waits while events keep coming")
+    p.add_argument("--max-connection-age", type=float, default=1800.0, help="recycle xDS streams after N s (±10%%)")
     p.add_argument("--send-timeout", type=float, default=30.0, help="close a stream whose send blocks N s")
     p.add_argument("--max-concurrent-pushes", type=int, default=100)
     p.add_argument("--ca-dir", default="./var/ca", help="where the self-signed root CA is created and kept")
@@ -71,9 +59,7 @@ def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 def run_serve(args: argparse.Namespace) -> int:
     from istiod_py.server import ControlPlane, ServeOptions
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     opts = ServeOptions(
         config_dir=args.config_dir,
         mesh_config=args.mesh_config,
@@ -103,9 +89,7 @@ def run_serve(args: argparse.Namespace) -> int:
 
 def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
     """Workload identity and proxy flags shared by `bootstrap` and `agent`."""
-    p.add_argument(
-        "--type", choices=["sidecar", "router"], default="sidecar", help="sidecar, or router for a gateway"
-    )
+    p.add_argument("--type", choices=["sidecar", "router"], default="sidecar", help="sidecar, or router for a gateway")
     p.add_argument("--ip", default="127.0.0.1", help="the workload's address (its identity in the mesh)")
     p.add_argument("--name", required=True, help="pod/workload instance name")
     p.add_argument("--namespace", default="default")
@@ -115,9 +99,7 @@ def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--interception-mode", default="NONE", choices=["NONE", "REDIRECT", "TPROXY"])
     p.add_argument("--discovery-address", default="127.0.0.1:15010", help="control plane HOST:PORT")
     p.add_argument("--xds-root-cert", default="", help="use TLS to the control plane, trusting this root PEM")
-    p.add_argument(
-        "--xds-server-name", default="istiod.istio-system.svc", help="SAN expected on the control plane"
-    )
+    p.add_argument("--xds-server-name", default="istiod.istio-system.svc", help="SAN expected on the control plane")
     p.add_argument("--sds-socket", default="", help="unix socket of the local SDS server (istiod-py agent)")
     p.add_argument("--admin-address", default="127.0.0.1")
     p.add_argument("--admin-port", type=int, default=15000)

@@ -87,9 +87,7 @@ class ControlPlane:
             src = FileSource(o.config_dir, lambda snap: None, o.poll_interval)
             self.aggregator.set_source(src.name, src.load())
             self.sources.append(src)
-        self.pipeline = PushPipeline(
-            self.aggregator, self._push, quiet=o.debounce_quiet, max_delay=o.debounce_max
-        )
+        self.pipeline = PushPipeline(self.aggregator, self._push, quiet=o.debounce_quiet, max_delay=o.debounce_max)
         self.xds = XdsServer(
             self.translator.generate,
             self.pipeline.current,
@@ -149,9 +147,7 @@ class ControlPlane:
         assert self.xds is not None
         self.secure_server.add_generic_rpc_handlers((self.xds.rpc_handler(),))
         self.ca.register(self.secure_server)
-        self.ports["secure"] = self.secure_server.add_secure_port(
-            f"{o.listen_address}:{o.secure_port}", creds
-        )
+        self.ports["secure"] = self.secure_server.add_secure_port(f"{o.listen_address}:{o.secure_port}", creds)
         await self.secure_server.start()
 
     def _push(self, req: Any) -> None:

@@ -98,16 +98,10 @@ def build_bootstrap(o: BootstrapOptions) -> dict[str, Any]:
                     "alpn_protocols": ["h2"],
                     "validation_context": {
                         "trusted_ca": {"filename": o.xds_root_cert},
-                        "match_typed_subject_alt_names": [
-                            {"san_type": "DNS", "matcher": {"exact": o.xds_server_name}}
-                        ],
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": o.xds_server_name}}],
                     },
                     **(
-                        {
-                            "tls_certificate_sds_secret_configs": [
-                                {"name": "default", "sds_config": _sds_config()}
-                            ]
-                        }
+                        {"tls_certificate_sds_secret_configs": [{"name": "default", "sds_config": _sds_config()}]}
                         if o.sds_socket
                         else {}
                     ),

@@ -58,9 +58,7 @@ def start_ca(opts: ServeOptions, mesh: MeshConfig) -> CARuntime:
     authenticators: list[Authenticator] = []
     if opts.token_file:
         authenticators.append(TokenFileAuthenticator(opts.token_file))
-    authenticators.append(
-        ClientCertAuthenticator([bundle.root_cert], bundle.chain[1:-1], mesh.trust_domain)
-    )
+    authenticators.append(ClientCertAuthenticator([bundle.root_cert], bundle.chain[1:-1], mesh.trust_domain))
     return CARuntime(
         ca=ca,
         authenticator=ChainAuthenticator(authenticators),

@@ -61,9 +61,7 @@ _ENDPOINT_FIELDS = frozenset(
     {"addresses", "conditions", "hostname", "targetRef", "nodeName", "zone", "hints", "deprecatedTopology"}
 )
 _CONDITION_FIELDS = frozenset({"ready", "serving", "terminating"})
-_TARGET_REF_FIELDS = frozenset(
-    {"kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"}
-)
+_TARGET_REF_FIELDS = frozenset({"kind", "namespace", "name", "uid", "apiVersion", "resourceVersion", "fieldPath"})
 _SLICE_PORT_FIELDS = frozenset({"name", "protocol", "appProtocol", "port"})
 _PROTOCOLS = frozenset({"TCP", "UDP", "SCTP"})
 _SERVICE_TYPES = frozenset({"ClusterIP", "NodePort", "LoadBalancer", "ExternalName"})
@@ -178,9 +176,7 @@ def _mapping(value: Any, path: str, allowed: frozenset[str] | None = None) -> di
     if allowed is not None:
         for key in value:
             if key not in allowed:
-                raise KubeParseError(
-                    _join(path, key), f"unknown field '{key}' (known: {', '.join(sorted(allowed))})"
-                )
+                raise KubeParseError(_join(path, key), f"unknown field '{key}' (known: {', '.join(sorted(allowed))})")
     return value
 
 
@@ -232,18 +228,14 @@ def _string_map(obj: dict[str, Any], key: str, path: str) -> Mapping[str, str]:
     _mapping(value, _join(path, key))
     for k, v in value.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise KubeParseError(
-                f"{path}.{key}[{k}]", f"keys and values must be strings, got {v!r}; quote it"
-            )
+            raise KubeParseError(f"{path}.{key}[{k}]", f"keys and values must be strings, got {v!r}; quote it")
     return MappingProxyType(dict(value))
 
 
 def _enum(obj: dict[str, Any], key: str, path: str, allowed: frozenset[str], default: str) -> str:
     value = _opt_str(obj, key, path) or default
     if value not in allowed:
-        raise KubeParseError(
-            _join(path, key), f"invalid value {value!r}: must be one of {', '.join(sorted(allowed))}"
-        )
+        raise KubeParseError(_join(path, key), f"invalid value {value!r}: must be one of {', '.join(sorted(allowed))}")
     return value
 
 

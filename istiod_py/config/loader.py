@@ -75,9 +75,7 @@ class _Doc:
     body: dict[str, Any]
     prefix: str = ""
 
-    def error(
-        self, message: str, path: str = "", kind: str = "", namespace: str = "", name: str = ""
-    ) -> ConfigError:
+    def error(self, message: str, path: str = "", kind: str = "", namespace: str = "", name: str = "") -> ConfigError:
         full = ".".join(p for p in (self.prefix, path) if p)
         return ConfigError(self.source, self.index, message, kind, namespace, name, full, self.line)
 
@@ -250,9 +248,7 @@ def load_directory(path: str | Path) -> LoadResult:
     root = Path(path)
     result = LoadResult()
     if not root.is_dir():
-        result.errors.append(
-            ConfigError(str(root), 0, "config directory does not exist or is not a directory")
-        )
+        result.errors.append(ConfigError(str(root), 0, "config directory does not exist or is not a directory"))
         return result
     files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
     for file in files:

@@ -75,12 +75,8 @@ def _kind(kind: str, group: str, versions: tuple[str, ...], message: type[Messag
 KINDS: Mapping[str, KindInfo] = MappingProxyType(
     dict(
         [
-            _kind(
-                "VirtualService", NETWORKING_GROUP, NETWORKING_VERSIONS, virtual_service_pb2.VirtualService
-            ),
-            _kind(
-                "DestinationRule", NETWORKING_GROUP, NETWORKING_VERSIONS, destination_rule_pb2.DestinationRule
-            ),
+            _kind("VirtualService", NETWORKING_GROUP, NETWORKING_VERSIONS, virtual_service_pb2.VirtualService),
+            _kind("DestinationRule", NETWORKING_GROUP, NETWORKING_VERSIONS, destination_rule_pb2.DestinationRule),
             _kind("Gateway", NETWORKING_GROUP, NETWORKING_VERSIONS, gateway_pb2.Gateway),
             _kind("ServiceEntry", NETWORKING_GROUP, NETWORKING_VERSIONS, service_entry_pb2.ServiceEntry),
             _kind("WorkloadEntry", NETWORKING_GROUP, NETWORKING_VERSIONS, workload_entry_pb2.WorkloadEntry),

@@ -279,9 +279,7 @@ class ProtoYamlParser:
     def _duration(self, value: Any, msg: Message, path: str) -> None:
         nanos = parse_duration(value) if isinstance(value, str) else None
         if nanos is None:
-            self._fail(
-                path, f"invalid duration {value!r}: use a number with a unit, like 5s, 100ms, 1m or 1h30m"
-            )
+            self._fail(path, f"invalid duration {value!r}: use a number with a unit, like 5s, 100ms, 1m or 1h30m")
             return
         seconds, rest = divmod(nanos, 1_000_000_000)
         msg.seconds = seconds  # type: ignore[attr-defined]

@@ -97,9 +97,7 @@ class FileSource:
 
     name = "files"
 
-    def __init__(
-        self, root: str | Path, on_change: Callable[[SourceSnapshot], None], poll_interval: float = 0.1
-    ):
+    def __init__(self, root: str | Path, on_change: Callable[[SourceSnapshot], None], poll_interval: float = 0.1):
         self.root = Path(root)
         self.on_change = on_change
         self.poll_interval = poll_interval
@@ -112,7 +110,9 @@ class FileSource:
     def _load_directory(self) -> LoadResult:
         result = LoadResult()
         if not self.root.is_dir():
-            result.errors.append(ConfigError(str(self.root), 0, "config directory does not exist or is not a directory"))
+            result.errors.append(
+                ConfigError(str(self.root), 0, "config directory does not exist or is not a directory")
+            )
             return result
         parsed: dict[str, tuple[int, int, LoadResult]] = {}
         for path, mtime, size in self._fp:

@@ -107,9 +107,7 @@ def _http_match(m: vs_pb.HTTPMatchRequest, path: str, out: Problems) -> None:
 def _http_route(r: vs_pb.HTTPRoute, path: str, out: Problems) -> None:
     actions = [n for n in ("route", "redirect", "direct_response", "delegate") if _has(r, n)]
     if not actions:
-        out.append(
-            FieldProblem(path, "an HTTP route needs one of route, redirect, directResponse or delegate")
-        )
+        out.append(FieldProblem(path, "an HTTP route needs one of route, redirect, directResponse or delegate"))
     elif len(actions) > 1:
         names = " and ".join(_json(vs_pb.HTTPRoute, a) for a in actions)
         out.append(FieldProblem(path, f"{names} are mutually exclusive: keep only one"))
@@ -134,9 +132,7 @@ def _http_route(r: vs_pb.HTTPRoute, path: str, out: Problems) -> None:
     if r.HasField("rewrite") and r.rewrite.HasField("uri_regex_rewrite"):
         _check_regex(r.rewrite.uri_regex_rewrite.match, f"{path}.rewrite.uriRegexRewrite.match", out)
     if r.HasField("direct_response") and not 200 <= r.direct_response.status <= 599:
-        out.append(
-            FieldProblem(f"{path}.directResponse.status", "status must be an HTTP status code 200-599")
-        )
+        out.append(FieldProblem(f"{path}.directResponse.status", "status must be an HTTP status code 200-599"))
 
 
 def _fault(f: vs_pb.HTTPFaultInjection, path: str, out: Problems) -> None:
@@ -189,9 +185,7 @@ def validate_virtual_service(vs: vs_pb.VirtualService) -> Problems:
         _http_route(r, f"spec.http[{i}]", out)
     for i, t in enumerate(vs.tls):
         if not t.match:
-            out.append(
-                FieldProblem(f"spec.tls[{i}].match", "a TLS route needs at least one match with sniHosts")
-            )
+            out.append(FieldProblem(f"spec.tls[{i}].match", "a TLS route needs at least one match with sniHosts"))
         for j, m in enumerate(t.match):
             if not m.sni_hosts:
                 out.append(FieldProblem(f"spec.tls[{i}].match[{j}].sniHosts", "sniHosts is required"))
@@ -207,30 +201,20 @@ def _traffic_policy(tp: dr_pb.TrafficPolicy, path: str, out: Problems) -> None:
     if tp.HasField("outlier_detection"):
         od = tp.outlier_detection
         if not 0 <= od.max_ejection_percent <= 100:
-            out.append(
-                FieldProblem(f"{path}.outlierDetection.maxEjectionPercent", "must be between 0 and 100")
-            )
+            out.append(FieldProblem(f"{path}.outlierDetection.maxEjectionPercent", "must be between 0 and 100"))
     tls = tp.tls
     has_cert = tls.credential_name or (tls.client_certificate and tls.private_key)
     if tls.mode == dr_pb.ClientTLSSettings.MUTUAL and not has_cert:
-        out.append(
-            FieldProblem(f"{path}.tls", "MUTUAL needs credentialName or clientCertificate and privateKey")
-        )
+        out.append(FieldProblem(f"{path}.tls", "MUTUAL needs credentialName or clientCertificate and privateKey"))
     for i, p in enumerate(tp.port_level_settings):
         if not p.HasField("port") or not _port_ok(p.port.number):
-            out.append(
-                FieldProblem(
-                    f"{path}.portLevelSettings[{i}].port.number", "a port number 1-65535 is required"
-                )
-            )
+            out.append(FieldProblem(f"{path}.portLevelSettings[{i}].port.number", "a port number 1-65535 is required"))
 
 
 def validate_destination_rule(dr: dr_pb.DestinationRule) -> Problems:
     out: Problems = []
     if not dr.host:
-        out.append(
-            FieldProblem("spec.host", "host is required: the service this rule applies to, e.g. reviews")
-        )
+        out.append(FieldProblem("spec.host", "host is required: the service this rule applies to, e.g. reviews"))
     if dr.HasField("traffic_policy"):
         _traffic_policy(dr.traffic_policy, "spec.trafficPolicy", out)
     seen: set[str] = set()
@@ -269,14 +253,9 @@ def validate_gateway(gw: gw_pb.Gateway) -> Problems:
         if s.port.protocol.upper() in tls_protocols and not s.HasField("tls"):
             out.append(FieldProblem(f"{path}.tls", f"{s.port.protocol} servers need tls settings"))
         elif needs_cert and not (
-            s.tls.credential_name
-            or s.tls.credential_names
-            or s.tls.server_certificate
-            or s.tls.tls_certificates
+            s.tls.credential_name or s.tls.credential_names or s.tls.server_certificate or s.tls.tls_certificates
         ):
-            out.append(
-                FieldProblem(f"{path}.tls", "SIMPLE/MUTUAL TLS needs credentialName or serverCertificate")
-            )
+            out.append(FieldProblem(f"{path}.tls", "SIMPLE/MUTUAL TLS needs credentialName or serverCertificate"))
     return out
 
 
@@ -305,17 +284,11 @@ def validate_service_entry(se: se_pb.ServiceEntry) -> Problems:
     if not se.ports and se.resolution != se_pb.ServiceEntry.NONE:
         out.append(FieldProblem("spec.ports", "ports are required unless resolution is NONE"))
     if se.endpoints and se.HasField("workload_selector"):
-        out.append(
-            FieldProblem("spec.workloadSelector", "use either endpoints or workloadSelector, not both")
-        )
+        out.append(FieldProblem("spec.workloadSelector", "use either endpoints or workloadSelector, not both"))
     for i, ep in enumerate(se.endpoints):
         path = f"spec.endpoints[{i}]"
-        if se.resolution == se_pb.ServiceEntry.STATIC and not (
-            _is_ip(ep.address) or ep.address.startswith("unix://")
-        ):
-            out.append(
-                FieldProblem(f"{path}.address", f"STATIC resolution needs IP addresses, got {ep.address!r}")
-            )
+        if se.resolution == se_pb.ServiceEntry.STATIC and not (_is_ip(ep.address) or ep.address.startswith("unix://")):
+            out.append(FieldProblem(f"{path}.address", f"STATIC resolution needs IP addresses, got {ep.address!r}"))
         if se.resolution == se_pb.ServiceEntry.NONE and se.endpoints:
             out.append(FieldProblem(f"{path}", "endpoints are not allowed with resolution NONE"))
             break
@@ -332,9 +305,7 @@ def validate_service_entry(se: se_pb.ServiceEntry) -> Problems:
 def validate_workload_entry(we: Any) -> Problems:
     out: Problems = []
     if not we.address and not we.network:
-        out.append(
-            FieldProblem("spec.address", "address is required (or network, for a remote-network entry)")
-        )
+        out.append(FieldProblem("spec.address", "address is required (or network, for a remote-network entry)"))
     if we.address.startswith("unix://") and we.ports:
         out.append(FieldProblem("spec.ports", "a unix:// address cannot have ports"))
     for name, port in we.ports.items():
@@ -353,16 +324,10 @@ def validate_sidecar(sc: Any) -> Problems:
             out.append(FieldProblem(f"spec.ingress[{i}].port.number", "a port number 1-65535 is required"))
     for i, eg in enumerate(sc.egress):
         if not eg.hosts:
-            out.append(
-                FieldProblem(f"spec.egress[{i}].hosts", 'hosts is required, e.g. "./*" or "istio-system/*"')
-            )
+            out.append(FieldProblem(f"spec.egress[{i}].hosts", 'hosts is required, e.g. "./*" or "istio-system/*"'))
         for j, h in enumerate(eg.hosts):
             if "/" not in h:
-                out.append(
-                    FieldProblem(
-                        f"spec.egress[{i}].hosts[{j}]", f"{h!r} must be namespace/dnsName, e.g. ./{h}"
-                    )
-                )
+                out.append(FieldProblem(f"spec.egress[{i}].hosts[{j}]", f"{h!r} must be namespace/dnsName, e.g. ./{h}"))
     return out
 
 
@@ -443,11 +408,7 @@ def validate_envoy_filter(ef: Any) -> Problems:
 
 def _has(msg: Any, name: str) -> bool:
     value = getattr(msg, name)
-    return (
-        len(value) > 0
-        if hasattr(value, "__len__") and not hasattr(value, "ListFields")
-        else msg.HasField(name)
-    )
+    return len(value) > 0 if hasattr(value, "__len__") and not hasattr(value, "ListFields") else msg.HasField(name)
 
 
 def _json(message: Any, field_name: str) -> str:

@@ -22,9 +22,7 @@ if TYPE_CHECKING:
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
-    return web.json_response(
-        data, status=status, dumps=lambda d: __import__("json").dumps(d, indent=1, default=str)
-    )
+    return web.json_response(data, status=status, dumps=lambda d: __import__("json").dumps(d, indent=1, default=str))
 
 
 class DebugServer:
@@ -138,9 +136,7 @@ class DebugServer:
                     "resolution": svc.resolution.value,
                     "mesh_external": svc.mesh_external,
                     "addresses": list(svc.addresses),
-                    "ports": [
-                        {"name": p.name, "port": p.number, "protocol": p.protocol.value} for p in svc.ports
-                    ],
+                    "ports": [{"name": p.name, "port": p.number, "protocol": p.protocol.value} for p in svc.ports],
                     "endpoints": [
                         {
                             "address": e.address,
@@ -179,8 +175,7 @@ class DebugServer:
                 "version_sent": w.version_sent,
                 "version_acked": w.version_acked,
                 "resources": [
-                    json_format.MessageToDict(res.index[n].message(), preserving_proto_field_name=True)
-                    for n in names
+                    json_format.MessageToDict(res.index[n].message(), preserving_proto_field_name=True) for n in names
                 ],
             }
         return _json({"proxy": stream.info.proxy.id, "state_version": stream.state.version, "config": dump})

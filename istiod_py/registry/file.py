@@ -50,9 +50,7 @@ def _workload_endpoint(
     )
 
 
-def service_entries(
-    reg: Registry, configs: Sequence[Config], workload_entries: Sequence[Config], domain: str
-) -> None:
+def service_entries(reg: Registry, configs: Sequence[Config], workload_entries: Sequence[Config], domain: str) -> None:
     for cfg in configs:
         spec: Any = cfg.spec
         ns = cfg.meta.namespace

@@ -65,17 +65,11 @@ def _timeout(ctx: PushContext) -> duration_pb2.Duration:
     return duration_pb2.Duration(seconds=int(secs), nanos=int((secs % 1) * 1e9))
 
 
-def outbound_cluster(
-    ctx: PushContext, svc: Service, port: Port, subset: str, viewer_ns: str
-) -> cluster_pb2.Cluster:
+def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, viewer_ns: str) -> cluster_pb2.Cluster:
     name = naming.outbound_cluster(port.number, svc.hostname, subset)
     c = cluster_pb2.Cluster(name=name, connect_timeout=_timeout(ctx))
     if svc.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
-        c.type = (
-            cluster_pb2.Cluster.STRICT_DNS
-            if svc.resolution == Resolution.DNS
-            else cluster_pb2.Cluster.LOGICAL_DNS
-        )
+        c.type = cluster_pb2.Cluster.STRICT_DNS if svc.resolution == Resolution.DNS else cluster_pb2.Cluster.LOGICAL_DNS
         c.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
         targets = [(ep.address, ep.port) for ep in ctx.state.endpoints_for(svc.hostname, port.number)]
         if not targets:
@@ -107,9 +101,7 @@ def subsets_of(ctx: PushContext, svc: Service, viewer_ns: str) -> list[str]:
     return [s.name for s in spec.subsets]
 
 
-def outbound_clusters(
-    ctx: PushContext, services: tuple[Service, ...], viewer_ns: str
-) -> list[cluster_pb2.Cluster]:
+def outbound_clusters(ctx: PushContext, services: tuple[Service, ...], viewer_ns: str) -> list[cluster_pb2.Cluster]:
     out = []
     for svc in services:
         for port in svc.ports:
@@ -146,9 +138,7 @@ def passthrough() -> cluster_pb2.Cluster:
     )
 
 
-def inbound_cluster(
-    ctx: PushContext, proxy: Proxy, port: Port, target: tuple[str, int]
-) -> cluster_pb2.Cluster:
+def inbound_cluster(ctx: PushContext, proxy: Proxy, port: Port, target: tuple[str, int]) -> cluster_pb2.Cluster:
     name = naming.inbound_cluster(port.number)
     c = cluster_pb2.Cluster(
         name=name,

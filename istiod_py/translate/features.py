@@ -40,9 +40,7 @@ class RouteInput:
 ClusterFeature = Callable[["PushContext", "cluster_pb2.Cluster", "Service", "Port", str, str], None]
 RouteFeature = Callable[[RouteInput, "route_components_pb2.Route"], None]
 # (ctx, proxy, direction "inbound"/"outbound"/"gateway", port) -> filters to add before the router
-HttpFilterFeature = Callable[
-    ["PushContext", "Proxy", str, int], list["http_connection_manager_pb2.HttpFilter"]
-]
+HttpFilterFeature = Callable[["PushContext", "Proxy", str, int], list["http_connection_manager_pb2.HttpFilter"]]
 
 # (ctx, proxy, direction, port) -> network filters placed before the HCM / tcp_proxy
 NetworkFilterFeature = Callable[["PushContext", "Proxy", str, int], list["listener_components_pb2.Filter"]]

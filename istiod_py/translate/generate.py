@@ -55,8 +55,10 @@ class Translator:
         # versions and find names in O(1) per push rather than per resource.
         key = ("res", type_url, tuple(id(p) for p in res.parts))
         hit: Resources | None = ctx.memo.get(key)
-        if hit is not None and len(hit.parts) == len(res.parts) and all(
-            a is b for a, b in zip(hit.parts, res.parts, strict=True)
+        if (
+            hit is not None
+            and len(hit.parts) == len(res.parts)
+            and all(a is b for a, b in zip(hit.parts, res.parts, strict=True))
         ):
             return hit
         ctx.memo[key] = res
@@ -112,9 +114,7 @@ class Translator:
 
     # --- EDS ---------------------------------------------------------------
 
-    def eds_for(
-        self, ctx: PushContext, cluster_name: str, viewer_ns: str, proxy: Proxy | None = None
-    ) -> Built | None:
+    def eds_for(self, ctx: PushContext, cluster_name: str, viewer_ns: str, proxy: Proxy | None = None) -> Built | None:
         parsed = naming.parse_cluster(cluster_name)
         if parsed is None or parsed[0] != "outbound":
             return None
@@ -159,10 +159,7 @@ class Translator:
 
         def outbound() -> Part:
             return Part(
-                {
-                    lst.name: build(lst.name, TypeUrl.LISTENER, lst)
-                    for lst in lds.outbound_listeners(ctx, proxy, scope)
-                }
+                {lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in lds.outbound_listeners(ctx, proxy, scope)}
             )
 
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
@@ -185,9 +182,7 @@ class Translator:
 
     def routes(self, ctx: PushContext, proxy: Proxy) -> Part:
         scope = ctx.sidecar_scope(proxy)
-        labels_key = (
-            proxy.labels_key if ctx.cached(("uses-source-labels",), lambda: _uses_source_labels(ctx)) else ()
-        )
+        labels_key = proxy.labels_key if ctx.cached(("uses-source-labels",), lambda: _uses_source_labels(ctx)) else ()
 
         def make() -> Part:
             out = {}

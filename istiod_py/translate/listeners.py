@@ -217,9 +217,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
             specs = dedupe_chains(_l4_specs(ctx, proxy, port, bind, targets))
             sniff = is_http and bool(specs)
             if is_http:
-                manager = http_connection_manager(
-                    ctx, proxy, "outbound", port, stat, rds=naming.sidecar_route(port)
-                )
+                manager = http_connection_manager(ctx, proxy, "outbound", port, stat, rds=naming.sidecar_route(port))
                 chain = _filter_chain_http(manager)
                 if sniff:
                     chain.filter_chain_match.transport_protocol = "raw_buffer"

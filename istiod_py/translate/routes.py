@@ -75,9 +75,7 @@ def sidecar_route_config(
     catch_all.domains.append("*")
     if scope.outbound_policy == "REGISTRY_ONLY":
         catch_all.name = "block_all"
-        catch_all.routes.add(
-            name="block_all", match=rc.RouteMatch(prefix="/"), direct_response={"status": 502}
-        )
+        catch_all.routes.add(name="block_all", match=rc.RouteMatch(prefix="/"), direct_response={"status": 502})
     else:
         catch_all.name = "allow_any"
         r = catch_all.routes.add(name="allow_any", match=rc.RouteMatch(prefix="/"))

@@ -88,8 +88,7 @@ def visible_services(state: MeshState, proxy: Proxy, egress: EgressHosts = ALL_H
     out = [
         svc
         for svc in state.services.values()
-        if exported_to(svc.export_to, svc.namespace, proxy.namespace)
-        and egress.allows(svc.namespace, svc.hostname)
+        if exported_to(svc.export_to, svc.namespace, proxy.namespace) and egress.allows(svc.namespace, svc.hostname)
     ]
     out.sort(key=lambda s: s.hostname)
     return out

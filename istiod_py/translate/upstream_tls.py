@@ -23,6 +23,7 @@ SYSTEM_ROOTS = "/etc/ssl/certs/ca-certificates.crt"
 
 Mode = dr_pb.ClientTLSSettings.TLSmode
 
+
 def apply_client_tls(cluster: cluster_pb2.Cluster, tls: dr_pb.ClientTLSSettings, port: Port) -> None:
     if tls.mode == Mode.ISTIO_MUTUAL:
         return  # built by mtls.py

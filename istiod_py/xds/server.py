@@ -268,9 +268,7 @@ class Stream:
             res = self.server.generate(self.state, self.proxy, t)
             await self._send_sotw(w, res, force=True)
 
-    async def _send_sotw(
-        self, w: Watch, res: Resources, *, force: bool, only: set[str] | None = None
-    ) -> bool:
+    async def _send_sotw(self, w: Watch, res: Resources, *, force: bool, only: set[str] | None = None) -> bool:
         """Send type `w.type_url`. Wildcard types always carry the full set; named
         types carry the subscribed resources (all when forced, else the changed)."""
         t = w.type_url

@@ -38,9 +38,7 @@ pytestmark = pytest.mark.e2e
 PORT = 9080  # every sidecar binds the same port on its own IP, as with captureMode NONE
 
 
-def test_http_through_envoy(
-    envoy_factory: EnvoyFactory, upstreams: UpstreamFactory, loopback: Loopback
-) -> None:
+def test_http_through_envoy(envoy_factory: EnvoyFactory, upstreams: UpstreamFactory, loopback: Loopback) -> None:
     backend = upstreams.http("reviews-v1")
     ip = loopback.ip()
     bootstrap = static_bootstrap(
@@ -81,9 +79,7 @@ def test_http_through_envoy(
     assert envoy.startup_seconds is not None
 
 
-def test_same_port_on_distinct_ips(
-    envoy_factory: EnvoyFactory, upstreams: UpstreamFactory, loopback: Loopback
-) -> None:
+def test_same_port_on_distinct_ips(envoy_factory: EnvoyFactory, upstreams: UpstreamFactory, loopback: Loopback) -> None:
     a, b = upstreams.http("a", port=PORT), upstreams.http("b", port=PORT)
     ip_a, ip_b = loopback.ips(2)
     for ip, backend in ((ip_a, a), (ip_b, b)):
@@ -102,9 +98,7 @@ def test_same_port_on_distinct_ips(
     assert http_request(ip_b, PORT).json()["server"] == "b"
 
 
-def test_tcp_through_envoy(
-    envoy_factory: EnvoyFactory, upstreams: UpstreamFactory, loopback: Loopback
-) -> None:
+def test_tcp_through_envoy(envoy_factory: EnvoyFactory, upstreams: UpstreamFactory, loopback: Loopback) -> None:
     backend = upstreams.tcp("mongo")
     ip = loopback.ip()
     envoy_factory(
@@ -163,9 +157,7 @@ def test_grpc_and_h2c_through_envoy(
     assert http_request(ip, PORT, "/h1").json()["protocol"] == "h2c"
 
 
-def test_websocket_through_envoy(
-    envoy_factory: EnvoyFactory, upstreams: UpstreamFactory, loopback: Loopback
-) -> None:
+def test_websocket_through_envoy(envoy_factory: EnvoyFactory, upstreams: UpstreamFactory, loopback: Loopback) -> None:
     backend = upstreams.websocket("ws")
     ip = loopback.ip()
     envoy_factory(

@@ -146,9 +146,7 @@ def test_outbound_traffic_policy(tmp_path: Path, envoy_factory: EnvoyFactory, up
         mesh.stop()
 
 
-def test_sidecar_egress_hosts_and_export_to_scope_what_a_proxy_gets(
-    mesh: Mesh, upstreams: UpstreamFactory
-) -> None:
+def test_sidecar_egress_hosts_and_export_to_scope_what_a_proxy_gets(mesh: Mesh, upstreams: UpstreamFactory) -> None:
     a = upstreams.http("a-app")
     b = upstreams.http("b-app")
     private = upstreams.http("private-app")

@@ -205,16 +205,14 @@ def test_bad_file_is_reported_and_traffic_keeps_flowing(mesh: Mesh, upstreams: U
     # A typo in a field, in the file that holds the live route.
     mesh.write("route.yaml", route_to("v2").replace("destination:", "destinaton:"))
     errors = mesh.wait(lambda: mesh.debug("/debug/configz")["errors"], 10, "the error to be reported")
-    assert any(
-        "route.yaml" in e and "VirtualService default/backend" in e and "destinaton" in e for e in errors
-    ), errors
+    assert any("route.yaml" in e and "VirtualService default/backend" in e and "destinaton" in e for e in errors), (
+        errors
+    )
     # The last good route keeps serving.
     assert set(servers_hit(bind, 10)) == {"backend-v1"}
     # Garbage YAML is also reported, and still nothing is lost.
     mesh.write("garbage.yaml", "kind: [unclosed\n  - :")
-    mesh.wait(
-        lambda: any("garbage.yaml" in e for e in mesh.debug("/debug/configz")["errors"]), 10, "the YAML error"
-    )
+    mesh.wait(lambda: any("garbage.yaml" in e for e in mesh.debug("/debug/configz")["errors"]), 10, "the YAML error")
     assert set(servers_hit(bind, 10)) == {"backend-v1"}
     assert mesh.proc is not None and mesh.proc.poll() is None
     # Fixing the file applies the new route.

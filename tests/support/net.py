@@ -5,8 +5,9 @@ sidecars can bind the same port on distinct IPs. Linux answers on the whole /8
 through ``lo`` without configuration.
 
 Addresses are unique within one pytest process (a process-wide counter) and, to
-keep engineers running suites side by side on one host apart, each process takes
-its own second octet derived from its pid. Ports are still checked by binding.
+keep suites running side by side on one host apart, each process claims its own
+second octet (starting from one derived from its pid). Ports are still checked by
+binding.
 """
 
 from __future__ import annotations
@@ -20,28 +21,47 @@ import time
 # 127.0.0.0/24 is left alone: 127.0.0.1 hosts real services on dev machines.
 _FIRST_OCTET_BASE = 16
 _FIRST_OCTET_SPAN = 224  # second octet in [16, 240)
+_CLAIM_PORT = 47999
 
 
 class LoopbackAllocator:
-    """Hands out unique addresses 127.A.B.C (A fixed per process, B.C counting)."""
+    """Hands out unique addresses 127.A.B.C (A fixed per process, B.C counting).
+
+    The block A is claimed for the process's lifetime by binding a marker socket on
+    127.A.255.254:_CLAIM_PORT, so two pytest processes on one host never share a block.
+    """
 
     def __init__(self, block: int | None = None) -> None:
+        self._claim: socket.socket | None = None
         if block is None:
-            block = _FIRST_OCTET_BASE + (os.getpid() % _FIRST_OCTET_SPAN)
+            block = self._claim_block(_FIRST_OCTET_BASE + (os.getpid() % _FIRST_OCTET_SPAN))
         if not 1 <= block <= 254:
             raise ValueError(f"loopback block must be in 1..254, got {block}")
         self.block = block
         self._counter = itertools.count(0)
         self._lock = threading.Lock()
 
+    def _claim_block(self, start: int) -> int:
+        for i in range(_FIRST_OCTET_SPAN):
+            block = _FIRST_OCTET_BASE + (start - _FIRST_OCTET_BASE + i) % _FIRST_OCTET_SPAN
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind((f"127.{block}.255.254", _CLAIM_PORT))
+            except OSError:
+                s.close()
+                continue
+            self._claim = s  # held (bound, never listening) until the process exits
+            return block
+        return start  # every block claimed: share one, ports are still checked by binding
+
     def ip(self) -> str:
         """A fresh loopback address never returned before by this allocator."""
         with self._lock:
             n = next(self._counter)
-        # 254 usable host numbers (.1 .. .254) per third octet.
+        # 254 usable host numbers (.1 .. .254) per third octet; 127.A.255.x is reserved.
         third, fourth = divmod(n, 254)
-        if third > 255:
-            raise RuntimeError("loopback allocator exhausted (65k addresses)")
+        if third > 254:
+            raise RuntimeError("loopback allocator exhausted (64k addresses)")
         return f"127.{self.block}.{third}.{fourth + 1}"
 
     def ips(self, count: int) -> list[str]:

@@ -371,9 +371,7 @@ class HttpEchoServer(Upstream):
 class _H2Protocol(asyncio.Protocol):
     def __init__(self, owner: H2EchoServer) -> None:
         self.owner = owner
-        self.conn = h2.connection.H2Connection(
-            h2.config.H2Configuration(client_side=False, header_encoding="utf-8")
-        )
+        self.conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
         self.transport: asyncio.Transport | None = None
         self.streams: dict[int, tuple[list[tuple[str, str]], bytearray]] = {}
         self.window_open = asyncio.Event()
@@ -447,9 +445,7 @@ class _H2Protocol(asyncio.Protocol):
             )
             view = memoryview(payload)
             while view:
-                window = min(
-                    self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size
-                )
+                window = min(self.conn.local_flow_control_window(stream_id), self.conn.max_outbound_frame_size)
                 if window <= 0:
                     self.window_open.clear()
                     self._flush()
@@ -485,9 +481,7 @@ class H2EchoServer(Upstream):
 
         async def _serve() -> asyncio.Server:
             loop = asyncio.get_running_loop()
-            return await loop.create_server(
-                lambda: _H2Protocol(self), self.host, self.port, reuse_address=True
-            )
+            return await loop.create_server(lambda: _H2Protocol(self), self.host, self.port, reuse_address=True)
 
         self._server = self._loop.run(_serve())
 
@@ -596,9 +590,7 @@ class WebSocketEchoServer(Upstream):
         request = ws.request
         if request is not None:
             self.state.record(
-                RecordedRequest(
-                    "GET", request.path, _join_headers(request.headers.raw_items()), b"", "websocket"
-                )
+                RecordedRequest("GET", request.path, _join_headers(request.headers.raw_items()), b"", "websocket")
             )
         async for message in ws:
             text = message if isinstance(message, str) else message.decode("utf-8", "replace")

@@ -39,8 +39,7 @@ BAD = [
     ),
     (VS_HEAD + "spec:\n  hosts: r\n  http: []\n", "spec.hosts", "expected a list"),
     (
-        VS_HEAD
-        + "spec:\n  hosts: [r]\n  http:\n  - timeout: 5 seconds\n    route: [{destination: {host: r}}]\n",
+        VS_HEAD + "spec:\n  hosts: [r]\n  http:\n  - timeout: 5 seconds\n    route: [{destination: {host: r}}]\n",
         "spec.http[0].timeout",
         "invalid duration",
     ),
@@ -107,9 +106,7 @@ def test_unknown_kind_is_an_error_naming_the_kind() -> None:
 
 
 def test_wrong_api_version_is_an_error() -> None:
-    result = load_text(
-        "apiVersion: security.istio.io/v1alpha3\nkind: PeerAuthentication\nmetadata: {name: x}\n", "v"
-    )
+    result = load_text("apiVersion: security.istio.io/v1alpha3\nkind: PeerAuthentication\nmetadata: {name: x}\n", "v")
     assert len(result.errors) == 1 and result.errors[0].field == "apiVersion"
 
 
@@ -160,11 +157,7 @@ items:
     result = load_text(text, "list.yaml")
     assert [s.name for s in result.services] == ["reviews"]
     svc = result.services[0]
-    assert (
-        svc.namespace == "bookinfo"
-        and svc.ports[1].target_port == "grpc-port"
-        and svc.ports[0].protocol == "TCP"
-    )
+    assert svc.namespace == "bookinfo" and svc.ports[1].target_port == "grpc-port" and svc.ports[0].protocol == "TCP"
     (eps,) = result.endpoint_slices
     assert eps.service_name == "reviews" and eps.endpoints[0].conditions.ready is True
     assert [(e.name, e.field) for e in result.errors] == [

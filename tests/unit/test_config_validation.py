@@ -80,8 +80,7 @@ CASES = [
         "Gateway",
         _doc(
             "Gateway",
-            "  servers: [{hosts: ['*'], port: {number: 443, name: h, protocol: HTTPS},"
-            " tls: {mode: BOGUS}}]\n",
+            "  servers: [{hosts: ['*'], port: {number: 443, name: h, protocol: HTTPS}, tls: {mode: BOGUS}}]\n",
         ),
         "spec.servers[0].tls.mode",
         "must be one of",
@@ -173,8 +172,7 @@ VALID = [
     ),
     _doc(
         "PeerAuthentication",
-        "  selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}\n"
-        "  portLevelMtls: {8080: {mode: DISABLE}}\n",
+        "  selector: {matchLabels: {app: a}}\n  mtls: {mode: STRICT}\n  portLevelMtls: {8080: {mode: DISABLE}}\n",
         SEC,
     ),
     _doc(
