@@ -11,7 +11,7 @@ from istiod_py.config.kube_types import EndpointSlice, KubeService
 from istiod_py.config.model import Config, ConfigError
 from istiod_py.model import Endpoint, MeshConfig, MeshState, Service, endpoint_digest
 
-from .file import build_registry
+from .file import ConversionCache, build_registry
 
 
 @dataclass(frozen=True)
@@ -38,6 +38,27 @@ class Aggregator:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     sources: dict[str, SourceSnapshot] = field(default_factory=dict)
     version: int = 0
+    # Work on unchanged inputs is reused from the previous build (by identity).
+    _conversions: ConversionCache = field(default_factory=ConversionCache)
+    _spec_bytes: dict[int, tuple[Config, bytes]] = field(default_factory=dict)
+    _eps: dict[tuple[int, ...], tuple[list[Endpoint], tuple[Endpoint, ...], str]] = field(default_factory=dict)
+    _svc_repr: dict[int, tuple[Service, str]] = field(default_factory=dict)
+
+    def _spec(self, c: Config) -> bytes:
+        hit = self._spec_bytes.get(id(c))
+        if hit is not None and hit[0] is c:
+            return hit[1]
+        b = c.spec.SerializeToString(deterministic=True)
+        self._spec_bytes[id(c)] = (c, b)
+        return b
+
+    def _repr(self, s: Service) -> str:
+        hit = self._svc_repr.get(id(s))
+        if hit is not None and hit[0] is s:
+            return hit[1]
+        r = repr(s) + repr(sorted((s.selector or {}).items()))
+        self._svc_repr[id(s)] = (s, r)
+        return r
 
     def set_source(self, name: str, snap: SourceSnapshot) -> None:
         self.sources[name] = snap
@@ -58,22 +79,55 @@ class Aggregator:
         # Deterministic order: output (and so versions) depends only on content.
         configs.sort(key=lambda c: (c.meta.kind, c.meta.namespace, c.meta.name))
         services.sort(key=lambda s: (s.namespace, s.name))
-        reg = build_registry(configs, services, slices, self.mesh.trust_domain)
+        reg = build_registry(configs, services, slices, self.mesh.trust_domain, self._conversions)
         by_kind: dict[str, list[Config]] = {}
         for c in configs:
             by_kind.setdefault(c.meta.kind, []).append(c)
-        endpoints = {h: tuple(sorted(eps, key=_ep_key)) for h, eps in reg.endpoints.items()}
-        digests = {h: endpoint_digest(eps) for h, eps in endpoints.items()}
+        endpoints: dict[str, tuple[Endpoint, ...]] = {}
+        digests: dict[str, str] = {}
+        eps_cache: dict[tuple[int, ...], tuple[list[Endpoint], tuple[Endpoint, ...], str]] = {}
+        for h, eps in reg.endpoints.items():
+            key = tuple(id(e) for e in eps)
+            hit = self._eps.get(key)
+            if hit is None or len(hit[0]) != len(eps) or any(a is not b for a, b in zip(hit[0], eps, strict=True)):
+                ordered = tuple(sorted(eps, key=_ep_key))
+                hit = (list(eps), ordered, endpoint_digest(ordered))
+            eps_cache[key] = hit
+            endpoints[h] = hit[1]
+            digests[h] = hit[2]
+        self._eps = eps_cache
+        live = {id(c) for c in configs}
+        self._spec_bytes = {k: v for k, v in self._spec_bytes.items() if k in live}
+        cfg_hash = hashlib.blake2b(digest_size=8)
+        kind_digests: dict[str, str] = {}
+        for kind, items in by_kind.items():
+            kh = hashlib.blake2b(digest_size=8)
+            for c in items:
+                spec = self._spec(c)
+                cfg_hash.update(f"{c.meta.kind}/{c.meta.namespace}/{c.meta.name}".encode())
+                cfg_hash.update(spec)
+                kh.update(f"{c.meta.namespace}/{c.meta.name}/{sorted(c.meta.labels.items())}".encode())
+                kh.update(spec)
+            kind_digests[kind] = kh.hexdigest()
+        svc_reprs = [self._repr(s) for _, s in sorted(reg.services.items())]
+        self._svc_repr = {id(s): (s, r) for s, r in zip(
+            (s for _, s in sorted(reg.services.items())), svc_reprs, strict=True)}  # fmt: skip
+        for r in svc_reprs:
+            cfg_hash.update(r.encode())
         self.version += 1
-        return MeshState(
+        state = MeshState(
             version=self.version,
             services=MappingProxyType(dict(sorted(reg.services.items()))),
             endpoints=MappingProxyType(endpoints),
             configs=MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
             mesh=self.mesh,
             endpoint_digests=MappingProxyType(digests),
-            config_digest=config_digest(configs, reg.services.values()),
+            config_digest=cfg_hash.hexdigest(),
         )
+        # Digests computed here from cached bytes; MeshState would recompute them.
+        state.__dict__["kind_digests"] = kind_digests
+        state.__dict__["services_digest"] = _digest_text(svc_reprs)
+        return state
 
 
 def _ep_key(e: Endpoint) -> tuple[int, str, int]:
@@ -115,3 +169,11 @@ def diff(old: MeshState | None, new: MeshState) -> Change:
 
 def _accounts(state: MeshState, host: str) -> frozenset[str]:
     return frozenset(ep.service_account for ep in state.endpoints.get(host, ()) if ep.service_account)
+
+
+def _digest_text(parts: Sequence[str]) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for p in parts:
+        h.update(p.encode())
+        h.update(b"\0")
+    return h.hexdigest()

@@ -28,6 +28,41 @@ class Registry:
     def add_endpoint(self, ep: Endpoint) -> None:
         self.endpoints.setdefault(ep.service, []).append(ep)
 
+    def merge(self, other: Registry) -> None:
+        for svc in other.services.values():
+            self.add_service(svc)
+        for eps in other.endpoints.values():
+            for ep in eps:
+                self.add_endpoint(ep)
+
+
+class ConversionCache:
+    """Conversions of unchanged inputs, reused across builds.
+
+    The file source hands back the very same parsed objects for files that did
+    not change, so a conversion keyed by the identity of its inputs (verified
+    with `is`, never by a recycled id alone) is reused; an edit to one file
+    reconverts only what that file defines."""
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[int, ...], tuple[tuple[object, ...], Registry]] = {}
+        self._next: dict[tuple[int, ...], tuple[tuple[object, ...], Registry]] = {}
+
+    def get(self, inputs: tuple[object, ...], build: Any) -> Registry:
+        key = tuple(id(o) for o in inputs)
+        hit = self._entries.get(key)
+        if hit is not None and len(hit[0]) == len(inputs) and all(a is b for a, b in zip(hit[0], inputs, strict=True)):
+            self._next[key] = hit
+            return hit[1]
+        reg = Registry()
+        build(reg)
+        self._next[key] = (inputs, reg)
+        return reg
+
+    def end_build(self) -> None:
+        """Keep only what the last build used."""
+        self._entries, self._next = self._next, {}
+
 
 def _workload_endpoint(
     host: str, port: Port, we: Any, namespace: str, name: str, labels: Mapping[str, str] | None = None
@@ -50,39 +85,56 @@ def _workload_endpoint(
     )
 
 
-def service_entries(reg: Registry, configs: Sequence[Config], workload_entries: Sequence[Config], domain: str) -> None:
+def service_entries(
+    reg: Registry,
+    configs: Sequence[Config],
+    workload_entries: Sequence[Config],
+    domain: str,
+    cache: ConversionCache | None = None,
+) -> None:
+    cache = cache or ConversionCache()
+    we_by_ns: dict[str, list[Config]] = {}
+    for wcfg in workload_entries:
+        we_by_ns.setdefault(wcfg.meta.namespace, []).append(wcfg)
     for cfg in configs:
         spec: Any = cfg.spec
-        ns = cfg.meta.namespace
-        ports = tuple(
-            Port(p.name, p.number, protocol_from(declared=p.protocol, port_name=p.name), p.target_port)
-            for p in spec.ports
+        wes = we_by_ns.get(cfg.meta.namespace, []) if spec.HasField("workload_selector") else []
+        inputs: tuple[object, ...] = ("se", cfg, *wes)
+        reg.merge(cache.get(inputs, lambda r, cfg=cfg, wes=wes: _service_entry(r, cfg, wes)))
+
+
+def _service_entry(reg: Registry, cfg: Config, workload_entries: Sequence[Config]) -> None:
+    spec: Any = cfg.spec
+    ns = cfg.meta.namespace
+    ports = tuple(
+        Port(p.name, p.number, protocol_from(declared=p.protocol, port_name=p.name), p.target_port)
+        for p in spec.ports
+    )
+    resolution = _RESOLUTIONS.get(int(spec.resolution), Resolution.NONE)
+    selector = dict(spec.workload_selector.labels) if spec.HasField("workload_selector") else None
+    for host in spec.hosts:
+        svc = Service(
+            hostname=host,
+            namespace=ns,
+            ports=ports,
+            addresses=tuple(spec.addresses),
+            resolution=resolution,
+            mesh_external=int(spec.location) == 0,
+            labels=MappingProxyType(dict(cfg.meta.labels)),
+            selector=MappingProxyType(selector) if selector is not None else None,
+            export_to=tuple(spec.export_to),
+            source=f"ServiceEntry {ns}/{cfg.meta.name}",
+            subject_alt_names=tuple(spec.subject_alt_names),
         )
-        resolution = _RESOLUTIONS.get(int(spec.resolution), Resolution.NONE)
-        selector = dict(spec.workload_selector.labels) if spec.HasField("workload_selector") else None
-        for host in spec.hosts:
-            svc = Service(
-                hostname=host,
-                namespace=ns,
-                ports=ports,
-                addresses=tuple(spec.addresses),
-                resolution=resolution,
-                mesh_external=int(spec.location) == 0,
-                labels=MappingProxyType(dict(cfg.meta.labels)),
-                selector=MappingProxyType(selector) if selector is not None else None,
-                export_to=tuple(spec.export_to),
-                source=f"ServiceEntry {ns}/{cfg.meta.name}",
-                subject_alt_names=tuple(spec.subject_alt_names),
-            )
-            reg.add_service(svc)
-            for port in ports:
-                for i, we in enumerate(spec.endpoints):
-                    reg.add_endpoint(_workload_endpoint(host, port, we, ns, f"{cfg.meta.name}-{i}"))
-                if selector is not None:
-                    for wcfg in workload_entries:
-                        w: Any = wcfg.spec
-                        if wcfg.meta.namespace == ns and labels_match(selector, w.labels):
-                            reg.add_endpoint(_workload_endpoint(host, port, w, ns, wcfg.meta.name))
+        reg.add_service(svc)
+        for port in ports:
+            for i, we in enumerate(spec.endpoints):
+                reg.add_endpoint(_workload_endpoint(host, port, we, ns, f"{cfg.meta.name}-{i}"))
+            if selector is not None:
+                for wcfg in workload_entries:
+                    w: Any = wcfg.spec
+                    if wcfg.meta.namespace == ns and labels_match(selector, w.labels):
+                        reg.add_endpoint(_workload_endpoint(host, port, w, ns, wcfg.meta.name))
 
 
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
@@ -105,46 +157,69 @@ def kube_services(
     slices: Sequence[EndpointSlice],
     workload_entries: Sequence[Config],
     domain: str,
+    cache: ConversionCache | None = None,
 ) -> None:
     by_service: dict[tuple[str, str], list[EndpointSlice]] = {}
     for sl in slices:
         by_service.setdefault((sl.meta.namespace, sl.service_name), []).append(sl)
     we_by_addr: dict[tuple[str, str], Config] = {}
+    we_by_ns: dict[str, list[Config]] = {}
     for wcfg in workload_entries:
         w: Any = wcfg.spec
         we_by_addr.setdefault((wcfg.meta.namespace, w.address), wcfg)
+        we_by_ns.setdefault(wcfg.meta.namespace, []).append(wcfg)
+    cache = cache or ConversionCache()
     for ks in services:
-        ns = ks.namespace
-        host = f"{ks.name}.{ns}.svc.{domain}"
-        ports = tuple(_kube_port(p) for p in ks.ports)
-        external = ks.type == "ExternalName"
-        addresses = (ks.cluster_ip,) if ks.cluster_ip and ks.cluster_ip != "None" else ()
-        svc = Service(
-            hostname=host,
-            namespace=ns,
-            ports=ports,
-            addresses=addresses,
-            resolution=Resolution.DNS if external else Resolution.STATIC,
-            mesh_external=external,
-            labels=MappingProxyType(dict(ks.meta.labels)),
-            selector=MappingProxyType(dict(ks.selector)) if ks.selector else None,
-            export_to=_export_annotation(ks.meta.annotations),
-            source=f"Service {ns}/{ks.name}",
+        ns_slices = by_service.get((ks.namespace, ks.name), [])
+        ns_wes = we_by_ns.get(ks.namespace, [])
+        inputs: tuple[object, ...] = ("kube", domain, ks, *ns_slices, "we", *ns_wes)
+        reg.merge(
+            cache.get(
+                inputs,
+                lambda r, ks=ks, sl=ns_slices, wes=ns_wes: _kube_service(r, ks, sl, wes, we_by_addr, domain),
+            )
         )
-        reg.add_service(svc)
-        if external and ks.external_name:
-            for port in ports:
-                reg.add_endpoint(Endpoint.make(host, port.number, ks.external_name, port.number))
-            continue
-        for sl in by_service.get((ns, ks.name), []):
-            _slice_endpoints(reg, host, ports, ks, sl, we_by_addr)
-        if ks.selector:
-            # Istio lets a Kubernetes Service select WorkloadEntries too.
-            for wcfg in workload_entries:
-                w = wcfg.spec
-                if wcfg.meta.namespace == ns and labels_match(ks.selector, w.labels):
-                    for port in ports:
-                        reg.add_endpoint(_workload_endpoint(host, port, w, ns, wcfg.meta.name))
+
+
+def _kube_service(
+    reg: Registry,
+    ks: KubeService,
+    slices: list[EndpointSlice],
+    workload_entries: list[Config],
+    we_by_addr: dict[tuple[str, str], Config],
+    domain: str,
+) -> None:
+    ns = ks.namespace
+    host = f"{ks.name}.{ns}.svc.{domain}"
+    ports = tuple(_kube_port(p) for p in ks.ports)
+    external = ks.type == "ExternalName"
+    addresses = (ks.cluster_ip,) if ks.cluster_ip and ks.cluster_ip != "None" else ()
+    svc = Service(
+        hostname=host,
+        namespace=ns,
+        ports=ports,
+        addresses=addresses,
+        resolution=Resolution.DNS if external else Resolution.STATIC,
+        mesh_external=external,
+        labels=MappingProxyType(dict(ks.meta.labels)),
+        selector=MappingProxyType(dict(ks.selector)) if ks.selector else None,
+        export_to=_export_annotation(ks.meta.annotations),
+        source=f"Service {ns}/{ks.name}",
+    )
+    reg.add_service(svc)
+    if external and ks.external_name:
+        for port in ports:
+            reg.add_endpoint(Endpoint.make(host, port.number, ks.external_name, port.number))
+        return
+    for sl in slices:
+        _slice_endpoints(reg, host, ports, ks, sl, we_by_addr)
+    if ks.selector:
+        # Istio lets a Kubernetes Service select WorkloadEntries too.
+        for wcfg in workload_entries:
+            wspec: Any = wcfg.spec
+            if wcfg.meta.namespace == ns and labels_match(ks.selector, wspec.labels):
+                for port in ports:
+                    reg.add_endpoint(_workload_endpoint(host, port, wspec, ns, wcfg.meta.name))
 
 
 def _slice_endpoints(
@@ -191,11 +266,17 @@ def _slice_endpoints(
 
 
 def build_registry(
-    configs: Sequence[Config], services: Sequence[KubeService], slices: Sequence[EndpointSlice], domain: str
+    configs: Sequence[Config],
+    services: Sequence[KubeService],
+    slices: Sequence[EndpointSlice],
+    domain: str,
+    cache: ConversionCache | None = None,
 ) -> Registry:
+    cache = cache or ConversionCache()
     reg = Registry()
     wes = [c for c in configs if c.meta.kind == "WorkloadEntry"]
     ses = [c for c in configs if c.meta.kind == "ServiceEntry"]
-    kube_services(reg, services, slices, wes, domain)
-    service_entries(reg, ses, wes, domain)
+    kube_services(reg, services, slices, wes, domain, cache)
+    service_entries(reg, ses, wes, domain, cache)
+    cache.end_build()
     return reg
