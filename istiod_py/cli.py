@@ -47,7 +47,19 @@ def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest a push waits while events keep coming")
     p.add_argument("--max-connection-age", type=float, default=1800.0, help="recycle xDS streams after N s (±10%%)")
     p.add_argument("--send-timeout", type=float, default=30.0, help="close a stream whose send blocks N s")
-    p.add_argument("--max-concurrent-pushes", type=int, default=100)
+    p.add_argument("--max-concurrent-pushes", type=int, default=100, help="pushes sent at once (default 100)")
+    p.add_argument(
+        "--max-concurrent-initial",
+        type=int,
+        default=50,
+        help="first responses to new streams sent at once; a reconnect storm queues in order (default 50)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=5.0,
+        help="on SIGTERM, seconds streams get to finish their push and close with OK (default 5)",
+    )
     p.add_argument("--ca-dir", default="./var/ca", help="where the self-signed root CA is created and kept")
     p.add_argument("--cacerts-dir", help="plug-in CA in Istio's layout (ca-cert.pem, ca-key.pem, ...)")
     p.add_argument("--token-file", help="YAML mapping bearer tokens to identities, for CSR authentication")
@@ -72,6 +84,8 @@ def run_serve(args: argparse.Namespace) -> int:
         max_connection_age=args.max_connection_age,
         send_timeout=args.send_timeout,
         max_concurrent_pushes=args.max_concurrent_pushes,
+        max_concurrent_initial=args.max_concurrent_initial,
+        drain_timeout=args.drain_timeout,
         ca_dir=args.ca_dir,
         cacerts_dir=args.cacerts_dir,
         token_file=args.token_file,

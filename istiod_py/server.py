@@ -38,7 +38,12 @@ class ServeOptions:
     poll_interval: float = 0.1
     send_timeout: float = 30.0
     max_concurrent_pushes: int = 100
+    # First responses to newly connected streams, capped apart from pushes so a
+    # reconnect storm is served in arrival order without starving config pushes.
+    max_concurrent_initial: int = 50
     max_connection_age: float = 1800.0
+    # On stop (SIGTERM): how long streams get to finish their push and close.
+    drain_timeout: float = 5.0
     # CA: where the self-signed root is kept; or a plug-in CA directory (cacerts).
     ca_dir: str | None = None
     cacerts_dir: str | None = None
@@ -65,6 +70,7 @@ class ControlPlane:
         self.ports: dict[str, int] = {}
         self._ready = False
         self._stopped = asyncio.Event()
+        self._stopping: asyncio.Task[None] | None = None
 
     def _on_source(self, name: str) -> Any:
         def cb(snap: SourceSnapshot) -> None:
@@ -94,6 +100,7 @@ class ControlPlane:
             metrics=self.metrics,
             send_timeout=o.send_timeout,
             max_concurrent_pushes=o.max_concurrent_pushes,
+            max_concurrent_initial=o.max_concurrent_initial,
             max_connection_age=o.max_connection_age,
         )
         options = [
@@ -154,17 +161,33 @@ class ControlPlane:
         if self.xds is not None:
             self.xds.push(req)
 
-    async def stop(self, grace: float = 5.0) -> None:
-        self._ready = False
+    async def stop(self, grace: float | None = None) -> None:
+        """Graceful drain, at most `grace` seconds (default `drain_timeout`):
+        stop accepting streams, let each stream finish the push in flight, close
+        every stream with OK (proxies keep their config and reconnect), then exit.
+        Idempotent: a second call waits for the first."""
+        if self._stopping is None:
+            self._stopping = asyncio.ensure_future(self._stop(self.opts.drain_timeout if grace is None else grace))
+        await asyncio.shield(self._stopping)
+
+    async def _stop(self, grace: float) -> None:
+        self._ready = False  # /ready fails first: load balancers stop sending proxies here
+        log.info("draining: closing xDS streams within %ss", grace)
         for src in self.sources:
             await src.stop()
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        # Stopping the gRPC servers refuses new connections and streams at once;
+        # the streams already open stay until they end (or the grace runs out).
+        servers = [srv for srv in (self.grpc_server, self.secure_server) if srv is not None]
+        stopping = [asyncio.ensure_future(srv.stop(grace)) for srv in servers]
         if self.xds is not None:
-            await self.xds.close()
-        for srv in (self.grpc_server, self.secure_server):
-            if srv is not None:
-                await srv.stop(grace)
+            await self.xds.close(grace)
+        if stopping:
+            await asyncio.gather(*stopping, return_exceptions=True)
         if self.web_runner is not None:
             await self.web_runner.cleanup()
+        log.info("stopped")
         self._stopped.set()
 
     async def run_forever(self) -> None:

@@ -20,4 +20,8 @@ class XdsMetrics:
             buckets=(0.01, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 30),
             registry=reg,
         )
+        self.push_inflight = Gauge("pilot_xds_push_inflight", "Pushes being sent now", registry=reg)
+        self.initial_push_inflight = Gauge(
+            "pilot_xds_initial_push_inflight", "First responses to new streams being sent now", registry=reg
+        )
         self.config_errors = Gauge("pilot_total_xds_internal_errors", "Config resources rejected at load", registry=reg)

@@ -7,6 +7,7 @@ change pushes only EDS for the hosts concerned."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -53,6 +54,17 @@ class PushPipeline:
         self.idle.clear()
         if self._task is None or self._task.done():
             self._task = asyncio.get_running_loop().create_task(self._debounce())
+
+    async def stop(self) -> None:
+        """Stop debouncing: a change still waiting for its quiet period is dropped
+        (the next start loads the sources afresh)."""
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._first = None
+        self.idle.set()
 
     def rebuild_now(self) -> None:
         """Synchronously apply pending source changes (start-up, tests)."""

@@ -41,6 +41,10 @@ _PUSH = object()
 _CLOSE = object()
 _RECYCLE = object()
 
+# Requests read from a client but not yet handled, per stream: past this the
+# reader stops reading, so HTTP/2 flow control pushes back on the client.
+MAX_QUEUED_REQUESTS = 32
+
 
 class StreamError(Exception):
     def __init__(self, code: grpc.StatusCode, message: str) -> None:
@@ -55,6 +59,39 @@ def _names_digest(names: Iterable[str]) -> str:
         h.update(n.encode())
         h.update(b"\0")
     return h.hexdigest()
+
+
+class PushSlots:
+    """A cap on concurrent sends of one kind (pushes, or first responses to new
+    streams): an `async with` semaphore that keeps its in-flight count in a gauge
+    and remembers the highest count seen (for /metrics, debugging and tests)."""
+
+    def __init__(self, limit: int, gauge: Any = None) -> None:
+        if limit < 1:
+            raise ValueError(f"a concurrency cap must be at least 1, not {limit}")
+        self.limit = limit
+        self._sem = asyncio.Semaphore(limit)
+        self._gauge = gauge
+        self.inflight = 0
+        self.peak = 0
+
+    def _set(self, delta: int) -> None:
+        self.inflight += delta
+        self.peak = max(self.peak, self.inflight)
+        if self._gauge is not None:
+            self._gauge.set(self.inflight)
+
+    async def __aenter__(self) -> PushSlots:
+        await self._sem.acquire()
+        self._set(1)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self._set(-1)
+        self._sem.release()
+
+    def locked(self) -> bool:
+        return self._sem.locked()
 
 
 class Stream:
@@ -83,6 +120,8 @@ class Stream:
         self.stuck = False
         # Delta: clusters in the last CDS update, whose EDS must follow (warming).
         self._changed_clusters: set[str] = set()
+        # Bounds the requests read but not yet handled (see MAX_QUEUED_REQUESTS).
+        self._room = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
 
     # --- plumbing -----------------------------------------------------------
 
@@ -95,6 +134,9 @@ class Stream:
         return f"{self._nonce_prefix}-{next(self._nonce)}"
 
     def request_push(self, req: PushRequest) -> None:
+        """At most one push is pending per stream: a request that arrives while one
+        waits (for a push slot, or behind a slow send) is merged into it, so a busy
+        stream gets one push of the newest state, never a backlog."""
         if self.pending is None:
             self.pending = req
             self.events.put_nowait(_PUSH)
@@ -117,7 +159,8 @@ class Stream:
     async def _reader(self, requests: AsyncIterator[bytes]) -> None:
         try:
             async for raw in requests:
-                await self.events.put(raw)
+                await self._room.acquire()
+                self.events.put_nowait(raw)
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
         except Exception as e:  # the client went away mid-read
@@ -131,21 +174,28 @@ class Stream:
         # Recycled after the maximum age, with jitter, so proxies rebalance.
         self.recycle_at = time.monotonic() + max_age * (0.9 + 0.2 * random.random()) if max_age else 0.0
         self.server.ensure_watchdog()
+        self.server.live.add(self)
         reader = asyncio.create_task(self._reader(requests))
         try:
             await self._loop()
         except asyncio.CancelledError:
             if not self.stuck:
                 raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the watchdog's cancel is handled: end the RPC normally
             log.warning("closing xDS stream %s: a send blocked for over %ss", self.info.conn_id if self.info else "?",
                         self.server.send_timeout)  # fmt: skip
             self.server.metrics.stream_errors.labels("DEADLINE_EXCEEDED").inc()
+            self.context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+            self.context.set_details(f"a send blocked for over {self.server.send_timeout}s")
         except StreamError as e:
             log.info("closing xDS stream %s: %s", self.info.conn_id if self.info else "?", e.message)
             self.server.metrics.stream_errors.labels(e.code.name).inc()
             await self.context.abort(e.code, e.message)
         finally:
             reader.cancel()
+            self.server.live.discard(self)
             if self.info is not None:
                 self.server.unregister(self)
 
@@ -158,13 +208,17 @@ class Stream:
             if ev is _CLOSE or self.closing:
                 return
             if ev is _PUSH:
-                req = self.pending
-                self.pending = None
-                if req is not None and self.info is not None:
-                    async with self.server.push_slots:
+                if self.pending is None or self.info is None:
+                    continue
+                async with self.server.push_slots:
+                    # Taken only now: what arrived while this stream waited for a
+                    # slot was merged into it, so one push carries the newest state.
+                    req, self.pending = self.pending, None
+                    if req is not None and not self.closing:
                         await self._push(req)
                 continue
             assert isinstance(ev, bytes)
+            self._room.release()
             await self._on_request(ev)
 
     # --- requests -----------------------------------------------------------
@@ -264,7 +318,10 @@ class Stream:
             self._names_digest[t] = _names_digest(names)
         w.names = names
         changed = first or not req.response_nonce or names != old_names or w.wildcard != old_wildcard
-        if changed:
+        if first:
+            async with self.server.initial_slots:
+                await self._send_sotw(w, self.server.generate(self.state, self.proxy, t), force=True)
+        elif changed:
             res = self.server.generate(self.state, self.proxy, t)
             await self._send_sotw(w, res, force=True)
 
@@ -354,11 +411,15 @@ class Stream:
         w.names -= unsubscribe
         for n in unsubscribe:
             w.sent.pop(n, None)
-        if first or subscribe:
+        if first:
+            async with self.server.initial_slots:
+                res = self.server.generate(self.state, self.proxy, t)
+                await self._send_delta(w, res, report_missing=subscribe, always=True)
+        elif subscribe:
             res = self.server.generate(self.state, self.proxy, t)
             # a name asked for again is sent again, even if the client has it
-            force = new_names - set(req.initial_resource_versions) if not first else set()
-            await self._send_delta(w, res, force=force, report_missing=subscribe, always=first)
+            force = new_names - set(req.initial_resource_versions)
+            await self._send_delta(w, res, force=force, report_missing=subscribe)
 
     async def _send_delta(
         self,
@@ -460,6 +521,7 @@ class XdsServer:
         metrics: XdsMetrics | None = None,
         send_timeout: float = 30.0,
         max_concurrent_pushes: int = 100,
+        max_concurrent_initial: int = 50,
         max_connection_age: float = 0.0,
     ) -> None:
         self._generate = generate
@@ -467,8 +529,15 @@ class XdsServer:
         self.metrics = metrics or XdsMetrics()
         self.send_timeout = send_timeout
         self.max_connection_age = max_connection_age
-        self.push_slots = asyncio.Semaphore(max_concurrent_pushes)
+        # Pushes to connected streams, and first responses to new streams, are
+        # capped separately: a reconnect storm queues (in arrival order) without
+        # starving config pushes, and pushes cannot starve new streams.
+        self.push_slots = PushSlots(max_concurrent_pushes, self.metrics.push_inflight)
+        self.initial_slots = PushSlots(max_concurrent_initial, self.metrics.initial_push_inflight)
         self.streams: dict[str, Stream] = {}
+        # Every running stream, registered (sent a node) or not: what a drain ends.
+        self.live: set[Stream] = set()
+        self.draining = False
         self._conn_seq = itertools.count(1)
         self.ack_listeners: list[Callable[[Stream, Watch], None]] = []
         self._watchdog: asyncio.Task[None] | None = None
@@ -543,18 +612,42 @@ class XdsServer:
         for stream in list(self.streams.values()):
             stream.request_push(req)
 
-    async def close(self) -> None:
-        for stream in list(self.streams.values()):
+    async def close(self, timeout: float = 5.0) -> None:
+        """Drain: refuse new streams; let every stream finish the push it is
+        sending, then end it with OK so its proxy reconnects (to another replica,
+        or to this one when it returns), keeping its config meanwhile. Streams
+        still open after `timeout` (stuck sends) are cancelled."""
+        self.draining = True
+        streams = list(self.live)
+        for stream in streams:
             stream.closing = True
             stream.events.put_nowait(_CLOSE)
+        tasks = [s.task for s in streams if s.task is not None and not s.task.done()]
+        if tasks:
+            _, left = await asyncio.wait(tasks, timeout=max(timeout, 0.0))
+            if left:
+                log.warning("drain deadline (%ss): cancelling %d xDS streams", timeout, len(left))
+                for t in left:
+                    t.cancel()
+                await asyncio.wait(left, timeout=1.0)
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._watchdog
+            self._watchdog = None
 
     # --- gRPC -----------------------------------------------------------------
 
+    async def _serve(self, delta: bool, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
+        if self.draining:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, "the control plane is shutting down")
+        await Stream(self, delta, context).run(requests)
+
     async def _sotw(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
-        await Stream(self, False, context).run(requests)
+        await self._serve(False, requests, context)
 
     async def _delta(self, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> None:
-        await Stream(self, True, context).run(requests)
+        await self._serve(True, requests, context)
 
     def rpc_handler(self) -> grpc.GenericRpcHandler:
         def identity(b: bytes) -> bytes:
