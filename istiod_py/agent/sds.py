@@ -3,6 +3,17 @@
 Envoy opens one stream per SDS secret config. For each stream we track what was last sent and
 the nonce; a new certificate pushes a new version to every stream that subscribes to a secret
 whose content changed. ACKs are recorded, NACKs logged and not retried with the same content.
+
+Gateways also ask for file-mounted credentials by name, as istiod names them
+(`translate/credentials.py`): `file-cert:<cert>~<key>` (tls_certificate from the two
+PEM files) and `file-root:<ca>` (validation_context trusted_ca). `FileSecrets` reads
+those files on the agent's host when a name is first requested, polls them (mtime,
+size, inode; 1 s by default) and pushes a new version when their content changes.
+A file that is missing, unreadable or not a matching certificate/key pair is never
+sent: the last good secret stays (or, before the first good read, nothing is sent and
+Envoy keeps the listener warming), and the error is logged once until it changes.
+Only PEM that parses is served, so a name cannot make the agent hand an arbitrary
+file to Envoy.
 """
 
 from __future__ import annotations
@@ -19,6 +30,8 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import grpc
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2
 from envoy.service.discovery.v3 import discovery_pb2
@@ -32,6 +45,9 @@ log = logging.getLogger(__name__)
 SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 WORKLOAD_SECRET = "default"
 ROOT_SECRET = "ROOTCA"
+FILE_CERT_PREFIX = "file-cert:"  # same as istiod_py.translate.credentials
+FILE_ROOT_PREFIX = "file-root:"
+DEFAULT_FILE_POLL_INTERVAL = 1.0
 
 
 class CertSource(Protocol):
@@ -68,6 +84,142 @@ def _content_version(secret: Any) -> str:
     return hashlib.sha256(secret.SerializeToString(deterministic=True)).hexdigest()[:16]
 
 
+# -- file-mounted credentials ----------------------------------------------------------------
+
+
+def is_file_secret(name: str) -> bool:
+    return name.startswith((FILE_CERT_PREFIX, FILE_ROOT_PREFIX))
+
+
+def file_secret_paths(name: str) -> tuple[Path, ...] | None:
+    """`file-cert:CERT~KEY` -> (CERT, KEY); `file-root:CA` -> (CA,); None if malformed."""
+    if name.startswith(FILE_CERT_PREFIX):
+        parts = name[len(FILE_CERT_PREFIX) :].split("~")
+        if len(parts) != 2 or not all(parts):
+            return None
+        return Path(parts[0]), Path(parts[1])
+    if name.startswith(FILE_ROOT_PREFIX):
+        ca = name[len(FILE_ROOT_PREFIX) :]
+        return (Path(ca),) if ca else None
+    return None
+
+
+class FileSecretError(Exception):
+    """A file-mounted credential cannot be served (missing, unreadable, not valid PEM, key mismatch)."""
+
+
+def build_file_secret(name: str, contents: tuple[bytes, ...]) -> Any:
+    """The Envoy Secret for a file-mounted credential from the files' bytes; raises
+    FileSecretError unless they are a certificate chain with its private key
+    (`file-cert:`) or a CA bundle (`file-root:`)."""
+    if name.startswith(FILE_CERT_PREFIX):
+        cert_pem, key_pem = contents
+        try:
+            chain = x509.load_pem_x509_certificates(cert_pem)
+        except ValueError as e:
+            raise FileSecretError(f"certificate file holds no valid PEM certificate: {e}") from None
+        try:
+            key = serialization.load_pem_private_key(key_pem, password=None)
+        except (ValueError, TypeError) as e:
+            raise FileSecretError(f"private key file holds no valid unencrypted PEM key: {e}") from None
+        if chain[0].public_key() != key.public_key():
+            raise FileSecretError("the private key does not match the certificate (files being rewritten?)")
+        return secret_pb2.Secret(
+            name=name,
+            tls_certificate=common_pb2.TlsCertificate(certificate_chain=_ds(cert_pem), private_key=_ds(key_pem)),
+        )
+    (ca_pem,) = contents
+    try:
+        x509.load_pem_x509_certificates(ca_pem)
+    except ValueError as e:
+        raise FileSecretError(f"CA file holds no valid PEM certificate: {e}") from None
+    return secret_pb2.Secret(
+        name=name, validation_context=common_pb2.CertificateValidationContext(trusted_ca=_ds(ca_pem))
+    )
+
+
+_Stamp = tuple[tuple[int, int, int, int], ...]  # per file: inode, size, mtime_ns, ctime_ns
+
+
+@dataclass(eq=False)
+class _FileEntry:
+    paths: tuple[Path, ...]
+    stamp: _Stamp | None = None  # of the files behind `secret`
+    secret: Any = None  # last good Secret, or None
+    error: str = ""  # last error logged (logged again only when it changes)
+
+
+class FileSecrets:
+    """File-mounted credentials (`file-cert:`/`file-root:` names), read on first request
+    and re-read when the files change. `on_change` is called after a watched secret got
+    new content (the SDS server then wakes its streams)."""
+
+    def __init__(self, on_change: Callable[[], None], poll_interval: float = DEFAULT_FILE_POLL_INTERVAL) -> None:
+        self._on_change = on_change
+        self.poll_interval = poll_interval
+        self._entries: dict[str, _FileEntry] = {}
+
+    @property
+    def watched(self) -> list[str]:
+        return sorted(self._entries)
+
+    def get(self, name: str) -> Any:
+        """The last good Secret for `name` (watching it from now on), or None if it
+        cannot be served (yet)."""
+        entry = self._entries.get(name)
+        if entry is None:
+            paths = file_secret_paths(name)
+            if paths is None:
+                return None
+            entry = self._entries[name] = _FileEntry(paths)
+            log.info("SDS: watching %s", name)
+            self._refresh(name, entry)
+        return entry.secret
+
+    def retain(self, names: set[str]) -> None:
+        """Stop watching names no stream subscribes to any more."""
+        for name in [n for n in self._entries if n not in names]:
+            del self._entries[name]
+            log.info("SDS: no longer watching %s", name)
+
+    def poll(self) -> bool:
+        """Re-read the watched files that changed; True if any secret got new content."""
+        changed = False
+        for name, entry in list(self._entries.items()):
+            changed |= self._refresh(name, entry)
+        if changed:
+            self._on_change()
+        return changed
+
+    def _refresh(self, name: str, entry: _FileEntry) -> bool:
+        try:
+            stamp = tuple(_stamp(p) for p in entry.paths)
+            if stamp == entry.stamp:
+                return False
+            secret = build_file_secret(name, tuple(p.read_bytes() for p in entry.paths))
+        except (OSError, FileSecretError) as e:
+            # Not sent; the last good secret (if any) stays. Retried at every poll.
+            msg = f"{type(e).__name__}: {e}" if isinstance(e, OSError) else str(e)
+            if msg != entry.error:
+                entry.error = msg
+                keeping = "keeping the last good version" if entry.secret is not None else "not serving it yet"
+                log.warning("SDS: cannot serve %s (%s); %s", name, msg, keeping)
+            return False
+        entry.stamp = stamp
+        entry.error = ""
+        if entry.secret is not None and _content_version(secret) == _content_version(entry.secret):
+            return False
+        first = entry.secret is None
+        entry.secret = secret
+        log.info("SDS: %s %s (version %s)", "loaded" if first else "reloaded", name, _content_version(secret))
+        return True
+
+
+def _stamp(path: Path) -> tuple[int, int, int, int]:
+    st = path.stat()
+    return (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+
+
 @dataclass(eq=False)  # identity-hashed: streams live in a set
 class _StreamState:
     peer: str
@@ -82,12 +234,14 @@ class _StreamState:
 class SDSServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[misc]
     """SecretDiscoveryService: StreamSecrets (SotW), DeltaSecrets and FetchSecrets."""
 
-    def __init__(self, source: CertSource) -> None:
+    def __init__(self, source: CertSource, *, file_poll_interval: float = DEFAULT_FILE_POLL_INTERVAL) -> None:
         self._source = source
         self._streams: set[_StreamState] = set()
         self._nonces = itertools.count(1)
         self._server: Any = None
         self._socket_path: Path | None = None
+        self._files = FileSecrets(self._wake_all, file_poll_interval)
+        self._file_watch: asyncio.Task[None] | None = None
         self._unsubscribe = source.subscribe(self._on_new_cert)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -105,10 +259,16 @@ class SDSServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
         # The socket hands out the private key: only our user may connect.
         os.chmod(path, 0o600)
         self._socket_path = path
+        self._file_watch = asyncio.create_task(self._watch_files(), name="sds-file-credentials")
         log.info("SDS listening on unix:%s", path)
 
     async def stop(self, grace: float = 1.0) -> None:
         self._unsubscribe()
+        if self._file_watch is not None:
+            self._file_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._file_watch
+            self._file_watch = None
         if self._server is not None:
             await self._server.stop(grace)
             self._server = None
@@ -117,8 +277,44 @@ class SDSServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
                 self._socket_path.unlink()
 
     def _on_new_cert(self, cert: WorkloadCert) -> None:
+        self._wake_all()
+
+    def _wake_all(self) -> None:
         for st in self._streams:
             st.wake.set()
+
+    async def _watch_files(self) -> None:
+        """Poll the file-mounted credentials streams subscribe to; a change wakes the streams."""
+        while True:
+            await asyncio.sleep(self._files.poll_interval)
+            try:
+                self._files.retain(set().union(*(st.names for st in self._streams)))
+                self._files.poll()
+            except Exception:  # keep watching, whatever one file does
+                log.exception("SDS: polling file credentials failed")
+
+    @property
+    def file_secrets(self) -> FileSecrets:
+        return self._files
+
+    def _secrets(self, names: set[str] | list[str]) -> tuple[dict[str, Any], list[str]]:
+        """The secrets we can serve now among `names` (sorted), and the servable names
+        not ready yet (no workload certificate yet, file credential not readable yet)."""
+        cert = self._source.current
+        out: dict[str, Any] = {}
+        pending: list[str] = []
+        for n in sorted(names):
+            if is_file_secret(n):
+                secret = self._files.get(n)
+            elif n in (WORKLOAD_SECRET, ROOT_SECRET):
+                secret = build_secret(n, cert) if cert is not None else None
+            else:
+                continue  # not ours: logged when subscribed
+            if secret is None:
+                pending.append(n)
+            else:
+                out[n] = secret
+        return out, pending
 
     @property
     def stream_count(self) -> int:
@@ -179,7 +375,7 @@ class SDSServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
                 st.acked_version = req.version_info
         names = set(req.resource_names)
         if names != st.names:
-            unknown = names - {WORKLOAD_SECRET, ROOT_SECRET}
+            unknown = {n for n in names - {WORKLOAD_SECRET, ROOT_SECRET} if file_secret_paths(n) is None}
             if unknown:
                 log.warning("SDS %s asked for secrets we do not serve: %s", st.peer, sorted(unknown))
             st.names = names
@@ -187,10 +383,11 @@ class SDSServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
         return not req.response_nonce  # an initial request (e.g. after reconnect) gets an answer
 
     def _sotw_response(self, st: _StreamState, force: bool) -> Any:
-        cert = self._source.current
-        if cert is None:
-            return None  # not ready: answer when the first certificate arrives (as Istio's agent)
-        secrets = {n: s for n in sorted(st.names) if (s := build_secret(n, cert)) is not None}
+        secrets, pending = self._secrets(st.names)
+        if not secrets and pending:
+            # Not ready: answer when the first certificate arrives, or the files can be read
+            # (as Istio's agent). Envoy keeps the listener warming meanwhile.
+            return None
         versions = {n: _content_version(s) for n, s in secrets.items()}
         if not force and versions == st.sent_versions:
             return None
@@ -198,7 +395,11 @@ class SDSServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
             return None
         st.sent_versions = versions
         st.nonce = self._next_nonce()
-        version_info = cert.version if WORKLOAD_SECRET in secrets else next(iter(versions.values()), "")
+        cert = self._source.current
+        if WORKLOAD_SECRET in secrets and cert is not None:
+            version_info = cert.version
+        else:
+            version_info = next(iter(versions.values()), "")
         resources = []
         for s in secrets.values():
             a = any_pb2.Any()
@@ -244,14 +445,9 @@ class SDSServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
             st.sent_versions.pop(name, None)
 
     def _delta_response(self, st: _StreamState) -> Any:
-        cert = self._source.current
-        if cert is None:
-            return None
+        secrets, _ = self._secrets(st.names)
         resources = []
-        for name in sorted(st.names):
-            secret = build_secret(name, cert)
-            if secret is None:
-                continue
+        for name, secret in secrets.items():
             version = _content_version(secret)
             if st.sent_versions.get(name) == version:
                 continue
@@ -262,26 +458,30 @@ class SDSServer(sds_pb2_grpc.SecretDiscoveryServiceServicer):  # type: ignore[mi
         if not resources:
             return None
         st.nonce = self._next_nonce()
+        cert = self._source.current
         return discovery_pb2.DeltaDiscoveryResponse(
-            system_version_info=cert.version, resources=resources, type_url=SECRET_TYPE_URL, nonce=st.nonce
+            system_version_info=cert.version if cert is not None else resources[0].version,
+            resources=resources,
+            type_url=SECRET_TYPE_URL,
+            nonce=st.nonce,
         )
 
     # -- unary ------------------------------------------------------------------------------
 
     async def FetchSecrets(self, request: Any, context: Any) -> Any:
-        cert = self._source.current
-        if cert is None:
-            await context.abort(grpc.StatusCode.UNAVAILABLE, "no workload certificate yet")
-        assert cert is not None
+        names = list(request.resource_names)
+        secrets, pending = self._secrets(names)
+        if pending:
+            await context.abort(grpc.StatusCode.UNAVAILABLE, f"not available yet: {', '.join(pending)}")
         resources = []
-        for name in request.resource_names:
-            secret = build_secret(name, cert)
-            if secret is not None:
-                a = any_pb2.Any()
-                a.Pack(secret)
-                resources.append(a)
+        for secret in secrets.values():
+            a = any_pb2.Any()
+            a.Pack(secret)
+            resources.append(a)
+        cert = self._source.current
+        version = cert.version if cert is not None else ",".join(_content_version(s) for s in secrets.values())
         return discovery_pb2.DiscoveryResponse(
-            version_info=cert.version, resources=resources, type_url=SECRET_TYPE_URL, nonce=self._next_nonce()
+            version_info=version, resources=resources, type_url=SECRET_TYPE_URL, nonce=self._next_nonce()
         )
 
 

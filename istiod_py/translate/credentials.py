@@ -1,14 +1,23 @@
 """Gateway server TLS (file mode): Istio `ServerTLSSettings` -> Envoy
 DownstreamTlsContext.
 
-File mode references the PEM files by path in the DownstreamTlsContext
-(`tls_certificates[].certificate_chain.filename`, `validation_context.trusted_ca.filename`)
-instead of serving SDS secrets named `file-cert:<cert>~<key>` / `file-root:<ca>`
-as istiod does through its node agent. Why: translation stays pure (no file
-reads here), and the gateway Envoy runs on the host that holds the files, so
-Envoy reads them itself; no secret bytes travel over xDS. The cost: Envoy does
-not re-read a rotated file until the listener changes (istio-agent's SDS
-watches files); serving SDS secrets over ADS is the upgrade path.
+Two ways to hand the gateway its certificate, picked per proxy:
+
+- SDS (as istiod): a router proxy started by `istiod-py agent` (node metadata
+  `SDS: "true"`, see `mtls.sds_capable`) gets SDS secret references on the
+  `sds-grpc` cluster, named as istiod names file-mounted credentials:
+  `file-cert:<serverCertificate>~<privateKey>` (tls_certificate) and, for
+  MUTUAL/OPTIONAL_MUTUAL, `file-root:<caCertificates>` (the validation context,
+  combined with the SAN/SPKI/hash/CRL checks of the server). The agent
+  (`agent/sds.py`) reads those files on the gateway host, watches them and
+  pushes a new secret when they change: a rotated certificate is served without
+  any config change.
+- Files (fallback): a proxy without the `sds-grpc` cluster (plain
+  `istiod-py bootstrap`) gets the paths in the DownstreamTlsContext
+  (`DataSource.filename`); its Envoy reads them itself and does not see a
+  rotated file until the listener changes.
+
+Translation stays pure either way: the paths are names here, never read.
 
 `credentialName` (a Kubernetes Secret) is not supported yet: such servers are
 left out of the listener (see `unsupported_reason`).
@@ -23,6 +32,8 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 from istio.networking.v1alpha3 import gateway_pb2
 
+from . import mtls
+
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 
 ServerTLS = gateway_pb2.ServerTLSSettings
@@ -36,13 +47,18 @@ _TLS_VERSIONS: dict[int, Any] = {
 }
 
 
+FILE_CERT_PREFIX = "file-cert:"
+FILE_ROOT_PREFIX = "file-root:"
+
+
 def file_cert_secret_name(cert: str, key: str) -> str:
-    """istiod's SDS name for a file-mounted certificate (for reports and future SDS)."""
-    return f"file-cert:{cert}~{key}"
+    """istiod's SDS name for a file-mounted certificate and key."""
+    return f"{FILE_CERT_PREFIX}{cert}~{key}"
 
 
 def file_root_secret_name(ca: str) -> str:
-    return f"file-root:{ca}"
+    """istiod's SDS name for a file-mounted CA bundle (client certificate validation)."""
+    return f"{FILE_ROOT_PREFIX}{ca}"
 
 
 def terminates_tls(tls: Any) -> bool:
@@ -86,17 +102,26 @@ def _ca(tls: Any) -> str:
     return ""
 
 
-def downstream_tls_context(tls: Any, alpn: tuple[str, ...] = ("h2", "http/1.1")) -> tls_pb2.DownstreamTlsContext:
+def downstream_tls_context(
+    tls: Any, alpn: tuple[str, ...] = ("h2", "http/1.1"), *, sds: bool = False
+) -> tls_pb2.DownstreamTlsContext:
     """The server side of a SIMPLE or MUTUAL gateway server. Call only when
-    `unsupported_reason(tls)` is empty."""
+    `unsupported_reason(tls)` is empty. With `sds` (the proxy has the `sds-grpc`
+    cluster) the certificates are SDS secrets named `file-cert:`/`file-root:`,
+    otherwise file paths Envoy reads itself."""
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
     common.alpn_protocols.extend(alpn)
     for cert, key in _pairs(tls):
-        common.tls_certificates.add(
-            certificate_chain=base_pb2.DataSource(filename=cert),
-            private_key=base_pb2.DataSource(filename=key),
-        )
+        if sds:
+            common.tls_certificate_sds_secret_configs.add(
+                name=file_cert_secret_name(cert, key), sds_config=mtls.sds_config()
+            )
+        else:
+            common.tls_certificates.add(
+                certificate_chain=base_pb2.DataSource(filename=cert),
+                private_key=base_pb2.DataSource(filename=key),
+            )
     params = common.tls_params
     # Istio's gateway default floor is TLS 1.2.
     if int(tls.min_protocol_version) == ServerTLS.TLS_AUTO:
@@ -108,8 +133,16 @@ def downstream_tls_context(tls: Any, alpn: tuple[str, ...] = ("h2", "http/1.1"))
     params.cipher_suites.extend(tls.cipher_suites)
     mode = int(tls.mode)
     if mode in (ServerTLS.MUTUAL, ServerTLS.OPTIONAL_MUTUAL):
-        vc = common.validation_context
-        vc.trusted_ca.filename = _ca(tls)
+        if sds:
+            # As istiod: the checks stay inline, the trusted CA comes from SDS.
+            combined = common.combined_validation_context
+            vc = combined.default_validation_context
+            vc.SetInParent()
+            combined.validation_context_sds_secret_config.name = file_root_secret_name(_ca(tls))
+            combined.validation_context_sds_secret_config.sds_config.CopyFrom(mtls.sds_config())
+        else:
+            vc = common.validation_context
+            vc.trusted_ca.filename = _ca(tls)
         if tls.ca_crl:
             vc.crl.filename = tls.ca_crl
         for san in tls.subject_alt_names:

@@ -26,7 +26,7 @@ from istiod_py.config.model import Config
 from istiod_py.model import Proxy, labels_match
 from istiod_py.xds.types import TypeUrl
 
-from . import credentials
+from . import credentials, mtls
 from .context import PushContext
 
 if TYPE_CHECKING:
@@ -193,7 +193,11 @@ def generate(ctx: PushContext, proxy: Proxy, type_url: str, translator: Translat
                 }
             )
 
-        lds_key = ("gw-lds", gws, bind_key, _pmap_key(ctx, proxy), proxy.namespace, proxy.labels_key)
+        # TLS server credentials are SDS references or file paths depending on the proxy.
+        lds_key = (
+            "gw-lds", gws, bind_key, _pmap_key(ctx, proxy), proxy.namespace, proxy.labels_key,
+            mtls.sds_capable(proxy),
+        )  # fmt: skip
         return resources_of(ctx.cached(lds_key, listeners))
     if type_url == TypeUrl.ROUTE:
 

@@ -32,7 +32,7 @@ from istiod_py.cache.resources import Built, Part, build
 from istiod_py.model import Proxy
 from istiod_py.xds.types import TypeUrl
 
-from . import credentials, naming
+from . import credentials, mtls, naming
 from .clusters import socket_address
 from .context import PushContext
 from .gateway import GatewayServer, bind_address
@@ -149,7 +149,8 @@ def _tls_chains(ctx: PushContext, proxy: Proxy, srv: GatewayServer, bind: str) -
         fc.filter_chain_match.server_names.extend(srv.sni_names)
         ts = fc.transport_socket
         ts.name = credentials.TLS_TRANSPORT_SOCKET
-        ts.typed_config.Pack(credentials.downstream_tls_context(srv.server.tls))
+        # SDS secrets (file-cert:/file-root:) when the proxy runs under the agent, else file paths.
+        ts.typed_config.Pack(credentials.downstream_tls_context(srv.server.tls, sds=mtls.sds_capable(proxy)))
         return [fc]
     if srv.is_passthrough:
         return _passthrough_chains(ctx, proxy, srv)

@@ -411,10 +411,12 @@ class Mesh:
         xds_tls: bool = False,
         wait: bool = True,
         timeout: float = 20.0,
+        proxy_type: str = "sidecar",
     ) -> AgentSidecar:
         """A sidecar with workload certificates: `istiod-py agent` (key + CSR to the
         CA with a bearer token, SDS on a unix socket, Envoy). Stopped with the
-        test's other Envoys."""
+        test's other Envoys. `proxy_type="router"` runs a gateway (`--type router`):
+        its file-mounted server certificates come from the agent over SDS."""
         ip = ip or allocate_ip()
         admin_host, admin_port = admin_address()
         workdir = self.workdir / "agents" / name
@@ -444,6 +446,8 @@ class Mesh:
             args += ["--rotation-fraction", str(rotation_fraction)]
         if xds_tls:
             args.append("--xds-tls")  # xDS over TLS on the secure port, verified by the mesh root
+        if proxy_type != "sidecar":
+            args += ["--type", proxy_type]
         proc = AgentSidecar(args, name=name, workdir=workdir, admin=(admin_host, admin_port))
         proc.node_ip = ip
         self.envoys.started.append(proc)  # the envoy_factory fixture stops it
