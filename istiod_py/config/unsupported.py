@@ -70,7 +70,6 @@ MSG_GW_MIXED_PORT = (
 MSG_GW_PROTOCOL = (
     "protocol is not supported by istiod_py: use HTTP, HTTPS, HTTP2, GRPC, GRPC-WEB, TLS, TCP, MONGO, REDIS or MYSQL"
 )
-MSG_DELEGATE = f"{NOT_YET} (VirtualService delegation); put the delegate's routes in this VirtualService"
 MSG_EXPONENTIAL_DELAY = "not supported by istiod_py (istiod does not implement it either); use fixedDelay"
 MSG_HTTP2_ERROR = "not supported by istiod_py (istiod does not implement it either); use httpStatus or grpcStatus"
 MSG_SOURCE_SUBNET = "not supported by istiod_py; remove it"
@@ -138,16 +137,19 @@ TP = f"{T}traffic_policy.py"
 L4 = f"{T}tcproute.py, {T}tlsroute.py (sidecars), {T}gateway_listeners.py (gateways)"
 REG = "registry/file.py"
 CRED = f"{T}credentials.py"
+DELEGATE = f"{T}delegate.py"
 
 SUPPORT: dict[str, Support] = {
     # VirtualService
-    "VirtualService.hosts": _s(f"{T}context.py (vs_for_host), {T}gateway_routes.py"),
+    "VirtualService.hosts": _s(
+        f"{T}context.py (vs_for_host), {T}gateway_routes.py", f"none: a delegate, see {DELEGATE}"
+    ),
     "VirtualService.gateways": _s(f"{T}context.py (virtual_services)"),
     "VirtualService.http": _s(f"{T}routes.py, {HTTPROUTE}, {T}gateway_routes.py"),
     "VirtualService.tls": _s(L4),
     "VirtualService.tcp": _s(L4),
     "VirtualService.exportTo": _p(
-        f"{T}scope.py (config_visible) for mesh",
+        f"{T}scope.py (config_visible) for mesh, {DELEGATE} for delegates",
         MSG_VS_EXPORT_TO_GATEWAY,
         "with a gateway in a namespace exportTo does not list",
     ),
@@ -156,7 +158,7 @@ SUPPORT: dict[str, Support] = {
     "HTTPRoute.route": _s(HTTPROUTE),
     "HTTPRoute.redirect": _s(HTTPROUTE),
     "HTTPRoute.directResponse": _s(HTTPROUTE),
-    "HTTPRoute.delegate": _r(MSG_DELEGATE),
+    "HTTPRoute.delegate": _s(DELEGATE, "one level, merged into the root's routes as istiod does"),
     "HTTPRoute.rewrite": _s(HTTPROUTE),
     "HTTPRoute.timeout": _s(f"{T}timeout.py"),
     "HTTPRoute.retries": _s(f"{T}retry.py"),
@@ -206,8 +208,8 @@ SUPPORT: dict[str, Support] = {
     "HTTPDirectResponse.body": _s(HTTPROUTE),
     "HTTPBody.string": _s(HTTPROUTE),
     "HTTPBody.bytes": _s(HTTPROUTE),
-    "Delegate.name": _r(MSG_DELEGATE, "with delegate"),
-    "Delegate.namespace": _r(MSG_DELEGATE, "with delegate"),
+    "Delegate.name": _s(DELEGATE),
+    "Delegate.namespace": _s(DELEGATE, "default: the root's namespace"),
     "HTTPRewrite.uri": _s(HTTPROUTE),
     "HTTPRewrite.authority": _s(HTTPROUTE),
     "HTTPRewrite.uriRegexRewrite": _s(HTTPROUTE),
@@ -565,7 +567,6 @@ def check_virtual_service(vs: vs_pb.VirtualService, namespace: str = "") -> Prob
     out: Problems = []
     for i, r in enumerate(vs.http):
         path = f"spec.http[{i}]"
-        _reject(r, ("delegate",), path, MSG_DELEGATE, out)
         if r.HasField("fault"):
             if r.fault.HasField("delay"):
                 _reject(r.fault.delay, ("exponential_delay",), f"{path}.fault.delay", MSG_EXPONENTIAL_DELAY, out)

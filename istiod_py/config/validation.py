@@ -104,13 +104,20 @@ def _http_match(m: vs_pb.HTTPMatchRequest, path: str, out: Problems) -> None:
         out.append(FieldProblem(f"{path}.port", f"port {m.port} must be in 1-65535"))
 
 
-def _http_route(r: vs_pb.HTTPRoute, path: str, out: Problems) -> None:
-    actions = [n for n in ("route", "redirect", "direct_response", "delegate") if _has(r, n)]
-    if not actions:
-        out.append(FieldProblem(path, "an HTTP route needs one of route, redirect, directResponse or delegate"))
-    elif len(actions) > 1:
-        names = " and ".join(_json(vs_pb.HTTPRoute, a) for a in actions)
-        out.append(FieldProblem(path, f"{names} are mutually exclusive: keep only one"))
+def _http_route(r: vs_pb.HTTPRoute, path: str, out: Problems, in_delegate: bool = False) -> None:
+    if r.HasField("delegate"):
+        _delegating_route(r, path, out, in_delegate)
+    else:
+        actions = [n for n in ("route", "redirect", "direct_response") if _has(r, n)]
+        if not actions:
+            # A delegate's routes cannot delegate again.
+            needs = (
+                "route, redirect or directResponse" if in_delegate else "route, redirect, directResponse or delegate"
+            )
+            out.append(FieldProblem(path, f"an HTTP route needs one of {needs}"))
+        elif len(actions) > 1:
+            names = " and ".join(_json(vs_pb.HTTPRoute, a) for a in actions)
+            out.append(FieldProblem(path, f"{names} are mutually exclusive: keep only one"))
     if r.HasField("redirect") and r.HasField("rewrite"):
         out.append(FieldProblem(f"{path}.rewrite", "rewrite cannot be used with redirect"))
     for i, m in enumerate(r.match):
@@ -133,6 +140,30 @@ def _http_route(r: vs_pb.HTTPRoute, path: str, out: Problems) -> None:
         _check_regex(r.rewrite.uri_regex_rewrite.match, f"{path}.rewrite.uriRegexRewrite.match", out)
     if r.HasField("direct_response") and not 200 <= r.direct_response.status <= 599:
         out.append(FieldProblem(f"{path}.directResponse.status", "status must be an HTTP status code 200-599"))
+
+
+def _delegating_route(r: vs_pb.HTTPRoute, path: str, out: Problems, in_delegate: bool) -> None:
+    """Istio's rules for `delegate`: only in a root VirtualService (one level of
+    delegation), and instead of route and redirect (the delegate's routes act)."""
+    if in_delegate:
+        out.append(
+            FieldProblem(
+                f"{path}.delegate",
+                "a delegate VirtualService (no hosts) cannot delegate again: only one level of delegation; "
+                "give this route a route, redirect or directResponse",
+            )
+        )
+        return
+    for name in ("route", "redirect"):
+        if _has(r, name):
+            out.append(
+                FieldProblem(
+                    f"{path}.{name}",
+                    f"an HTTP route with delegate must not have {name}: the delegate VirtualService's routes decide",
+                )
+            )
+    if not r.delegate.name:
+        out.append(FieldProblem(f"{path}.delegate.name", "the delegate VirtualService's name is required"))
 
 
 def _fault(f: vs_pb.HTTPFaultInjection, path: str, out: Problems) -> None:
@@ -172,8 +203,16 @@ def _l4_routes(routes: Iterable[Any], path: str, out: Problems) -> None:
 def validate_virtual_service(vs: vs_pb.VirtualService) -> Problems:
     out: Problems = []
     is_delegate = not vs.hosts
-    if is_delegate and (vs.gateways or vs.tls or vs.tcp):
-        out.append(FieldProblem("spec.hosts", "hosts is required (only a delegate VirtualService omits it)"))
+    extra = [name for name in ("gateways", "tls", "tcp") if getattr(vs, name)]
+    if is_delegate and extra:
+        # Istio: a VirtualService without hosts is a delegate, which has only http routes and no gateways.
+        out.append(
+            FieldProblem(
+                "spec.hosts",
+                "hosts is required: a VirtualService without hosts is a delegate, and a delegate must have no "
+                f"gateways, tls or tcp routes (found {', '.join(extra)})",
+            )
+        )
     elif is_delegate and not vs.http:
         out.append(FieldProblem("spec.hosts", "hosts is required"))
     for i, h in enumerate(vs.hosts):
@@ -182,7 +221,7 @@ def validate_virtual_service(vs: vs_pb.VirtualService) -> Problems:
     if not (vs.http or vs.tls or vs.tcp):
         out.append(FieldProblem("spec", "at least one of http, tls or tcp routes is required"))
     for i, r in enumerate(vs.http):
-        _http_route(r, f"spec.http[{i}]", out)
+        _http_route(r, f"spec.http[{i}]", out, in_delegate=is_delegate)
     for i, t in enumerate(vs.tls):
         if not t.match:
             out.append(FieldProblem(f"spec.tls[{i}].match", "a TLS route needs at least one match with sniHosts"))

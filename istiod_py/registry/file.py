@@ -107,8 +107,7 @@ def _service_entry(reg: Registry, cfg: Config, workload_entries: Sequence[Config
     spec: Any = cfg.spec
     ns = cfg.meta.namespace
     ports = tuple(
-        Port(p.name, p.number, protocol_from(declared=p.protocol, port_name=p.name), p.target_port)
-        for p in spec.ports
+        Port(p.name, p.number, protocol_from(declared=p.protocol, port_name=p.name), p.target_port) for p in spec.ports
     )
     resolution = _RESOLUTIONS.get(int(spec.resolution), Resolution.NONE)
     selector = dict(spec.workload_selector.labels) if spec.HasField("workload_selector") else None

@@ -14,6 +14,7 @@ from envoy.config.route.v3 import route_pb2
 from istiod_py.config.model import Config
 from istiod_py.model import Proxy
 
+from . import delegate
 from .context import PushContext, fqdn
 from .features import RouteInput
 from .gateway import GatewayServer
@@ -79,7 +80,7 @@ def _add_server_vhosts(
         if not hosts:
             continue
         routes: list[rc.Route] = []
-        for http in spec.http:
+        for http in delegate.http_routes(ctx, vs):
             routes += build_routes(RouteInput(ctx, vs, http, srv.number, proxy.namespace, gw), proxy)
         vs_key = f"{vs.meta.namespace}/{vs.meta.name}"
         for host in hosts:

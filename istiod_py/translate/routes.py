@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
 from istiod_py.model import Proxy, Service
 
-from . import naming
+from . import delegate, naming
 from .context import PushContext, SidecarScope
 from .features import RouteInput
 from .httproute import build_routes, default_route
@@ -37,9 +36,8 @@ def service_domains(svc: Service, port: int, proxy_ns: str) -> list[str]:
 def _vhost_routes(ctx: PushContext, proxy: Proxy, svc: Service, port: int, gateway: str) -> list[rc.Route]:
     vs = ctx.vs_for_host(svc.hostname, proxy.namespace, gateway)
     if vs is not None:
-        spec: Any = vs.spec
         routes: list[rc.Route] = []
-        for http in spec.http:
+        for http in delegate.http_routes(ctx, vs):
             routes += build_routes(RouteInput(ctx, vs, http, port, proxy.namespace, gateway), proxy)
         return routes
     inp = RouteInput(ctx, None, None, port, proxy.namespace, gateway)

@@ -70,8 +70,6 @@ REJECTIONS = [
     ("Gateway", "  servers: [{port: {number: 53, name: dns, protocol: UDP}, hosts: ['*']}]\n",
      "spec.servers[0].port.protocol", u.MSG_GW_PROTOCOL),
     # VirtualService
-    ("VirtualService", "  hosts: [r]\n  http:\n  - delegate: {name: d, namespace: ns}\n",
-     "spec.http[0].delegate", u.MSG_DELEGATE),
     ("VirtualService", VS + "  - fault: {delay: {exponentialDelay: 1s, percentage: {value: 10}}}\n" + ROUTE,
      "spec.http[0].fault.delay.exponentialDelay", u.MSG_EXPONENTIAL_DELAY),
     ("VirtualService", VS + "  - fault: {abort: {http2Error: REFUSED_STREAM}}\n" + ROUTE,
@@ -237,7 +235,6 @@ def test_doc_says_rejected_for_the_known_unsupported_fields() -> None:
         ("DestinationRule", "spec.workloadSelector"),
         ("Gateway", "spec.servers[].tls.credentialName"),
         ("Gateway", "spec.servers[].tls.credentialNames[]"),
-        ("VirtualService", "spec.http[].delegate"),
         ("VirtualService", "spec.http[].fault.delay.exponentialDelay"),
         ("VirtualService", "spec.http[].fault.abort.http2Error"),
         ("Sidecar", "spec.ingress[].tls"),
