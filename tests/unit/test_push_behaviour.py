@@ -392,7 +392,9 @@ async def test_change_a_proxy_cannot_see_is_not_sent_to_it_and_reverting_restore
 
 
 async def test_stuck_client_neither_delays_others_nor_grows_and_is_closed_after_send_timeout(tmp_path: Path) -> None:
-    async with control_plane(tmp_path, send_timeout=1.0) as mesh:
+    # The send timeout leaves room for three config changes to converge on the
+    # healthy stream while the stuck one is still blocked, even on a busy machine.
+    async with control_plane(tmp_path, send_timeout=5.0) as mesh:
         healthy, _ = await plain(mesh, CDS, **PRODUCTPAGE)
         stuck = await gated(mesh, CDS)
         stream = stream_of(mesh, "reviews-v1.default")
@@ -410,7 +412,11 @@ async def test_stuck_client_neither_delays_others_nor_grows_and_is_closed_after_
         assert stream.pending is not None and stream.pending.state.version == newest
         assert stream.events.qsize() <= 1
         # After the send timeout the watchdog closes it, counted as DEADLINE_EXCEEDED.
-        await until(lambda: not any(s is stream for s in (mesh.cp.xds.streams.values() if mesh.cp.xds else [])))
+        await until(
+            lambda: not any(s is stream for s in (mesh.cp.xds.streams.values() if mesh.cp.xds else [])),
+            timeout=10,
+            what="the stuck stream to be closed",
+        )
         assert metric(mesh, "pilot_xds_stream_errors_total", {"code": "DEADLINE_EXCEEDED"}) == 1
         stuck.allow()
         closed = await stuck.wait_closed(3)
