@@ -15,6 +15,7 @@ import itertools
 import logging
 import os
 import random
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any
@@ -301,7 +302,8 @@ class Stream:
                 self._record_nack(w, req, w.version_sent, req.resource_names)
             else:
                 self._record_ack(w, req.version_info, req.response_nonce)
-        raw_names = list(req.resource_names)
+        # Interned: a thousand proxies subscribed to the same names share one copy.
+        raw_names = list(map(sys.intern, req.resource_names))
         if req.response_nonce and not first and raw_names == self._last_names.get(t):
             return  # an ACK/NACK with the same subscription: nothing to send
         self._last_names[t] = raw_names
@@ -390,13 +392,13 @@ class Stream:
         first = w is None
         if w is None:
             w = self.info.watches[t] = Watch(t)
-            w.sent.update(dict(req.initial_resource_versions))
+            w.sent.update({sys.intern(k): v for k, v in req.initial_resource_versions.items()})
         if req.response_nonce:
             if req.HasField("error_detail"):
                 self._record_nack(w, req, w.version_sent, [])
             elif req.response_nonce == w.nonce_sent:
                 self._record_ack(w, w.version_sent, req.response_nonce)
-        subscribe = set(req.resource_names_subscribe)
+        subscribe = set(map(sys.intern, req.resource_names_subscribe))
         unsubscribe = set(req.resource_names_unsubscribe)
         if first and t in TypeUrl.WILDCARD_TYPES and not subscribe:
             w.wildcard = True
