@@ -329,43 +329,52 @@ class Stream:
 
     async def _send_sotw(self, w: Watch, res: Resources, *, force: bool, only: set[str] | None = None) -> bool:
         """Send type `w.type_url`. Wildcard types always carry the full set; named
-        types carry the subscribed resources (all when forced, else the changed)."""
+        types carry the subscribed resources (all when forced, else the changed).
+
+        A full-set response is the same bytes for every proxy that has the same
+        resources and subscription, so it is built once and shared (its nonce
+        too: nonces need only differ between a stream's successive responses,
+        and a shared one changes with the version)."""
         t = w.type_url
         prev = self._sent_res.get(t)
+        shared: tuple[str, int, str] | None = None
+        entries = b""
         if w.wildcard or (t in TypeUrl.WILDCARD_TYPES and not w.names):
             if not w.wildcard and not w.names:
-                entries, version = b"", "empty"
+                version = "empty"
             else:
                 version = res.version
                 if not force and version == w.version_sent:
                     return False
-                entries = res.joined()
+                shared = (t, id(res), "*")
         else:
-            if not force and prev is res:
-                return False  # the very same resources were sent already
-            items: list[Built] = []
-            candidates = w.names if only is None else (w.names & only)
-            for n in candidates:
-                b = res.get(n)
-                if b is None:
-                    continue
-                if force or prev is None:
-                    items.append(b)
-                    continue
-                old = prev.get(n)
-                if old is None or old.version != b.version:
-                    items.append(b)
-            version = f"{res.version}-{self._names_digest.get(t, '')}"
-            if not items and not force:
+            digest = self._names_digest.get(t, "")
+            version = f"{res.version}-{digest}"
+            if not force and (prev is res or (only is None and version == w.version_sent)):
                 if only is None:
                     self._sent_res[t] = res
-                return False
-            if t in TypeUrl.WILDCARD_TYPES:
-                # explicit (non-wildcard) LDS/CDS is still a full set of the names
-                items = [b for n in w.names if (b := res.get(n)) is not None]
-            entries = b"".join(b.sotw_entry for b in items)
-        nonce = self.next_nonce()
-        data = sotw_response(version, t, nonce, entries)
+                return False  # the same resources were sent already
+            if force or prev is None or t in TypeUrl.WILDCARD_TYPES:
+                shared = (t, id(res), digest)
+            else:
+                items: list[Built] = []
+                for n in w.names if only is None else (w.names & only):
+                    b = res.get(n)
+                    if b is None:
+                        continue
+                    old = prev.get(n)
+                    if old is None or old.version != b.version:
+                        items.append(b)
+                if not items:
+                    if only is None:
+                        self._sent_res[t] = res
+                    return False
+                entries = b"".join(b.sotw_entry for b in items)
+        if shared is not None:
+            nonce, data = self.server.shared_response(shared, res, version, w)
+        else:
+            nonce = self.next_nonce()
+            data = sotw_response(version, t, nonce, entries)
         w.nonce_sent = nonce
         w.version_sent = version
         w.sends += 1
@@ -543,6 +552,9 @@ class XdsServer:
         self._conn_seq = itertools.count(1)
         self.ack_listeners: list[Callable[[Stream, Watch], None]] = []
         self._watchdog: asyncio.Task[None] | None = None
+        # Full-set SotW responses shared by proxies with the same resources.
+        self._shared: dict[tuple[str, int, str], tuple[Resources, str, str, bytes]] = {}
+        self._shared_seq = 1
         self._watchdog_grace = 3
         self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
@@ -607,6 +619,26 @@ class XdsServer:
 
     def names_by_host(self, res: Resources) -> dict[str, list[str]]:
         return res.names_by_host()
+
+    def shared_response(
+        self, key: tuple[str, int, str], res: Resources, version: str, w: Watch
+    ) -> tuple[str, bytes]:
+        """A full-set SotW response, built once per (type, resources, subscription)."""
+        hit = self._shared.get(key)
+        if hit is not None and hit[0] is res and hit[1] == version:
+            return hit[2], hit[3]
+        t = key[0]
+        if key[2] == "*":
+            entries = res.joined()
+        else:
+            entries = b"".join(b.sotw_entry for n in sorted(w.names) if (b := res.get(n)) is not None)
+        nonce = f"v{self._shared_seq}-{version[:16]}"
+        self._shared_seq += 1
+        data = sotw_response(version, t, nonce, entries)
+        if len(self._shared) > 4096:
+            self._shared.clear()
+        self._shared[key] = (res, version, nonce, data)
+        return nonce, data
 
     # --- pushing --------------------------------------------------------------
 
