@@ -302,10 +302,11 @@ class Stream:
                 self._record_nack(w, req, w.version_sent, req.resource_names)
             else:
                 self._record_ack(w, req.version_info, req.response_nonce)
-        # Interned: a thousand proxies subscribed to the same names share one copy.
-        raw_names = list(map(sys.intern, req.resource_names))
+        raw_names = list(req.resource_names)
         if req.response_nonce and not first and raw_names == self._last_names.get(t):
             return  # an ACK/NACK with the same subscription: nothing to send
+        # Interned: a thousand proxies subscribed to the same names share one copy.
+        raw_names = list(map(sys.intern, raw_names))
         self._last_names[t] = raw_names
         names = set(raw_names)
         old_wildcard, old_names = w.wildcard, w.names
@@ -443,8 +444,10 @@ class Stream:
         always: bool = False,
     ) -> bool:
         t = w.type_url
-        index = res.index
         force = set(force)
+        if only is None and not force and not always and not report_missing and res.version == w.version_sent:
+            return False  # already reconciled with exactly these resources
+        index = res.index
         if w.wildcard:
             wanted: Iterable[str] = index.keys() if only is None else (n for n in only if n in index)
         else:
@@ -462,6 +465,8 @@ class Stream:
         missing = [n for n in report_missing if n not in index and n not in removed]
         removed += missing
         if not updates and not removed and not always:
+            if only is None:
+                w.version_sent = res.version  # reconciled: nothing differed
             return False
         nonce = self.next_nonce()
         data = delta_response(t, nonce, b"".join(b.delta_entry for b in updates), removed)
