@@ -11,10 +11,20 @@ Protocol with the driver (benchmarks/run.py), JSON lines:
   stdout  {"event": "ready", "proc": P, "clients": N, "connect_s": ...}
           {"event": "armed", "id": ID}
           {"event": "result", "id": ID, "times": [t_ack or null, ...], "cpu": s}
+          {"event": "churn_result", "id": ID, "seen": [[[gen, t], ...] per client], "cpu": s}
           {"event": "stats", ...}
   stdin   {"cmd": "arm", "id": ID, "type": "RDS"|"EDS"|..., "marker": HEX}
           {"cmd": "collect", "id": ID}        report now, complete or not
+          {"cmd": "arm_churn", "id": ID, "prefix": HEX}   watch EDS for PREFIX + "A.B"
+              (generation A*256+B); per client, record (max generation, t) each time it grows
+          {"cmd": "churn_target", "id": ID, "gen": G}   report once every client saw >= G
+          {"cmd": "reconnect", "id": ID}      close every stream and channel, reopen them all;
+              a "ready" event (with "id") follows once every client has its config again
+          {"cmd": "await_ready", "id": ID}    forget readiness (the server is about to be
+              restarted); clients reconnect on their own, then "ready" as above
           {"cmd": "stats"} / {"cmd": "quit"}
+Streams that fail (server gone) are retried like Envoy does: fresh protocol
+state, a short jittered delay, wait_for_ready on the channel.
 Times are time.monotonic() (CLOCK_MONOTONIC: one clock for all processes).
 """
 
@@ -24,9 +34,12 @@ import argparse
 import asyncio
 import contextlib
 import json
+import random
+import re
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -114,6 +127,11 @@ class Client:
         self.gen = gen
         self.index = index
         self.node = make_node(index, gen.namespaces)
+        self.churn_max = -1
+        self.reset()
+
+    def reset(self) -> None:
+        """Fresh protocol state, as a newly started Envoy (or one that lost its stream)."""
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue()
         self.eds: set[str] = set()
         self.routes: set[str] = set()
@@ -137,7 +155,7 @@ class Client:
             self.first = False
         self.queue.put_nowait(msg.SerializeToString())
 
-    async def _requests(self):  # type: ignore[no-untyped-def]
+    async def _requests(self) -> AsyncIterator[bytes]:
         while True:
             item = await self.queue.get()
             if item is None:
@@ -147,21 +165,33 @@ class Client:
     async def run(self, channel: grpc.aio.Channel) -> None:
         delta = self.gen.delta
         method = DELTA_METHOD if delta else SOTW_METHOD
-        call = channel.stream_stream(method)(self._requests())
-        if delta:
-            self.send(DeltaRequest(type_url=CDS))
-        else:
-            self.send(DiscoveryRequest(type_url=CDS))
-        try:
-            async for raw in call:
-                if delta:
-                    self._on_delta(raw)
-                else:
-                    self._on_sotw(raw)
-        except grpc.aio.AioRpcError as e:
-            if not self.gen.stopping:
-                self.error = f"{e.code().name}: {e.details()}"
-                self.gen.emit({"event": "client_error", "client": self.index, "error": self.error})
+        attempt = 0
+        while not self.gen.stopping and not self.gen.halting:
+            if attempt:
+                self.reset()
+                self.gen.retries += 1
+                await asyncio.sleep(random.uniform(0.05, 0.25))  # jittered, like Envoy's ADS retry
+            attempt += 1
+            call = channel.stream_stream(method)(self._requests(), wait_for_ready=True)
+            if delta:
+                self.send(DeltaRequest(type_url=CDS))
+            else:
+                self.send(DiscoveryRequest(type_url=CDS))
+            try:
+                async for raw in call:
+                    if delta:
+                        self._on_delta(raw)
+                    else:
+                        self._on_sotw(raw)
+            except grpc.aio.AioRpcError as e:
+                if self.gen.stopping:
+                    return
+                if not self.gen.retry:
+                    self.error = f"{e.code().name}: {e.details()}"
+                    self.gen.emit({"event": "client_error", "client": self.index, "error": self.error})
+                    return
+            finally:
+                call.cancel()
 
     def _acked(self, t: str, raw: bytes) -> None:
         now = time.monotonic()
@@ -277,6 +307,19 @@ class Loadgen:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.responses: dict[str, int] = dict.fromkeys(SHORT.values(), 0)
         self.bytes = 0
+        self.retry = args.retry
+        self.halting = False
+        self.retries = 0
+        self.ready_id: str | None = None
+        self.phase_start = self.t_start
+        self.channels: list[grpc.aio.Channel] = []
+        self.tasks: list[asyncio.Task[None]] = []
+        # churn watch: id, EDS prefix (e.g. b"10.240."), target generation, per-client [(gen, t)]
+        self.churn_id: str | None = None
+        self.churn_prefix = b""
+        self.churn_target: int | None = None
+        self.churn_seen: dict[int, list[tuple[int, float]]] = {}
+        self.churn_done = 0
 
     def emit(self, obj: dict[str, Any]) -> None:
         with self.out_lock:
@@ -289,18 +332,55 @@ class Loadgen:
             self.emit(
                 {
                     "event": "ready",
+                    "id": self.ready_id,
                     "proc": self.proc,
                     "clients": len(self.clients),
-                    "connect_s": time.monotonic() - self.t_start,
+                    "retries": self.retries,
+                    "connect_s": time.monotonic() - self.phase_start,
                     "first_ready": min(x.ready_at or 0 for x in self.clients),
                     "last_ready": max(x.ready_at or 0 for x in self.clients),
+                    "times": [x.ready_at for x in self.clients] if self.ready_id else None,
                     "cpu": time.process_time(),
                 }
             )
 
+    _GEN = re.compile(rb"(\d+)\.(\d+)")
+
+    def _churn(self, c: Client, raw: bytes, now: float) -> None:
+        prefix, best = self.churn_prefix, -1
+        pos = raw.find(prefix)
+        while pos >= 0:
+            m = self._GEN.match(raw, pos + len(prefix))
+            if m:
+                best = max(best, int(m.group(1)) * 256 + int(m.group(2)))
+            pos = raw.find(prefix, pos + 1)
+        if best > c.churn_max:
+            c.churn_max = best
+            self.churn_seen[c.index].append((best, now))
+            if self.churn_target is not None and best >= self.churn_target:
+                self.churn_done += 1
+                if self.churn_done == len(self.clients):
+                    self._report_churn()
+
+    def _report_churn(self) -> None:
+        if self.churn_id is None:
+            return
+        self.emit(
+            {
+                "event": "churn_result",
+                "proc": self.proc,
+                "id": self.churn_id,
+                "seen": [self.churn_seen[c.index] for c in self.clients],
+                "cpu": time.process_time(),
+            }
+        )
+        self.churn_id = None
+
     def observe(self, c: Client, t: str, raw: bytes, now: float) -> None:
         self.responses[SHORT[t]] += 1
         self.bytes += len(raw)
+        if self.churn_id is not None and t == EDS:
+            self._churn(c, raw, now)
         w = self.watches.get(t)
         if w is None:
             return
@@ -337,6 +417,30 @@ class Loadgen:
         elif op == "collect":
             if any(w.id == cmd["id"] for w in self.watches.values()):
                 self._report(cmd["id"])
+        elif op == "arm_churn":
+            self.churn_id = cmd["id"]
+            self.churn_prefix = bytes.fromhex(cmd["prefix"])
+            self.churn_target = None
+            self.churn_done = 0
+            self.churn_seen = {c.index: [] for c in self.clients}
+            for c in self.clients:
+                c.churn_max = -1
+            self.emit({"event": "armed", "proc": self.proc, "id": cmd["id"], "cpu": time.process_time()})
+        elif op == "churn_target":
+            if self.churn_id == cmd["id"]:
+                self.churn_target = int(cmd["gen"])
+                self.churn_done = sum(1 for c in self.clients if c.churn_max >= self.churn_target)
+                if self.churn_done == len(self.clients):
+                    self._report_churn()
+        elif op == "collect_churn":
+            if self.churn_id == cmd["id"]:
+                self._report_churn()
+        elif op == "reconnect":
+            self._forget_ready(cmd["id"])
+            assert self.loop is not None
+            self.loop.create_task(self._reconnect_all())
+        elif op == "await_ready":
+            self._forget_ready(cmd["id"])
         elif op == "stats":
             self.emit(
                 {
@@ -344,6 +448,7 @@ class Loadgen:
                     "proc": self.proc,
                     "cpu": time.process_time(),
                     "ready": self.ready,
+                    "retries": self.retries,
                     "errors": sum(1 for c in self.clients if c.error),
                     "responses": self.responses,
                     "bytes": self.bytes,
@@ -363,22 +468,52 @@ class Loadgen:
                 self.loop.call_soon_threadsafe(self.on_command, line)
         self.loop.call_soon_threadsafe(self.on_command, '{"cmd": "quit"}')
 
-    async def main(self) -> None:
-        self.loop = asyncio.get_running_loop()
-        threading.Thread(target=self._stdin_thread, daemon=True).start()
+    def _forget_ready(self, rid: str) -> None:
+        self.ready_id = rid
+        self.ready = 0
+        self.phase_start = time.monotonic()
+        for c in self.clients:
+            c.ready_at = None
+            c.have = set()  # ready again only after fresh ACKs of every type
+
+    async def _connect_all(self) -> None:
         opts = [
             ("grpc.use_local_subchannel_pool", 1),  # one TCP connection per channel, like one Envoy each
             ("grpc.max_receive_message_length", 256 * 1024 * 1024),
+            # reconnect to a restarted server about as fast as Envoy would
+            ("grpc.initial_reconnect_backoff_ms", 200),
+            ("grpc.min_reconnect_backoff_ms", 200),
+            ("grpc.max_reconnect_backoff_ms", 1000),
         ]
-        channels = []
-        tasks = []
+        self.channels, self.tasks = [], []
         for i, c in enumerate(self.clients):
             if i % self.per_channel == 0:
-                channels.append(grpc.aio.insecure_channel(self.server, options=opts))
-            tasks.append(asyncio.create_task(c.run(channels[-1])))
+                self.channels.append(grpc.aio.insecure_channel(self.server, options=opts))
+            self.tasks.append(asyncio.create_task(c.run(self.channels[-1])))
             if i % 50 == 49:
                 await asyncio.sleep(0)  # let earlier streams get going
-        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _reconnect_all(self) -> None:
+        """Every client drops its stream and TCP connection at once, then all reconnect."""
+        self.halting = True
+        for c in self.clients:
+            c.queue.put_nowait(None)  # end each request stream first: cancelling a call
+        await asyncio.sleep(0.1)  # while grpc is inside its request generator is noisy
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.gather(*(ch.close() for ch in self.channels), return_exceptions=True)
+        for c in self.clients:
+            c.reset()
+        self.halting = False
+        await self._connect_all()
+
+    async def main(self) -> None:
+        self.loop = asyncio.get_running_loop()
+        threading.Thread(target=self._stdin_thread, daemon=True).start()
+        await self._connect_all()
+        while not self.stopping:
+            await asyncio.sleep(3600)
 
 
 def main() -> None:
@@ -390,6 +525,7 @@ def main() -> None:
     ap.add_argument("--namespaces", type=int, default=10)
     ap.add_argument("--streams-per-channel", type=int, default=1)
     ap.add_argument("--proc", type=int, default=0)
+    ap.add_argument("--no-retry", dest="retry", action="store_false", help="report stream errors, do not reconnect")
     args = ap.parse_args()
     gen = Loadgen(args)
     with contextlib.suppress(RuntimeError):  # loop stopped by "quit"

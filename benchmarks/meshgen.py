@@ -49,9 +49,18 @@ class MeshSpec:
         return f"{self.service_name(i)}.{self.namespace_of(i)}.svc.{DOMAIN}"
 
 
+CHURN_PREFIX = b"10.240."
+
+
 def endpoint_ip(svc: int, ep: int, generation: int = 0) -> str:
     """Endpoint addresses: 10.A.B.C for generation 0; 10.254.G.x afterwards, so
-    the changed address is a unique marker in the EDS bytes."""
+    the changed address is a unique marker in the EDS bytes. Negative
+    generations are churn changes: 10.(240+ep).(g>>8).(g&255), g = -generation,
+    so a client can read the newest churn change it has from the EDS bytes
+    (CHURN_PREFIX + "A.B" of endpoint 0)."""
+    if generation < 0:
+        g = -generation
+        return f"10.{240 + ep}.{(g >> 8) & 0xFF}.{g & 0xFF}"
     if generation:
         return f"10.254.{generation % 256}.{ep + 1}"
     n = svc * 64 + ep + 1
@@ -185,6 +194,19 @@ def apply_endpoint_change(spec: MeshSpec, root: str | Path, generation: int) -> 
     """Change svc-0's endpoint addresses (an EDS-only change); returns the EDS marker."""
     _write(Path(root) / "ns-0.yaml", _namespace_file(spec, 0, {0: generation}))
     return eds_marker(generation)
+
+
+def churn_services(spec: MeshSpec, k: int = 10) -> list[int]:
+    """The services steady churn rotates over: the first k of namespace ns-0."""
+    return list(range(0, spec.services, spec.namespaces))[:k]
+
+
+def apply_churn(spec: MeshSpec, root: str | Path, changed: dict[int, int], g: int) -> None:
+    """Churn change number g (1-based): the next service in the rotation gets the
+    addresses of generation g; `changed` (service -> generation) is updated."""
+    rot = churn_services(spec)
+    changed[rot[(g - 1) % len(rot)]] = -g
+    _write(Path(root) / "ns-0.yaml", _namespace_file(spec, 0, changed))
 
 
 def changed_cluster(spec: MeshSpec) -> str:

@@ -29,8 +29,8 @@ def summarize(path: str, n: int, lines: bool = True) -> str:
     incl: Counter[str] = Counter()
     total = 0
     with open(path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for raw in lines:
+        rows = f.readlines()
+    for raw in rows:
         stack, _, count = raw.rstrip("\n").rpartition(" ")
         if not stack or not count.isdigit():
             continue
@@ -44,8 +44,8 @@ def summarize(path: str, n: int, lines: bool = True) -> str:
         if not frames:
             continue
         self_c[frames[-1]] += c
-        for f in set(frames):
-            incl[f] += c
+        for fr in set(frames):
+            incl[fr] += c
     out = [f"total samples: {total}", "", "top self:"]
     out += [f"  {100 * v / total:5.1f}%  {k}" for k, v in self_c.most_common(n)]
     out += ["", "top inclusive:"]
