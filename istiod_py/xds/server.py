@@ -119,6 +119,8 @@ class Stream:
         self.writing_since = 0.0
         self.recycle_at = 0.0
         self.stuck = False
+        # Delta: digest of each type's subscription (names and wildcard).
+        self._delta_sub: dict[str, str] = {}
         # Delta: clusters in the last CDS update, whose EDS must follow (warming).
         self._changed_clusters: set[str] = set()
         # Bounds the requests read but not yet handled (see MAX_QUEUED_REQUESTS).
@@ -388,6 +390,13 @@ class Stream:
         await self._write(data, t)
         return True
 
+    def _sent_delta(self, w: Watch, res: Resources, nonce: str) -> None:
+        w.nonce_sent = nonce
+        w.version_sent = res.version
+        w.sends += 1
+        w.sent_at = time.monotonic()
+        w.state_version = self.state.version
+
     def _merge_sent(self, t: str, res: Resources, only: set[str]) -> None:
         # After a partial (EDS-only) send the new Resources is the truth for every
         # subscribed name: the unchanged ones are identical in content.
@@ -423,6 +432,8 @@ class Stream:
         w.names -= unsubscribe
         for n in unsubscribe:
             w.sent.pop(n, None)
+        if first or subscribe or unsubscribe:
+            self._delta_sub[t] = _names_digest(w.names) + ("*" if w.wildcard else "")
         if first:
             async with self.server.initial_slots:
                 res = self.server.generate(self.state, self.proxy, t)
@@ -447,6 +458,23 @@ class Stream:
         force = set(force)
         if only is None and not force and not always and not report_missing and res.version == w.version_sent:
             return False  # already reconciled with exactly these resources
+        shared_key: tuple[str, str, str, str] | None = None
+        if only is None and not force and not always and not report_missing and w.version_sent:
+            # Streams reconciled to the same resources with the same subscription
+            # get the same update: computed and encoded once, bytes shared.
+            shared_key = (t, w.version_sent, res.version, self._delta_sub.get(t, ""))
+            hit = self.server.shared_delta.get(shared_key)
+            if hit is not None and hit[0] is res:
+                _, changes, gone, nonce, data = hit
+                for name, ver in changes:
+                    w.sent[name] = ver
+                for n in gone:
+                    w.sent.pop(n, None)
+                if t == TypeUrl.CLUSTER:
+                    self._changed_clusters = {name for name, _ in changes}
+                self._sent_delta(w, res, nonce)
+                await self._write(data, t)
+                return True
         index = res.index
         if w.wildcard:
             wanted: Iterable[str] = index.keys() if only is None else (n for n in only if n in index)
@@ -468,19 +496,19 @@ class Stream:
             if only is None:
                 w.version_sent = res.version  # reconciled: nothing differed
             return False
-        nonce = self.next_nonce()
+        nonce = self.server.shared_nonce(res.version) if shared_key else self.next_nonce()
         data = delta_response(t, nonce, b"".join(b.delta_entry for b in updates), removed)
+        if shared_key is not None:
+            self.server.store_shared_delta(
+                shared_key, (res, [(b.name, b.version) for b in updates], list(removed), nonce, data)
+            )
         for b in updates:
             w.sent[b.name] = b.version
         if t == TypeUrl.CLUSTER:
             self._changed_clusters = {b.name for b in updates}
         for n in removed:
             w.sent.pop(n, None)
-        w.nonce_sent = nonce
-        w.version_sent = res.version
-        w.sends += 1
-        w.sent_at = time.monotonic()
-        w.state_version = self.state.version
+        self._sent_delta(w, res, nonce)
         await self._write(data, t)
         return True
 
@@ -560,6 +588,8 @@ class XdsServer:
         # Full-set SotW responses shared by proxies with the same resources.
         self._shared: dict[tuple[str, int, str], tuple[Resources, str, str, bytes]] = {}
         self._shared_seq = 1
+        # Delta updates shared by streams reconciled to the same resources.
+        self.shared_delta: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
         self._watchdog_grace = 3
         self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
@@ -625,6 +655,15 @@ class XdsServer:
     def names_by_host(self, res: Resources) -> dict[str, list[str]]:
         return res.names_by_host()
 
+    def shared_nonce(self, version: str) -> str:
+        self._shared_seq += 1
+        return f"v{self._shared_seq}-{version[:16]}"
+
+    def store_shared_delta(self, key: tuple[str, str, str, str], entry: tuple[Any, ...]) -> None:
+        if len(self.shared_delta) > 4096:
+            self.shared_delta.clear()
+        self.shared_delta[key] = entry
+
     def shared_response(
         self, key: tuple[str, int, str], res: Resources, version: str, w: Watch
     ) -> tuple[str, bytes]:
@@ -637,8 +676,7 @@ class XdsServer:
             entries = res.joined()
         else:
             entries = b"".join(b.sotw_entry for n in sorted(w.names) if (b := res.get(n)) is not None)
-        nonce = f"v{self._shared_seq}-{version[:16]}"
-        self._shared_seq += 1
+        nonce = self.shared_nonce(version)
         data = sotw_response(version, t, nonce, entries)
         if len(self._shared) > 4096:
             self._shared.clear()
