@@ -5,4 +5,5 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/setup.sh
-exec .venv/bin/python -m istiod_py.demo.run "$@"
+. .venv/bin/activate
+exec python -m istiod_py.demo.run "$@"

