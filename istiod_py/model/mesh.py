@@ -80,7 +80,7 @@ class MeshConfig:
         return MeshConfig.from_dict(raw, path)
 
 
-def _digest(parts: Sequence[str]) -> str:
+def digest_strings(parts: Sequence[str]) -> str:
     h = hashlib.blake2b(digest_size=8)
     for p in parts:
         h.update(p.encode())
@@ -136,14 +136,14 @@ class MeshState:
 
     @cached_property
     def services_digest(self) -> str:
-        return _digest([repr(s) + repr(sorted((s.selector or {}).items())) for s in self.services.values()])
+        return digest_strings([repr(s) + repr(sorted((s.selector or {}).items())) for s in self.services.values()])
 
     def endpoints_for(self, hostname: str, port: int) -> tuple[Endpoint, ...]:
         return tuple(ep for ep in self.endpoints.get(hostname, ()) if ep.service_port == port)
 
 
 def endpoint_digest(eps: Sequence[Endpoint]) -> str:
-    return _digest(
+    return digest_strings(
         [
             f"{e.service_port}|{e.address}|{e.port}|{e.labels_key}|{e.locality}|{e.weight}|"
             f"{e.service_account}|{e.tls_mode}|{e.healthy}|{e.namespace}"

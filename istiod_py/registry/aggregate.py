@@ -10,6 +10,7 @@ from types import MappingProxyType
 from istiod_py.config.kube_types import EndpointSlice, KubeService
 from istiod_py.config.model import Config, ConfigError
 from istiod_py.model import Endpoint, MeshConfig, MeshState, Service, endpoint_digest
+from istiod_py.model.mesh import digest_strings
 
 from .file import ConversionCache, build_registry
 
@@ -126,7 +127,7 @@ class Aggregator:
         )
         # Digests computed here from cached bytes; MeshState would recompute them.
         state.__dict__["kind_digests"] = kind_digests
-        state.__dict__["services_digest"] = _digest_text(svc_reprs)
+        state.__dict__["services_digest"] = digest_strings(svc_reprs)
         return state
 
 
@@ -169,11 +170,3 @@ def diff(old: MeshState | None, new: MeshState) -> Change:
 
 def _accounts(state: MeshState, host: str) -> frozenset[str]:
     return frozenset(ep.service_account for ep in state.endpoints.get(host, ()) if ep.service_account)
-
-
-def _digest_text(parts: Sequence[str]) -> str:
-    h = hashlib.blake2b(digest_size=8)
-    for p in parts:
-        h.update(p.encode())
-        h.update(b"\0")
-    return h.hexdigest()

@@ -664,9 +664,7 @@ class XdsServer:
             self.shared_delta.clear()
         self.shared_delta[key] = entry
 
-    def shared_response(
-        self, key: tuple[str, int, str], res: Resources, version: str, w: Watch
-    ) -> tuple[str, bytes]:
+    def shared_response(self, key: tuple[str, int, str], res: Resources, version: str, w: Watch) -> tuple[str, bytes]:
         """A full-set SotW response, built once per (type, resources, subscription)."""
         hit = self._shared.get(key)
         if hit is not None and hit[0] is res and hit[1] == version:
