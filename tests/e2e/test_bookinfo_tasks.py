@@ -475,20 +475,6 @@ def test_mirroring(bookinfo: Bookinfo) -> None:
     bookinfo.mesh.delete(TASKS / "httpbin-mirroring-v1-only.yaml")
 
 
-def _connection_pool_supported() -> bool:
-    """Whether the translator maps DestinationRule connectionPool to Envoy circuit breakers."""
-    try:
-        from istiod_py.translate import traffic_policy
-    except ImportError:
-        return False
-    return hasattr(traffic_policy, "apply_connection_pool")
-
-
-@pytest.mark.xfail(
-    not _connection_pool_supported(),
-    reason="DestinationRule trafficPolicy.connectionPool -> Envoy circuit_breakers is not in the translator yet",
-    strict=True,
-)
 def test_circuit_breaking(bookinfo: Bookinfo) -> None:
     bookinfo.mesh.delete(TASKS / "httpbin-mirroring-v1-only.yaml", TASKS / "httpbin-mirroring-virtual-service.yaml")
     bookinfo.apply(TASKS / "httpbin-circuit-breaking-destination-rule.yaml")
