@@ -13,7 +13,7 @@ Kubernetes Service + EndpointSlice documents (format "kube") are the default.
 ServiceEntry documents with inline endpoints (format "se") load about twice as
 fast through istiod_py.config.loader (`python -m benchmarks.meshgen --compare`,
 1000x3: 0.23 s vs 0.41 s), but istiod_py hashes a ServiceEntry's whole spec
-into the config digest (registry/aggregate.py config_digest), so editing its
+into its kind digest (model/mesh.py kind_digest), so editing its
 endpoints is a FULL push there, not an EDS-only one. "kube" is the format in
 which the endpoint-only scenario really is endpoint-only.
 """

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from types import MappingProxyType
@@ -102,7 +102,6 @@ class MeshState:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     # Digest of each host's endpoints: lets EDS output be reused across states.
     endpoint_digests: Mapping[str, str] = field(default_factory=dict)
-    config_digest: str = ""
 
     def of_kind(self, kind: str) -> tuple[Config, ...]:
         return self.configs.get(kind, ())
@@ -124,22 +123,36 @@ class MeshState:
 
     @cached_property
     def kind_digests(self) -> Mapping[str, str]:
-        """A content digest per config kind: what changed between two states."""
-        out = {}
-        for kind, items in self.configs.items():
-            h = hashlib.blake2b(digest_size=8)
-            for c in items:
-                h.update(f"{c.meta.namespace}/{c.meta.name}/{sorted(c.meta.labels.items())}".encode())
-                h.update(c.spec.SerializeToString(deterministic=True))
-            out[kind] = h.hexdigest()
-        return out
+        """A content digest per config kind: what changed between two states.
+        (The aggregator precomputes it from cached spec bytes.)"""
+        return {kind: kind_digest(items, spec_bytes) for kind, items in self.configs.items()}
 
     @cached_property
     def services_digest(self) -> str:
-        return digest_strings([repr(s) + repr(sorted((s.selector or {}).items())) for s in self.services.values()])
+        return digest_strings([service_text(s) for s in self.services.values()])
 
     def endpoints_for(self, hostname: str, port: int) -> tuple[Endpoint, ...]:
         return tuple(ep for ep in self.endpoints.get(hostname, ()) if ep.service_port == port)
+
+
+def spec_bytes(c: Config) -> bytes:
+    return c.spec.SerializeToString(deterministic=True)
+
+
+def kind_digest(items: Iterable[Config], spec_of: Callable[[Config], bytes]) -> str:
+    h = hashlib.blake2b(digest_size=8)
+    for c in items:
+        h.update(f"{c.meta.namespace}/{c.meta.name}/{sorted(c.meta.labels.items())}".encode())
+        h.update(spec_of(c))
+    return h.hexdigest()
+
+
+def service_text(s: Service) -> str:
+    return repr(s) + repr(sorted((s.selector or {}).items()))
+
+
+def changed_kinds(a: MeshState, b: MeshState) -> set[str]:
+    return {k for k in set(a.kind_digests) | set(b.kind_digests) if a.kind_digests.get(k) != b.kind_digests.get(k)}
 
 
 def endpoint_digest(eps: Sequence[Endpoint]) -> str:

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
 from istiod_py.config.kube_types import EndpointSlice, KubeService
 from istiod_py.config.model import Config, ConfigError
 from istiod_py.model import Endpoint, MeshConfig, MeshState, Service, endpoint_digest
-from istiod_py.model.mesh import digest_strings
+from istiod_py.model.mesh import changed_kinds, digest_strings, kind_digest, service_text, spec_bytes
 
 from .file import ConversionCache, build_registry
 
@@ -43,23 +41,21 @@ class Aggregator:
     _conversions: ConversionCache = field(default_factory=ConversionCache)
     _spec_bytes: dict[int, tuple[Config, bytes]] = field(default_factory=dict)
     _eps: dict[tuple[int, ...], tuple[list[Endpoint], tuple[Endpoint, ...], str]] = field(default_factory=dict)
-    _svc_repr: dict[int, tuple[Service, str]] = field(default_factory=dict)
+    _svc_text: dict[int, tuple[Service, str]] = field(default_factory=dict)
 
     def _spec(self, c: Config) -> bytes:
         hit = self._spec_bytes.get(id(c))
         if hit is not None and hit[0] is c:
             return hit[1]
-        b = c.spec.SerializeToString(deterministic=True)
+        b = spec_bytes(c)
         self._spec_bytes[id(c)] = (c, b)
         return b
 
-    def _repr(self, s: Service) -> str:
-        hit = self._svc_repr.get(id(s))
+    def _text(self, s: Service) -> str:
+        hit = self._svc_text.get(id(s))
         if hit is not None and hit[0] is s:
             return hit[1]
-        r = repr(s) + repr(sorted((s.selector or {}).items()))
-        self._svc_repr[id(s)] = (s, r)
-        return r
+        return service_text(s)
 
     def set_source(self, name: str, snap: SourceSnapshot) -> None:
         self.sources[name] = snap
@@ -99,35 +95,22 @@ class Aggregator:
         self._eps = eps_cache
         live = {id(c) for c in configs}
         self._spec_bytes = {k: v for k, v in self._spec_bytes.items() if k in live}
-        cfg_hash = hashlib.blake2b(digest_size=8)
-        kind_digests: dict[str, str] = {}
-        for kind, items in by_kind.items():
-            kh = hashlib.blake2b(digest_size=8)
-            for c in items:
-                spec = self._spec(c)
-                cfg_hash.update(f"{c.meta.kind}/{c.meta.namespace}/{c.meta.name}".encode())
-                cfg_hash.update(spec)
-                kh.update(f"{c.meta.namespace}/{c.meta.name}/{sorted(c.meta.labels.items())}".encode())
-                kh.update(spec)
-            kind_digests[kind] = kh.hexdigest()
-        svc_reprs = [self._repr(s) for _, s in sorted(reg.services.items())]
-        self._svc_repr = {id(s): (s, r) for s, r in zip(
-            (s for _, s in sorted(reg.services.items())), svc_reprs, strict=True)}  # fmt: skip
-        for r in svc_reprs:
-            cfg_hash.update(r.encode())
+        kind_digests = {kind: kind_digest(items, self._spec) for kind, items in by_kind.items()}
+        svcs = sorted(reg.services.values(), key=lambda s: s.hostname)
+        svc_texts = [self._text(s) for s in svcs]
+        self._svc_text = {id(s): (s, t) for s, t in zip(svcs, svc_texts, strict=True)}
         self.version += 1
         state = MeshState(
             version=self.version,
-            services=MappingProxyType(dict(sorted(reg.services.items()))),
+            services=MappingProxyType({s.hostname: s for s in svcs}),
             endpoints=MappingProxyType(endpoints),
             configs=MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
             mesh=self.mesh,
             endpoint_digests=MappingProxyType(digests),
-            config_digest=cfg_hash.hexdigest(),
         )
-        # Digests computed here from cached bytes; MeshState would recompute them.
+        # The same digests MeshState derives, from bytes cached across builds.
         state.__dict__["kind_digests"] = kind_digests
-        state.__dict__["services_digest"] = digest_strings(svc_reprs)
+        state.__dict__["services_digest"] = digest_strings(svc_texts)
         return state
 
 
@@ -135,20 +118,17 @@ def _ep_key(e: Endpoint) -> tuple[int, str, int]:
     return (e.service_port, e.address, e.port)
 
 
-def config_digest(configs: Sequence[Config], services: Iterable[Service]) -> str:
-    h = hashlib.blake2b(digest_size=8)
-    for c in configs:
-        h.update(f"{c.meta.kind}/{c.meta.namespace}/{c.meta.name}".encode())
-        h.update(c.spec.SerializeToString(deterministic=True))
-    for s in sorted(services, key=lambda s: s.hostname):
-        h.update(repr(s).encode())
-    return h.hexdigest()
+# Kinds whose whole effect on output is the endpoints they make: a change to
+# them alone is an endpoint change (as in Istio), seen in the endpoint digests.
+ENDPOINT_KINDS = frozenset({"WorkloadEntry"})
 
 
 def diff(old: MeshState | None, new: MeshState) -> Change:
     """What a new state changes: configs or services (full push), or only the
     endpoints of some hosts (EDS-only push of those hosts)."""
-    if old is None or old.config_digest != new.config_digest or old.mesh != new.mesh:
+    if old is None or old.mesh != new.mesh:
+        return Change(full=True, reason="config")
+    if changed_kinds(old, new) - ENDPOINT_KINDS or old.services_digest != new.services_digest:
         return Change(full=True, reason="config")
     hosts = {
         h

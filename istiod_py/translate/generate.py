@@ -10,6 +10,7 @@ from typing import Any
 
 from istiod_py.cache.resources import Built, Part, Resources, build, resources_of
 from istiod_py.model import MeshState, Proxy, ProxyType, Resolution
+from istiod_py.model.mesh import changed_kinds
 from istiod_py.xds.types import TypeUrl
 
 from . import clusters as cds
@@ -264,7 +265,7 @@ def carry_over(old: PushContext, new: PushContext) -> None:
     a, b = old.state, new.state
     if a.mesh != b.mesh:
         return
-    kinds = {k for k in set(a.kind_digests) | set(b.kind_digests) if a.kind_digests.get(k) != b.kind_digests.get(k)}
+    kinds = changed_kinds(a, b)
     services_changed = a.services_digest != b.services_digest
     hosts = {
         h

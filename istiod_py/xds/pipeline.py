@@ -11,10 +11,9 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import replace
 
 from istiod_py.model import MeshState
-from istiod_py.registry.aggregate import Aggregator, Change, SourceSnapshot, config_digest, diff
+from istiod_py.registry.aggregate import Aggregator, SourceSnapshot, diff
 
 from .connection import PushRequest
 
@@ -110,25 +109,5 @@ class PushPipeline:
         self._push(req)
 
 
-# Kinds whose whole effect on output is the endpoints they make (already covered
-# by the endpoint digests, and by a full push of the proxies at their addresses).
-_ENDPOINT_KINDS = frozenset({"WorkloadEntry"})
-
-
-def _routing_digest(state: MeshState) -> str:
-    configs = [c for kind, cs in state.configs.items() if kind not in _ENDPOINT_KINDS for c in cs]
-    return config_digest(configs, state.services.values())
-
-
-def classify(old: MeshState, new: MeshState) -> Change:
-    """`diff`, except that a change to WorkloadEntries alone is an endpoint change
-    (EDS for the hosts that select them), as in Istio, rather than a full push."""
-    change = diff(old, new)
-    if (
-        change.full
-        and change.reason == "config"
-        and old.mesh == new.mesh
-        and _routing_digest(old) == _routing_digest(new)
-    ):
-        change = diff(replace(old, config_digest=new.config_digest), new)
-    return change
+# What a new state changes (kept under this name for callers of the pipeline).
+classify = diff

@@ -383,10 +383,9 @@ class Stream:
         w.sends += 1
         w.sent_at = time.monotonic()
         w.state_version = self.state.version
-        if only is None:
-            self._sent_res[t] = res
-        else:
-            self._merge_sent(t, res, only)
+        # After a partial (EDS-only) send the new resources are the truth for
+        # every subscribed name too: the others are identical in content.
+        self._sent_res[t] = res
         await self._write(data, t)
         return True
 
@@ -396,11 +395,6 @@ class Stream:
         w.sends += 1
         w.sent_at = time.monotonic()
         w.state_version = self.state.version
-
-    def _merge_sent(self, t: str, res: Resources, only: set[str]) -> None:
-        # After a partial (EDS-only) send the new Resources is the truth for every
-        # subscribed name: the unchanged ones are identical in content.
-        self._sent_res[t] = res
 
     # --- delta ----------------------------------------------------------------
 
@@ -515,7 +509,7 @@ class Stream:
     # --- pushes ---------------------------------------------------------------
 
     def _eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> set[str]:
-        by_host = self.server.names_by_host(res)
+        by_host = res.names_by_host()
         out: set[str] = set()
         for h in hosts:
             out.update(by_host.get(h, ()))
@@ -651,9 +645,6 @@ class XdsServer:
         self.metrics.convergence.observe(time.monotonic() - req.start)
         for fn in self.push_listeners:
             fn(stream, req)
-
-    def names_by_host(self, res: Resources) -> dict[str, list[str]]:
-        return res.names_by_host()
 
     def shared_nonce(self, version: str) -> str:
         self._shared_seq += 1
