@@ -22,6 +22,14 @@ import pytest
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.support.configs import (
+    ONE_REQUEST_PER_CONNECTION,
+    client_sidecar,
+    docs,
+    service,
+    workload_entry,
+    workload_sidecar,
+)
 from tests.support.envoy import EnvoyFactory, envoy_factory_context
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip
@@ -31,69 +39,18 @@ ISSUER = "https://issuer.test"
 
 
 def mesh_config(app: HttpEchoServer, db: TcpEchoServer, server_ip: str, db_ip: str, bind: str) -> str:
-    return f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: server, namespace: default}}
-spec:
-  selector: {{app: server}}
-  ports: [{{name: http, port: 9080}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: server, namespace: default}}
-spec: {{address: {server_ip}, labels: {{app: server}}}}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: server, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: server}}}}
-  ingress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    defaultEndpoint: {app.host}:{app.port}
-  egress: [{{hosts: ["./*"], port: {{number: 9999, protocol: HTTP, name: http}}, bind: {allocate_ip()}}}]
----
-# A fresh client->server connection per request: Envoy keeps serving connections
-# accepted before a listener update with the old filters until they drain.
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: server, namespace: default}}
-spec:
-  host: server
-  trafficPolicy: {{connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}
----
-apiVersion: v1
-kind: Service
-metadata: {{name: db, namespace: default}}
-spec:
-  selector: {{app: db}}
-  ports: [{{name: tcp, port: 5432}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: db, namespace: default}}
-spec: {{address: {db_ip}, labels: {{app: db}}}}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: db, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: db}}}}
-  ingress:
-  - port: {{number: 5432, protocol: TCP, name: tcp}}
-    defaultEndpoint: {db.host}:{db.port}
-  egress: [{{hosts: ["./*"], port: {{number: 9999, protocol: HTTP, name: http}}, bind: {allocate_ip()}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  egress:
-  - {{port: {{number: 9080, protocol: HTTP, name: http}}, bind: {bind}, hosts: ["./*"]}}
-  - {{port: {{number: 5432, protocol: TCP, name: tcp}}, bind: {bind}, hosts: ["./*"]}}
-"""
+    return docs(
+        service("server"),
+        workload_entry("server", server_ip, {"app": "server"}),
+        workload_sidecar("server", f"{app.host}:{app.port}", egress_bind=allocate_ip()),
+        # A fresh client->server connection per request: Envoy keeps serving connections
+        # accepted before a listener update with the old filters until they drain.
+        ONE_REQUEST_PER_CONNECTION.format(host="server"),
+        service("db", 5432, "tcp"),
+        workload_entry("db", db_ip, {"app": "db"}),
+        workload_sidecar("db", f"{db.host}:{db.port}", port=5432, protocol="TCP", egress_bind=allocate_ip()),
+        client_sidecar(bind, [(9080, "HTTP"), (5432, "TCP")]),
+    )
 
 
 # --- JWTs signed here (RS256 with `cryptography`; no JOSE library needed) ---------------------

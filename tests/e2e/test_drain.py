@@ -12,79 +12,24 @@ from pathlib import Path
 import pytest
 
 import tests.support.mesh as mesh_module
+from tests.support.configs import client_sidecar, docs, route_to, service, subsets, workload_entry
 from tests.support.envoy import EnvoyFactory
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip
-from tests.support.upstreams import HttpEchoServer, UpstreamFactory, http_request
+from tests.support.upstreams import HttpEchoServer, UpstreamFactory
+from tests.support.upstreams import servers_hit as _servers_hit
 
 pytestmark = pytest.mark.timeout(60)
 
-SERVICES = """
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: default}
-spec:
-  selector: {app: backend}
-  ports:
-  - {name: http, port: 9080}
----
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: backend, namespace: default}
-spec:
-  host: backend
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
+SERVICES = docs(service("backend"), subsets("backend", ["v1", "v2"]))
 
 
 def workload(name: str, up: HttpEchoServer, version: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: {name}, namespace: default}}
-spec:
-  address: {up.host}
-  ports: {{http: {up.port}}}
-  labels: {{app: backend, version: {version}}}
-"""
-
-
-def client_sidecar(bind: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  egress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    bind: {bind}
-    captureMode: NONE
-    hosts: ["./*"]
-"""
-
-
-def route_to(subset: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: backend, namespace: default}}
-spec:
-  hosts: [backend]
-  http:
-  - route:
-    - destination: {{host: backend, subset: {subset}}}
-"""
+    return workload_entry(name, up.host, {"app": "backend", "version": version}, ports={"http": up.port})
 
 
 def servers_hit(bind: str, n: int) -> list[str]:
-    out = []
-    for _ in range(n):
-        r = http_request(bind, 9080, "/", host="backend:9080")
-        out.append(r.json()["server"] if r.status == 200 else str(r.status))
-    return out
+    return _servers_hit(bind, n, "backend:9080")
 
 
 @pytest.fixture(params=["sotw", "delta"])
@@ -109,9 +54,9 @@ def test_envoy_serves_on_last_config_while_the_control_plane_is_down_and_resyncs
     v1, v2 = upstreams.http("backend-v1"), upstreams.http("backend-v2")
     bind = allocate_ip()
     mesh.write("services.yaml", SERVICES)
-    mesh.write("workloads.yaml", workload("backend-v1", v1, "v1") + "---" + workload("backend-v2", v2, "v2"))
+    mesh.write("workloads.yaml", docs(workload("backend-v1", v1, "v1"), workload("backend-v2", v2, "v2")))
     mesh.write("client.yaml", client_sidecar(bind))
-    mesh.write("route.yaml", route_to("v1"))
+    mesh.write("route.yaml", route_to("backend", "v1"))
     mesh.start()
     sc = mesh.sidecar("client", labels={"app": "client"})
     mesh.wait_listener(sc, f"{bind}_9080")
@@ -138,5 +83,5 @@ def test_envoy_serves_on_last_config_while_the_control_plane_is_down_and_resyncs
     mesh.wait(lambda: sc.stat("control_plane.connected_state") == 1, 15, "Envoy to reconnect")
     mesh.wait_synced(10)
     assert servers_hit(bind, 3) == ["backend-v1"] * 3
-    mesh.write("route.yaml", route_to("v2"))
+    mesh.write("route.yaml", route_to("backend", "v2"))
     mesh.wait(lambda: servers_hit(bind, 3) == ["backend-v2"] * 3, 10, "traffic to move to v2")

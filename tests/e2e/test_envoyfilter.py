@@ -19,6 +19,14 @@ from typing import Any
 
 import pytest
 
+from tests.support.configs import (
+    ONE_REQUEST_PER_CONNECTION,
+    client_sidecar,
+    docs,
+    service,
+    workload_entry,
+    workload_sidecar,
+)
 from tests.support.envoy import EnvoyProcess, envoy_factory_context
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip
@@ -30,46 +38,15 @@ PP_CLUSTER = "outbound|9080||productpage.default.svc.cluster.local"
 
 
 def base_config(app: HttpEchoServer, pp_ip: str, bind: str) -> str:
-    return f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: productpage, namespace: default}}
-spec:
-  selector: {{app: productpage}}
-  ports: [{{name: http, port: 9080}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: productpage, namespace: default}}
-spec: {{address: {pp_ip}, labels: {{app: productpage}}}}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: productpage, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: productpage}}}}
-  ingress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    defaultEndpoint: {app.host}:{app.port}
-  egress: [{{hosts: ["./*"], port: {{number: 9999, protocol: HTTP, name: http}}, bind: {allocate_ip()}}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  egress:
-  - {{port: {{number: 9080, protocol: HTTP, name: http}}, bind: {bind}, hosts: ["./*"]}}
----
-# A fresh client->productpage connection per request: connections accepted
-# before a listener update keep the old filters until they drain.
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {{name: productpage, namespace: default}}
-spec:
-  host: productpage
-  trafficPolicy: {{connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}
-"""
+    return docs(
+        service("productpage"),
+        workload_entry("productpage", pp_ip, {"app": "productpage"}),
+        workload_sidecar("productpage", f"{app.host}:{app.port}", egress_bind=allocate_ip()),
+        client_sidecar(bind),
+        # A fresh client->productpage connection per request: connections accepted
+        # before a listener update keep the old filters until they drain.
+        ONE_REQUEST_PER_CONNECTION.format(host="productpage"),
+    )
 
 
 @dataclass

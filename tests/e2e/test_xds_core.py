@@ -8,72 +8,20 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.configs import client_sidecar, docs, route_to, service, subsets, workload_entry, workload_sidecar
 from tests.support.envoy import EnvoyFactory, EnvoyProcess
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip
 from tests.support.upstreams import HttpEchoServer, UpstreamFactory, http_request
-
-SERVICES = """
-apiVersion: v1
-kind: Service
-metadata: {name: backend, namespace: default}
-spec:
-  selector: {app: backend}
-  ports:
-  - {name: http, port: 9080}
-"""
+from tests.support.upstreams import servers_hit as _servers_hit
 
 
 def workload(name: str, up: HttpEchoServer, version: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: {name}, namespace: default}}
-spec:
-  address: {up.host}
-  ports: {{http: {up.port}}}
-  labels: {{app: backend, version: {version}}}
-"""
+    return workload_entry(name, up.host, {"app": "backend", "version": version}, ports={"http": up.port})
 
 
-def client_sidecar(bind: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  egress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    bind: {bind}
-    captureMode: NONE
-    hosts: ["./*"]
-"""
-
-
-SUBSETS = """
-apiVersion: networking.istio.io/v1
-kind: DestinationRule
-metadata: {name: backend, namespace: default}
-spec:
-  host: backend
-  subsets:
-  - {name: v1, labels: {version: v1}}
-  - {name: v2, labels: {version: v2}}
-"""
-
-
-def route_to(subset: str) -> str:
-    return f"""
-apiVersion: networking.istio.io/v1
-kind: VirtualService
-metadata: {{name: backend, namespace: default}}
-spec:
-  hosts: [backend]
-  http:
-  - route:
-    - destination: {{host: backend, subset: {subset}}}
-"""
+def servers_hit(bind: str, n: int, host: str = "backend:9080") -> list[str]:
+    return _servers_hit(bind, n, host)
 
 
 @pytest.fixture(params=["sotw", "delta"])
@@ -81,14 +29,6 @@ def mesh(request: pytest.FixtureRequest, tmp_path: Path, envoy_factory: EnvoyFac
     m = Mesh(tmp_path, envoy_factory, delta=request.param == "delta")
     yield m
     m.stop()
-
-
-def servers_hit(bind: str, n: int, host: str = "backend:9080") -> list[str]:
-    out = []
-    for _ in range(n):
-        r = http_request(bind, 9080, "/", host=host)
-        out.append(r.json()["server"] if r.status == 200 else str(r.status))
-    return out
 
 
 def start_client(mesh: Mesh) -> tuple[EnvoyProcess, str]:
@@ -103,11 +43,11 @@ def setup_mesh(mesh: Mesh, upstreams: UpstreamFactory) -> tuple[HttpEchoServer, 
     v2 = upstreams.http("backend-v2")
     bind = allocate_ip()
     mesh.bind = bind  # type: ignore[attr-defined]
-    mesh.write("services.yaml", SERVICES)
-    mesh.write("workloads.yaml", workload("backend-v1", v1, "v1") + "---" + workload("backend-v2", v2, "v2"))
+    mesh.write("services.yaml", service("backend"))
+    mesh.write("workloads.yaml", docs(workload("backend-v1", v1, "v1"), workload("backend-v2", v2, "v2")))
     mesh.write("client.yaml", client_sidecar(bind))
-    mesh.write("subsets.yaml", SUBSETS)
-    mesh.write("route.yaml", route_to("v1"))
+    mesh.write("subsets.yaml", subsets("backend", ["v1", "v2"]))
+    mesh.write("route.yaml", route_to("backend", "v1"))
     mesh.start()
     return v1, v2
 
@@ -117,30 +57,13 @@ def test_request_through_two_sidecars_reaches_the_app(mesh: Mesh, upstreams: Ups
     app = upstreams.http("reviews-app")
     server_ip = allocate_ip()
     client_bind = allocate_ip()
-    mesh.write("services.yaml", SERVICES.replace("backend", "reviews"))
+    mesh.write("services.yaml", service("reviews"))
     mesh.write(
         "workloads.yaml",
-        f"""
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: reviews-v1, namespace: default}}
-spec:
-  address: {server_ip}
-  labels: {{app: reviews, version: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: reviews, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: reviews}}}}
-  ingress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    defaultEndpoint: {app.host}:{app.port}
-  egress:
-  - hosts: ["./*"]
-    port: {{number: 9080, protocol: HTTP, name: http}}
-    bind: {allocate_ip()}
-""",
+        docs(
+            workload_entry("reviews-v1", server_ip, {"app": "reviews", "version": "v1"}),
+            workload_sidecar("reviews", f"{app.host}:{app.port}", egress_bind=allocate_ip()),
+        ),
     )
     mesh.write("client.yaml", client_sidecar(client_bind))
     mesh.start()
@@ -168,7 +91,7 @@ def test_config_edit_moves_traffic(mesh: Mesh, upstreams: UpstreamFactory) -> No
     setup_mesh(mesh, upstreams)
     _, bind = start_client(mesh)
     mesh.wait(lambda: set(servers_hit(bind, 5)) == {"backend-v1"}, 10, "all traffic on v1")
-    mesh.write("route.yaml", route_to("v2"))
+    mesh.write("route.yaml", route_to("backend", "v2"))
     mesh.wait(lambda: set(servers_hit(bind, 5)) == {"backend-v2"}, 10, "all traffic on v2 after the edit")
     assert set(servers_hit(bind, 20)) == {"backend-v2"}
 
@@ -183,7 +106,7 @@ def test_endpoint_change_is_eds_only(mesh: Mesh, upstreams: UpstreamFactory) -> 
     moved = upstreams.http("backend-v1-moved")
     mesh.write(
         "workloads.yaml",
-        workload("backend-v1", moved, "v1") + "---" + workload("backend-v2", upstreams.started[1], "v2"),  # type: ignore[arg-type]
+        docs(workload("backend-v1", moved, "v1"), workload("backend-v2", upstreams.started[1], "v2")),  # type: ignore[arg-type]
     )
     mesh.wait(lambda: set(servers_hit(bind, 3)) == {"backend-v1-moved"}, 10, "traffic on the moved endpoint")
     mesh.wait_synced()
@@ -203,7 +126,7 @@ def test_bad_file_is_reported_and_traffic_keeps_flowing(mesh: Mesh, upstreams: U
     _, bind = start_client(mesh)
     mesh.wait(lambda: set(servers_hit(bind, 3)) == {"backend-v1"}, 10, "traffic on v1")
     # A typo in a field, in the file that holds the live route.
-    mesh.write("route.yaml", route_to("v2").replace("destination:", "destinaton:"))
+    mesh.write("route.yaml", route_to("backend", "v2").replace("destination:", "destinaton:"))
     errors = mesh.wait(lambda: mesh.debug("/debug/configz")["errors"], 10, "the error to be reported")
     assert any("route.yaml" in e and "VirtualService default/backend" in e and "destinaton" in e for e in errors), (
         errors
@@ -216,5 +139,5 @@ def test_bad_file_is_reported_and_traffic_keeps_flowing(mesh: Mesh, upstreams: U
     assert set(servers_hit(bind, 10)) == {"backend-v1"}
     assert mesh.proc is not None and mesh.proc.poll() is None
     # Fixing the file applies the new route.
-    mesh.write("route.yaml", route_to("v2"))
+    mesh.write("route.yaml", route_to("backend", "v2"))
     mesh.wait(lambda: set(servers_hit(bind, 5)) == {"backend-v2"}, 10, "the fixed route")

@@ -974,3 +974,12 @@ __all__ = [
     "tcp_exchange",
     "websocket_exchange",
 ]
+
+
+def servers_hit(addr: str, n: int, host: str, port: int = 9080, path: str = "/") -> list[str]:
+    """Which echo servers answered `n` requests (the status for non-200 answers)."""
+    out = []
+    for _ in range(n):
+        r = http_request(addr, port, path, host=host)
+        out.append(r.json()["server"] if r.status == 200 else str(r.status))
+    return out

@@ -1,0 +1,119 @@
+"""Builders for the config documents e2e tests write into the control plane's
+directory: one place for the shapes every mesh test needs (a Kubernetes
+Service, a WorkloadEntry, a workload's captureMode-NONE Sidecar, a client's
+egress-only Sidecar)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+
+def _flow(d: Mapping[str, object]) -> str:
+    return "{" + ", ".join(f"{k}: {v}" for k, v in d.items()) + "}"
+
+
+def docs(*parts: str) -> str:
+    """Join YAML documents."""
+    return "\n---\n".join(p.strip("\n") for p in parts) + "\n"
+
+
+def service(name: str, port: int = 9080, port_name: str = "http", ns: str = "default") -> str:
+    return f"""apiVersion: v1
+kind: Service
+metadata: {{name: {name}, namespace: {ns}}}
+spec:
+  selector: {{app: {name}}}
+  ports: [{{name: {port_name}, port: {port}}}]"""
+
+
+def workload_entry(
+    name: str,
+    address: str,
+    labels: Mapping[str, str],
+    *,
+    ports: Mapping[str, int] | None = None,
+    service_account: str = "",
+    ns: str = "default",
+) -> str:
+    spec: dict[str, object] = {"address": address, "labels": _flow(labels)}
+    if ports:
+        spec["ports"] = _flow(ports)
+    if service_account:
+        spec["serviceAccount"] = service_account
+    return f"""apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: {name}, namespace: {ns}}}
+spec: {_flow(spec)}"""
+
+
+def workload_sidecar(
+    app: str, app_address: str, *, port: int = 9080, protocol: str = "HTTP", egress_bind: str, ns: str = "default"
+) -> str:
+    """A workload's Sidecar without iptables: inbound on the workload address to
+    the app at `app_address`; an egress listener on its own bind address."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: {app}, namespace: {ns}}}
+spec:
+  workloadSelector: {{labels: {{app: {app}}}}}
+  ingress:
+  - port: {{number: {port}, protocol: {protocol}, name: {protocol.lower()}}}
+    defaultEndpoint: {app_address}
+  egress: [{{hosts: ["./*"], port: {{number: 9999, protocol: HTTP, name: http}}, bind: {egress_bind}}}]"""
+
+
+def client_sidecar(
+    bind: str,
+    ports: Sequence[tuple[int, str]] = ((9080, "HTTP"),),
+    *,
+    app: str = "client",
+    ns: str = "default",
+    hosts: str = '["./*"]',
+) -> str:
+    """An egress-only Sidecar: listeners on `bind` for each (port, protocol)."""
+    egress = "\n".join(
+        f"  - {{port: {{number: {p}, protocol: {proto}, name: {proto.lower()}}}, bind: {bind}, hosts: {hosts}}}"
+        for p, proto in ports
+    )
+    return f"""apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: {app}, namespace: {ns}}}
+spec:
+  workloadSelector: {{labels: {{app: {app}}}}}
+  egress:
+{egress}"""
+
+
+def subsets(host: str, versions: Sequence[str], ns: str = "default") -> str:
+    """A DestinationRule with one subset per `version` label."""
+    items = "\n".join(f"  - {{name: {v}, labels: {{version: {v}}}}}" for v in versions)
+    return f"""apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {host}, namespace: {ns}}}
+spec:
+  host: {host}
+  subsets:
+{items}"""
+
+
+def route_to(host: str, subset: str, ns: str = "default") -> str:
+    """A VirtualService sending all of `host`'s HTTP traffic to one subset."""
+    return f"""apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: {host}, namespace: {ns}}}
+spec:
+  hosts: [{host}]
+  http:
+  - route:
+    - destination: {{host: {host}, subset: {subset}}}"""
+
+
+# A DestinationRule giving each request its own connection (`.format(host=...)`):
+# Envoy keeps serving connections accepted before a listener update with the old
+# filters until they drain, so policy tests want fresh ones.
+ONE_REQUEST_PER_CONNECTION = """apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {{name: {host}, namespace: default}}
+spec:
+  host: {host}
+  trafficPolicy: {{connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}"""
