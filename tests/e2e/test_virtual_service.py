@@ -363,7 +363,7 @@ def test_per_try_timeout_retries_a_slow_try(env: Env) -> None:
     env.v1.state.delay(1.5, count=1)
     r, took = timed(lambda: env.get("/pertry"))
     assert r.status == 200
-    assert 0.3 <= took < 1.4, took
+    assert 0.25 <= took < 1.4, took  # a 0.3 s per-try timeout; Envoy timers may fire a few ms early
     assert env.v1.state.count("/pertry") == 2
 
 
