@@ -92,27 +92,45 @@ def _split_documents(text: str) -> Iterator[tuple[int, str]]:
     yield start, "".join(lines)
 
 
-def load_text(text: str, source: str) -> LoadResult:
+# Parsed documents of one file by (index, first line, text): re-reading a file
+# whose edit touched one document re-parses only that document, and hands back
+# the very same objects for the rest (which the registry's conversion cache reuses).
+DocMemo = dict[tuple[int, int, str], LoadResult]
+
+
+def load_text(text: str, source: str, memo: DocMemo | None = None, new_memo: DocMemo | None = None) -> LoadResult:
     result = LoadResult()
     for index, (line, chunk) in enumerate(_split_documents(text)):
-        try:
-            body = yaml.load(chunk, Loader=_Loader)
-        except yaml.YAMLError as exc:
-            result.errors.append(_syntax_error(exc, source, index, line))
-            continue
-        if body is None:
-            continue
-        if not isinstance(body, dict):
-            result.errors.append(
-                ConfigError(
-                    source,
-                    index,
-                    f"expected a Kubernetes object (a mapping), got {type(body).__name__}",
-                    line=line,
-                )
+        key = (index, line, chunk)
+        one = memo.get(key) if memo is not None else None
+        if one is None:
+            one = _load_document(chunk, source, index, line)
+        if new_memo is not None:
+            new_memo[key] = one
+        result.extend(one)
+    return result
+
+
+def _load_document(chunk: str, source: str, index: int, line: int) -> LoadResult:
+    result = LoadResult()
+    try:
+        body = yaml.load(chunk, Loader=_Loader)
+    except yaml.YAMLError as exc:
+        result.errors.append(_syntax_error(exc, source, index, line))
+        return result
+    if body is None:
+        return result
+    if not isinstance(body, dict):
+        result.errors.append(
+            ConfigError(
+                source,
+                index,
+                f"expected a Kubernetes object (a mapping), got {type(body).__name__}",
+                line=line,
             )
-            continue
-        _load_object(_Doc(source, index, line, body), result)
+        )
+        return result
+    _load_object(_Doc(source, index, line, body), result)
     return result
 
 

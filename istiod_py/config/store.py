@@ -4,6 +4,7 @@ resource that a later edit breaks, and watches the directory for changes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable
@@ -11,10 +12,13 @@ from pathlib import Path
 
 from istiod_py.registry.aggregate import SourceSnapshot
 
-from .loader import LoadResult, load_text
+from .loader import DocMemo, LoadResult, load_text
 from .model import Config, ConfigError
 
 log = logging.getLogger("istiod_py.config")
+
+# Milliseconds the file watcher waits for more events before reporting a batch.
+NOTIFY_STEP_MS = 10
 
 
 def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
@@ -104,8 +108,10 @@ class FileSource:
         self.snapshot: SourceSnapshot | None = None
         self._fp: tuple[tuple[str, int, int], ...] = ()
         self._task: asyncio.Task[None] | None = None
-        # Parsed files by (mtime, size): an edit re-parses only the files it touched.
+        # Parsed files by (mtime, size): an edit re-parses only the files it touched,
+        # and within a file only the documents it touched.
         self._parsed: dict[str, tuple[int, int, LoadResult]] = {}
+        self._docs: dict[str, DocMemo] = {}
 
     def _load_directory(self) -> LoadResult:
         result = LoadResult()
@@ -115,10 +121,12 @@ class FileSource:
             )
             return result
         parsed: dict[str, tuple[int, int, LoadResult]] = {}
+        docs: dict[str, DocMemo] = {}
         for path, mtime, size in self._fp:
             hit = self._parsed.get(path)
             if hit is not None and hit[0] == mtime and hit[1] == size:
                 one = hit[2]
+                docs[path] = self._docs.get(path, {})
             else:
                 try:
                     with open(path, encoding="utf-8") as f:
@@ -126,10 +134,12 @@ class FileSource:
                 except (OSError, UnicodeDecodeError) as exc:
                     one = LoadResult(errors=[ConfigError(path, 0, f"cannot read file: {exc}")])
                 else:
-                    one = load_text(text, path)
+                    docs[path] = {}
+                    one = load_text(text, path, self._docs.get(path), docs[path])
             parsed[path] = (mtime, size, one)
             result.extend(one)
         self._parsed = parsed
+        self._docs = docs
         return result
 
     def load(self) -> SourceSnapshot:
@@ -156,13 +166,45 @@ class FileSource:
             self._task.cancel()
 
     async def _watch(self) -> None:
-        while True:
-            await asyncio.sleep(self.poll_interval)
-            try:
-                fp = await asyncio.to_thread(_fingerprint, self.root)
-                if fp == self._fp:
-                    continue
-                snap = await asyncio.to_thread(self.load)
-                self.on_change(snap)
-            except Exception:  # never let a bad file stop the watcher
-                log.exception("reloading %s failed; keeping the last good config", self.root)
+        """Rescan when the filesystem reports a change under the directory (inotify,
+        FSEvents... through watchfiles), and every poll interval regardless: a
+        missed or unsupported notification costs at most one interval."""
+        wake = asyncio.Event()
+        notifier = asyncio.get_running_loop().create_task(self._notifications(wake))
+        try:
+            while True:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(wake.wait(), self.poll_interval)
+                wake.clear()
+                try:
+                    fp = await asyncio.to_thread(_fingerprint, self.root)
+                    if fp == self._fp:
+                        continue
+                    snap = await asyncio.to_thread(self.load)
+                    self.on_change(snap)
+                except Exception:  # never let a bad file stop the watcher
+                    log.exception("reloading %s failed; keeping the last good config", self.root)
+        finally:
+            notifier.cancel()
+
+    async def _notifications(self, wake: asyncio.Event) -> None:
+        try:
+            from watchfiles import awatch
+        except ImportError:  # pragma: no cover - a dependency; polling still works
+            return
+        try:
+            # step: how long the watcher waits for more events before reporting a
+            # batch. Small, because the push pipeline debounces anyway.
+            async for _ in awatch(
+                self.root,
+                watch_filter=lambda _change, path: path.endswith((".yaml", ".yml")),
+                debounce=200,
+                step=NOTIFY_STEP_MS,
+                recursive=True,
+                ignore_permission_denied=True,
+            ):
+                wake.set()
+        except asyncio.CancelledError:
+            raise
+        except Exception as e:
+            log.warning("no file notifications for %s (%s); polling every %ss", self.root, e, self.poll_interval)
