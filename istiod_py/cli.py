@@ -45,6 +45,18 @@ def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--debug-port", type=int, default=15014, help="debug and /metrics HTTP (default 15014)")
     p.add_argument("--debounce-quiet", type=float, default=0.1, help="seconds of quiet before a push (default 0.1)")
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest a push waits while events keep coming")
+    p.add_argument(
+        "--poll-interval",
+        type=float,
+        default=0.1,
+        help="rescan the config dir every N s besides file notifications (default 0.1)",
+    )
+    p.add_argument(
+        "--debounce-max-eds",
+        type=float,
+        default=0.3,
+        help="longest an endpoint-only change waits while events keep coming (default 0.3)",
+    )
     p.add_argument("--max-connection-age", type=float, default=1800.0, help="recycle xDS streams after N s (±10%%)")
     p.add_argument("--send-timeout", type=float, default=30.0, help="close a stream whose send blocks N s")
     p.add_argument("--max-concurrent-pushes", type=int, default=100, help="pushes sent at once (default 100)")
@@ -81,6 +93,8 @@ def run_serve(args: argparse.Namespace) -> int:
         debug_port=args.debug_port,
         debounce_quiet=args.debounce_quiet,
         debounce_max=args.debounce_max,
+        debounce_max_eds=args.debounce_max_eds,
+        poll_interval=args.poll_interval,
         max_connection_age=args.max_connection_age,
         send_timeout=args.send_timeout,
         max_concurrent_pushes=args.max_concurrent_pushes,

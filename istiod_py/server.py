@@ -35,6 +35,8 @@ class ServeOptions:
     debug_port: int = 15014
     debounce_quiet: float = 0.1
     debounce_max: float = 10.0
+    # Endpoint-only changes under steady churn wait at most this long (see pipeline.py).
+    debounce_max_eds: float = 0.3
     poll_interval: float = 0.1
     send_timeout: float = 30.0
     max_concurrent_pushes: int = 100
@@ -93,7 +95,13 @@ class ControlPlane:
             src = FileSource(o.config_dir, lambda snap: None, o.poll_interval)
             self.aggregator.set_source(src.name, src.load())
             self.sources.append(src)
-        self.pipeline = PushPipeline(self.aggregator, self._push, quiet=o.debounce_quiet, max_delay=o.debounce_max)
+        self.pipeline = PushPipeline(
+            self.aggregator,
+            self._push,
+            quiet=o.debounce_quiet,
+            max_delay=o.debounce_max,
+            eds_max_delay=o.debounce_max_eds,
+        )
         self.xds = XdsServer(
             self.translator.generate,
             self.pipeline.current,

@@ -2,7 +2,14 @@
 
 Events within a quiet period are merged; a steady stream of events still pushes
 after the maximum delay. Each push carries what changed, so an endpoint-only
-change pushes only EDS for the hosts concerned."""
+change pushes only EDS for the hosts concerned.
+
+Endpoint-only changes have a maximum delay of their own (`eds_max_delay`,
+0.3 s by default): under steady endpoint churn the quiet period never comes,
+and holding endpoints back for the full maximum delay (10 s; what istiod does
+with EDS debouncing on) is the "slow endpoint updates" its users complain of.
+A push of EDS for a few clusters is cheap, and pushes that overlap merge per
+connection, so the rate of pushes stays bounded by the time one takes."""
 
 from __future__ import annotations
 
@@ -28,11 +35,15 @@ class PushPipeline:
         *,
         quiet: float = 0.1,
         max_delay: float = 10.0,
+        eds_max_delay: float = 0.3,
     ) -> None:
         self.aggregator = aggregator
         self._push = push
         self.quiet = quiet
         self.max_delay = max_delay
+        self.eds_max_delay = eds_max_delay
+        # The pending events include a config change: no early endpoint push.
+        self._full_pending = False
         self.state: MeshState = aggregator.build()
         self._first: float | None = None
         self._last = 0.0
@@ -70,28 +81,40 @@ class PushPipeline:
         self._apply(time.monotonic())
 
     async def _debounce(self) -> None:
-        while True:
-            now = time.monotonic()
-            assert self._first is not None
-            wait_quiet = self.quiet - (now - self._last)
-            wait_max = self.max_delay - (now - self._first)
-            if wait_quiet <= 0 or wait_max <= 0:
-                break
-            await asyncio.sleep(min(wait_quiet, wait_max))
         try:
-            self._apply(self._first)
+            while self._first is not None:
+                now = time.monotonic()
+                wait_quiet = self.quiet - (now - self._last)
+                wait_max = self.max_delay - (now - self._first)
+                if wait_quiet <= 0 or wait_max <= 0:
+                    self._apply(self._first)
+                    continue
+                wait_eds = self.eds_max_delay - (now - self._first)
+                if not self._full_pending and wait_eds <= 0:
+                    if self._apply(self._first, eds_only=True):
+                        continue
+                    self._full_pending = True  # a config change: wait for quiet or the maximum
+                waits = [wait_quiet, wait_max] + ([wait_eds] if not self._full_pending and wait_eds > 0 else [])
+                await asyncio.sleep(min(waits))
         except Exception:
+            self._first = None
             log.exception("building a new mesh state failed; keeping the previous one")
         finally:
-            self.idle.set()
+            if self._first is None:
+                self.idle.set()
 
-    def _apply(self, start: float | None) -> None:
+    def _apply(self, start: float | None, *, eds_only: bool = False) -> bool:
+        """Build the state from the sources and push what changed. With eds_only,
+        nothing happens (False) unless the change is endpoint-only."""
         start = start if start is not None else time.monotonic()
-        self._first = None
         new = self.aggregator.build()
         change = classify(self.state, new)
+        if eds_only and change.full:
+            return False
+        self._first = None
+        self._full_pending = False
         if not change.full and not change.eds_hosts:
-            return  # nothing a proxy could see changed
+            return True  # nothing a proxy could see changed
         self.state = new
         req = PushRequest(new, change.full, change.eds_hosts, change.reason, change.addresses, start)
         self.history.append(
@@ -107,6 +130,7 @@ class PushPipeline:
         del self.history[:-50]
         log.info("push v%d (%s%s)", new.version, "full" if change.full else "eds", f": {change.reason}")
         self._push(req)
+        return True
 
 
 # What a new state changes (kept under this name for callers of the pipeline).

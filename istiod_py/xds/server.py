@@ -54,6 +54,59 @@ class StreamError(Exception):
         self.message = message
 
 
+def _varint(buf: bytes, i: int) -> tuple[int, int]:
+    """Decode a protobuf varint at buf[i]: (value, index after it)."""
+    shift = value = 0
+    while True:
+        b = buf[i]
+        value |= (b & 0x7F) << shift
+        i += 1
+        if b < 0x80:
+            return value, i
+        shift += 7
+        if shift > 63:
+            raise IndexError("varint too long")
+
+
+# DiscoveryRequest wire tags: version_info (1), node (2), resource_names (3), type_url (4).
+_TAG_VERSION, _TAG_NODE, _TAG_NAME, _TAG_TYPE = 0x0A, 0x12, 0x1A, 0x22
+
+
+def _names_start(raw: bytes) -> int:
+    """Where the resource_names of an encoded DiscoveryRequest would begin, for
+    encoders that write fields in field-number order (Envoy, grpc-go): after
+    version_info and node. -1 if the bytes are not what that says."""
+    try:
+        i, n = 0, len(raw)
+        if i < n and raw[i] == _TAG_VERSION:
+            ln, i = _varint(raw, i + 1)
+            i += ln
+        if i < n and raw[i] == _TAG_NODE:
+            ln, i = _varint(raw, i + 1)
+            i += ln
+        return i if i <= n else -1
+    except IndexError:
+        return -1
+
+
+def _names_span(raw: bytes) -> tuple[int, int]:
+    """(start, end) of the resource_names of an encoded DiscoveryRequest, or
+    (-1, -1) when its layout is not fields in order (see _names_start)."""
+    start = i = _names_start(raw)
+    if start < 0:
+        return -1, -1
+    try:
+        n = len(raw)
+        while i < n and raw[i] == _TAG_NAME:
+            ln, i = _varint(raw, i + 1)
+            i += ln
+    except IndexError:
+        return -1, -1
+    if i > n:
+        return -1, -1
+    return start, i
+
+
 def _names_digest(names: Iterable[str]) -> str:
     h = hashlib.blake2b(digest_size=6)
     for n in sorted(names):
@@ -112,6 +165,10 @@ class Stream:
         self._names_digest: dict[str, str] = {}
         # SotW: the names of the last request per type, as sent (cheap ACK check).
         self._last_names: dict[str, list[str]] = {}
+        # SotW: per type, the encoded resource_names of the last request (bytes
+        # shared between streams): an ACK that repeats them is handled from its
+        # raw bytes, without decoding a thousand names.
+        self._names_block: dict[str, bytes] = {}
         # SotW: the Resources last sent per type (shared objects, not copies).
         self._sent_res: dict[str, Resources] = {}
         self.closing = False
@@ -156,8 +213,7 @@ class Stream:
         finally:
             self.writing_since = 0.0
         self.info.bytes_sent += len(data)
-        self.server.metrics.pushes.labels(TypeUrl.SHORT.get(type_url, "other")).inc()
-        self.server.metrics.bytes_sent.inc(len(data))
+        self.server.count_sent(type_url, len(data))
 
     async def _reader(self, requests: AsyncIterator[bytes]) -> None:
         try:
@@ -250,7 +306,42 @@ class Stream:
         self.info.last_push_state = self.state.version
         self.server.register(self)
 
+    def _fast_sotw_ack(self, raw: bytes) -> bool:
+        """Handle a SotW ACK/NACK whose resource_names are byte-for-byte those of
+        the previous request of its type (what Envoy sends after every response):
+        only the few bytes around the names are decoded. False: not such a
+        request; the caller decodes it in full."""
+        if not self._names_block:
+            return False
+        start = _names_start(raw)
+        if start < 0:
+            return False
+        n = len(raw)
+        for t, block in self._names_block.items():
+            end = start + len(block)
+            if end >= n or raw[end] != _TAG_TYPE or not raw.startswith(block, start):
+                continue
+            try:
+                req = discovery_pb2.DiscoveryRequest.FromString(raw[:start] + raw[end:])
+            except DecodeError:
+                return False
+            if req.type_url != t or req.resource_names:
+                continue
+            w = self.info.watches.get(t) if self.info is not None else None
+            if w is None or not req.response_nonce:
+                return False
+            if req.response_nonce != w.nonce_sent:
+                return True  # stale: a newer response is on its way
+            if req.HasField("error_detail"):
+                self._record_nack(w, req, w.version_sent, self._last_names.get(t, ()))
+            else:
+                self._record_ack(w, req.version_info, req.response_nonce)
+            return True
+        return False
+
     async def _on_request(self, raw: bytes) -> None:
+        if not self.delta and self.info is not None and self._fast_sotw_ack(raw):
+            return
         req = self._parse(raw)
         if self.info is None:
             self._register(req)
@@ -262,7 +353,8 @@ class Stream:
         if self.delta:
             await self._on_delta(req)
         else:
-            await self._on_sotw(req)
+            start, end = _names_span(raw)
+            await self._on_sotw(req, raw[start:end] if start >= 0 else None)
 
     def _record_nack(self, w: Watch, req: Any, version: str, names: Iterable[str]) -> None:
         w.nacks += 1
@@ -290,7 +382,7 @@ class Stream:
         w.acked_at = time.monotonic()
         self.server.on_ack(self, w)
 
-    async def _on_sotw(self, req: Any) -> None:
+    async def _on_sotw(self, req: Any, names_block: bytes | None = None) -> None:
         assert self.info is not None
         t = req.type_url
         w = self.info.watches.get(t)
@@ -304,6 +396,11 @@ class Stream:
                 self._record_nack(w, req, w.version_sent, req.resource_names)
             else:
                 self._record_ack(w, req.version_info, req.response_nonce)
+        # The names as encoded, for recognising the ACKs that repeat them.
+        if names_block is not None:
+            self._names_block[t] = self.server.intern_block(names_block)
+        else:
+            self._names_block.pop(t, None)
         raw_names = list(req.resource_names)
         if req.response_nonce and not first and raw_names == self._last_names.get(t):
             return  # an ACK/NACK with the same subscription: nothing to send
@@ -508,13 +605,6 @@ class Stream:
 
     # --- pushes ---------------------------------------------------------------
 
-    def _eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> set[str]:
-        by_host = res.names_by_host()
-        out: set[str] = set()
-        for h in hosts:
-            out.update(by_host.get(h, ()))
-        return out
-
     async def _push(self, req: PushRequest) -> None:
         assert self.info is not None
         self.state = req.state
@@ -531,7 +621,7 @@ class Stream:
             res = self.server.generate(self.state, self.proxy, t)
             only: set[str] | None = None
             if not req.full and t == TypeUrl.ENDPOINT:
-                only = self._eds_changed_names(res, req.eds_hosts)
+                only = self.server.eds_changed_names(res, req.eds_hosts)
                 if not only:
                     continue
             if self.delta:
@@ -582,6 +672,9 @@ class XdsServer:
         # Full-set SotW responses shared by proxies with the same resources.
         self._shared: dict[tuple[str, int, str], tuple[Resources, str, str, bytes]] = {}
         self._shared_seq = 1
+        self._blocks: dict[bytes, bytes] = {}
+        self._push_counters: dict[str, Any] = {}
+        self._eds_names: dict[tuple[int, frozenset[str]], tuple[Resources, set[str]]] = {}
         # Delta updates shared by streams reconciled to the same resources.
         self.shared_delta: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
         self._watchdog_grace = 3
@@ -645,6 +738,35 @@ class XdsServer:
         self.metrics.convergence.observe(time.monotonic() - req.start)
         for fn in self.push_listeners:
             fn(stream, req)
+
+    def eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> set[str]:
+        """The cluster names of `res` whose host is in `hosts`: computed once per
+        (resources, hosts), as the proxies of one scope share both."""
+        key = (id(res), hosts)
+        hit = self._eds_names.get(key)
+        if hit is not None and hit[0] is res:
+            return hit[1]
+        by_host = res.names_by_host()
+        out: set[str] = set()
+        for h in hosts:
+            out.update(by_host.get(h, ()))
+        if len(self._eds_names) > 1024:
+            self._eds_names.clear()
+        self._eds_names[key] = (res, out)
+        return out
+
+    def count_sent(self, type_url: str, size: int) -> None:
+        counter = self._push_counters.get(type_url)
+        if counter is None:
+            counter = self._push_counters[type_url] = self.metrics.pushes.labels(TypeUrl.SHORT.get(type_url, "other"))
+        counter.inc()
+        self.metrics.bytes_sent.inc(size)
+
+    def intern_block(self, block: bytes) -> bytes:
+        """One copy of each encoded name list: proxies of one scope share it."""
+        if len(self._blocks) > 4096:
+            self._blocks.clear()
+        return self._blocks.setdefault(block, block)
 
     def shared_nonce(self, version: str) -> str:
         self._shared_seq += 1

@@ -4,6 +4,7 @@ changed (full push, EDS-only for some hosts, or nothing a proxy could see)."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 import pytest
 
@@ -121,7 +122,7 @@ async def test_steady_events_still_push_after_max_delay() -> None:
     pushed_at: list[float] = []
     agg = Aggregator()
     agg.set_source("files", snapshot())
-    pipe = PushPipeline(agg, lambda _: pushed_at.append(loop.time()), quiet=0.2, max_delay=0.3)
+    pipe = PushPipeline(agg, lambda _: pushed_at.append(loop.time()), quiet=0.2, max_delay=0.3, eds_max_delay=60)
     began = loop.time()
     i = 0
     while loop.time() < began + 0.7:  # an event every 50 ms never leaves a 200 ms quiet period
@@ -131,6 +132,47 @@ async def test_steady_events_still_push_after_max_delay() -> None:
         await asyncio.sleep(0.05)
     assert pushed_at, "max_delay must bound the wait under a steady stream of events"
     assert pushed_at[0] - began < 0.45
+
+
+async def test_steady_endpoint_churn_pushes_within_the_eds_max_delay() -> None:
+    """Endpoint-only events every 50 ms never leave the quiet period; they are
+    pushed (EDS only) every eds_max_delay, not held for the 5 s maximum."""
+    loop = asyncio.get_running_loop()
+    pushes: list[tuple[float, PushRequest]] = []
+    agg = Aggregator()
+    agg.set_source("files", snapshot())
+    pipe = PushPipeline(agg, lambda r: pushes.append((loop.time(), r)), quiet=0.2, max_delay=5.0, eds_max_delay=0.15)
+    began = loop.time()
+    i = 0
+    while loop.time() < began + 1.0:
+        pipe.source_changed("files", snapshot(**{"workloads.yaml": WORKLOADS.replace("127.0.0.12", f"127.0.3.{i}")}))
+        i += 1
+        await asyncio.sleep(0.05)
+    assert len(pushes) >= 4, [round(t - began, 3) for t, _ in pushes]
+    assert pushes[0][0] - began < 0.3
+    assert all(not r.full and r.eds_hosts == {REVIEWS} for _, r in pushes)
+    gaps = [b[0] - a[0] for a, b in itertools.pairwise(pushes)]
+    assert max(gaps) < 0.35, gaps
+
+
+async def test_steady_config_changes_wait_for_quiet_or_the_max_delay() -> None:
+    """The early endpoint push does not apply to config changes: a VirtualService
+    edited every 50 ms is pushed once, at the maximum delay."""
+    loop = asyncio.get_running_loop()
+    pushes: list[tuple[float, PushRequest]] = []
+    agg = Aggregator()
+    agg.set_source("files", snapshot())
+    pipe = PushPipeline(agg, lambda r: pushes.append((loop.time(), r)), quiet=0.2, max_delay=0.6, eds_max_delay=0.1)
+    began = loop.time()
+    i = 0
+    while loop.time() < began + 0.9:
+        weights = ROUTING.replace("weight: 80", f"weight: {79 - i % 2}").replace("weight: 20", f"weight: {21 + i % 2}")
+        pipe.source_changed("files", snapshot(**{"routing.yaml": weights}))
+        i += 1
+        await asyncio.sleep(0.05)
+    times = [round(t - began, 3) for t, _ in pushes]
+    assert len(pushes) == 1 and pushes[0][1].full, times
+    assert 0.55 < times[0] < 0.8, times
 
 
 async def test_no_visible_change_pushes_nothing() -> None:
