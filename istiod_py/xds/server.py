@@ -18,6 +18,7 @@ import random
 import sys
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import Set as AbstractSet
 from typing import Any
 
 import grpc
@@ -89,30 +90,28 @@ def _names_start(raw: bytes) -> int:
         return -1
 
 
-def _names_span(raw: bytes) -> tuple[int, int]:
-    """(start, end) of the resource_names of an encoded DiscoveryRequest, or
-    (-1, -1) when its layout is not fields in order (see _names_start)."""
-    start = i = _names_start(raw)
+def _names_block(req: Any, raw: bytes) -> bytes | None:
+    """The resource_names of a DiscoveryRequest as `raw` encodes them, when it
+    encodes them in field order (see _names_start): re-encoded from the parsed
+    request in C and checked against the raw bytes, not walked in Python."""
+    start = _names_start(raw)
     if start < 0:
-        return -1, -1
-    try:
-        n = len(raw)
-        while i < n and raw[i] == _TAG_NAME:
-            ln, i = _varint(raw, i + 1)
-            i += ln
-    except IndexError:
-        return -1, -1
-    if i > n:
-        return -1, -1
-    return start, i
+        return None
+    names_only = discovery_pb2.DiscoveryRequest()
+    names_only.CopyFrom(req)
+    for f in ("version_info", "node", "type_url", "response_nonce", "error_detail", "resource_locators"):
+        names_only.ClearField(f)
+    block: bytes = names_only.SerializeToString()
+    end = start + len(block)
+    if end < len(raw) and raw[end] == _TAG_TYPE and raw.startswith(block, start):
+        return block
+    return None
 
 
 def _names_digest(names: Iterable[str]) -> str:
-    h = hashlib.blake2b(digest_size=6)
-    for n in sorted(names):
-        h.update(n.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    ordered = sorted(names)
+    text = "\0".join(ordered) + "\0" if ordered else ""
+    return hashlib.blake2b(text.encode(), digest_size=6).hexdigest()
 
 
 class PushSlots:
@@ -353,8 +352,7 @@ class Stream:
         if self.delta:
             await self._on_delta(req)
         else:
-            start, end = _names_span(raw)
-            await self._on_sotw(req, raw[start:end] if start >= 0 else None)
+            await self._on_sotw(req, raw)
 
     def _record_nack(self, w: Watch, req: Any, version: str, names: Iterable[str]) -> None:
         w.nacks += 1
@@ -382,7 +380,7 @@ class Stream:
         w.acked_at = time.monotonic()
         self.server.on_ack(self, w)
 
-    async def _on_sotw(self, req: Any, names_block: bytes | None = None) -> None:
+    async def _on_sotw(self, req: Any, raw: bytes = b"") -> None:
         assert self.info is not None
         t = req.type_url
         w = self.info.watches.get(t)
@@ -397,8 +395,9 @@ class Stream:
             else:
                 self._record_ack(w, req.version_info, req.response_nonce)
         # The names as encoded, for recognising the ACKs that repeat them.
-        if names_block is not None:
-            self._names_block[t] = self.server.intern_block(names_block)
+        block = _names_block(req, raw)
+        if block is not None:
+            self._names_block[t] = self.server.intern_block(block)
         else:
             self._names_block.pop(t, None)
         raw_names = list(req.resource_names)
@@ -417,7 +416,7 @@ class Stream:
                 w.explicit = True
             names.discard("*")
         if names != w.names or t not in self._names_digest:
-            self._names_digest[t] = _names_digest(names)
+            self._names_digest[t] = self.server.names_digest(names)
         w.names = names
         changed = first or not req.response_nonce or names != old_names or w.wildcard != old_wildcard
         if first:
@@ -437,8 +436,8 @@ class Stream:
         and a shared one changes with the version)."""
         t = w.type_url
         prev = self._sent_res.get(t)
-        shared: tuple[str, int, str] | None = None
-        entries = b""
+        shared: tuple[str, str, str] | None = None
+        part: tuple[str, bytes] = ("", b"")
         if w.wildcard or (t in TypeUrl.WILDCARD_TYPES and not w.names):
             if not w.wildcard and not w.names:
                 version = "empty"
@@ -446,7 +445,7 @@ class Stream:
                 version = res.version
                 if not force and version == w.version_sent:
                     return False
-                shared = (t, id(res), "*")
+                shared = (t, version, "*")
         else:
             digest = self._names_digest.get(t, "")
             version = f"{res.version}-{digest}"
@@ -455,26 +454,38 @@ class Stream:
                     self._sent_res[t] = res
                 return False  # the same resources were sent already
             if force or prev is None or t in TypeUrl.WILDCARD_TYPES:
-                shared = (t, id(res), digest)
+                shared = (t, version, digest)
             else:
-                items: list[Built] = []
-                for n in w.names if only is None else (w.names & only):
-                    b = res.get(n)
-                    if b is None:
-                        continue
-                    old = prev.get(n)
-                    if old is None or old.version != b.version:
-                        items.append(b)
-                if not items:
+                # What changed since the last send: the same for every stream that
+                # was sent the same content with the same subscription, so the
+                # response (a 500 KB route table, say) is built once per push.
+                pkey = (t, w.version_sent, version, frozenset(only) if only is not None else None)
+                got = self.server.shared_partial.get(pkey)
+                if got is not None:
+                    part = got
+                else:
+                    items: list[Built] = []
+                    for n in w.names if only is None else (w.names & only):
+                        b = res.get(n)
+                        if b is None:
+                            continue
+                        old = prev.get(n)
+                        if old is None or old.version != b.version:
+                            items.append(b)
+                    if items:
+                        nonce = self.server.shared_nonce(version)
+                        part = (nonce, sotw_response(version, t, nonce, b"".join(b.sotw_entry for b in items)))
+                    else:
+                        part = ("", b"")
+                    self.server.store_shared_partial(pkey, part)
+                if not part[1]:
                     if only is None:
                         self._sent_res[t] = res
                     return False
-                entries = b"".join(b.sotw_entry for b in items)
         if shared is not None:
             nonce, data = self.server.shared_response(shared, res, version, w)
         else:
-            nonce = self.next_nonce()
-            data = sotw_response(version, t, nonce, entries)
+            nonce, data = part
         w.nonce_sent = nonce
         w.version_sent = version
         w.sends += 1
@@ -524,7 +535,7 @@ class Stream:
         for n in unsubscribe:
             w.sent.pop(n, None)
         if first or subscribe or unsubscribe:
-            self._delta_sub[t] = _names_digest(w.names) + ("*" if w.wildcard else "")
+            self._delta_sub[t] = self.server.names_digest(w.names) + ("*" if w.wildcard else "")
         if first:
             async with self.server.initial_slots:
                 res = self.server.generate(self.state, self.proxy, t)
@@ -554,8 +565,10 @@ class Stream:
             # Streams reconciled to the same resources with the same subscription
             # get the same update: computed and encoded once, bytes shared.
             shared_key = (t, w.version_sent, res.version, self._delta_sub.get(t, ""))
+            # The key holds content versions: proxies whose resources are equal
+            # but separately built (other namespaces, same services) share too.
             hit = self.server.shared_delta.get(shared_key)
-            if hit is not None and hit[0] is res:
+            if hit is not None:
                 _, changes, gone, nonce, data = hit
                 for name, ver in changes:
                     w.sent[name] = ver
@@ -563,6 +576,20 @@ class Stream:
                     w.sent.pop(n, None)
                 if t == TypeUrl.CLUSTER:
                     self._changed_clusters = {name for name, _ in changes}
+                self._sent_delta(w, res, nonce)
+                await self._write(data, t)
+                return True
+        if always and only is None and not force and not w.sent:
+            # A first response to a client that holds nothing: the same for every
+            # stream with these resources and this subscription (a reconnect
+            # storm, a restart): computed and encoded once.
+            shared_key = ("init", t, res.version, self._delta_sub.get(t, ""))
+            hit = self.server.shared_delta.get(shared_key)
+            if hit is not None:
+                _, sent, changed, nonce, data = hit
+                w.sent = dict(sent)
+                if t == TypeUrl.CLUSTER:
+                    self._changed_clusters = set(changed)
                 self._sent_delta(w, res, nonce)
                 await self._write(data, t)
                 return True
@@ -589,16 +616,19 @@ class Stream:
             return False
         nonce = self.server.shared_nonce(res.version) if shared_key else self.next_nonce()
         data = delta_response(t, nonce, b"".join(b.delta_entry for b in updates), removed)
-        if shared_key is not None:
-            self.server.store_shared_delta(
-                shared_key, (res, [(b.name, b.version) for b in updates], list(removed), nonce, data)
-            )
         for b in updates:
             w.sent[b.name] = b.version
         if t == TypeUrl.CLUSTER:
             self._changed_clusters = {b.name for b in updates}
         for n in removed:
             w.sent.pop(n, None)
+        if shared_key is not None and shared_key[0] == "init":
+            changed = {b.name for b in updates} if t == TypeUrl.CLUSTER else set()
+            self.server.store_shared_delta(shared_key, (res, dict(w.sent), changed, nonce, data))
+        elif shared_key is not None:
+            self.server.store_shared_delta(
+                shared_key, (res, [(b.name, b.version) for b in updates], list(removed), nonce, data)
+            )
         self._sent_delta(w, res, nonce)
         await self._write(data, t)
         return True
@@ -670,9 +700,12 @@ class XdsServer:
         self.ack_listeners: list[Callable[[Stream, Watch], None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         # Full-set SotW responses shared by proxies with the same resources.
-        self._shared: dict[tuple[str, int, str], tuple[Resources, str, str, bytes]] = {}
+        self._shared: dict[tuple[str, str, str], tuple[Resources, str, str, bytes]] = {}
         self._shared_seq = 1
         self._blocks: dict[bytes, bytes] = {}
+        # SotW partial responses (what changed since a version), shared likewise.
+        self.shared_partial: dict[tuple[str, str, str, frozenset[str] | None], tuple[str, bytes]] = {}
+        self._digests: dict[frozenset[str], str] = {}
         self._push_counters: dict[str, Any] = {}
         self._eds_names: dict[tuple[int, frozenset[str]], tuple[Resources, set[str]]] = {}
         # Delta updates shared by streams reconciled to the same resources.
@@ -762,6 +795,17 @@ class XdsServer:
         counter.inc()
         self.metrics.bytes_sent.inc(size)
 
+    def names_digest(self, names: AbstractSet[str]) -> str:
+        """Digest of a subscription, computed once per distinct set of names
+        (sorting a thousand names costs more than the rest of a first request)."""
+        key = frozenset(names)
+        hit = self._digests.get(key)
+        if hit is None:
+            if len(self._digests) > 4096:
+                self._digests.clear()
+            hit = self._digests[key] = _names_digest(key)
+        return hit
+
     def intern_block(self, block: bytes) -> bytes:
         """One copy of each encoded name list: proxies of one scope share it."""
         if len(self._blocks) > 4096:
@@ -772,15 +816,22 @@ class XdsServer:
         self._shared_seq += 1
         return f"v{self._shared_seq}-{version[:16]}"
 
+    def store_shared_partial(self, key: tuple[str, str, str, frozenset[str] | None], part: tuple[str, bytes]) -> None:
+        if len(self.shared_partial) > 4096:
+            self.shared_partial.clear()
+        self.shared_partial[key] = part
+
     def store_shared_delta(self, key: tuple[str, str, str, str], entry: tuple[Any, ...]) -> None:
         if len(self.shared_delta) > 4096:
             self.shared_delta.clear()
         self.shared_delta[key] = entry
 
-    def shared_response(self, key: tuple[str, int, str], res: Resources, version: str, w: Watch) -> tuple[str, bytes]:
-        """A full-set SotW response, built once per (type, resources, subscription)."""
+    def shared_response(self, key: tuple[str, str, str], res: Resources, version: str, w: Watch) -> tuple[str, bytes]:
+        """A full-set SotW response, built once per (type, content version,
+        subscription): proxies whose resources were built separately but are
+        equal (other namespaces, same services) share the bytes too."""
         hit = self._shared.get(key)
-        if hit is not None and hit[0] is res and hit[1] == version:
+        if hit is not None:
             return hit[2], hit[3]
         t = key[0]
         if key[2] == "*":

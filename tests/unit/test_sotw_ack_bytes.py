@@ -5,44 +5,44 @@ from __future__ import annotations
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from istiod_py.xds.server import _names_span, _names_start
+from istiod_py.xds.server import _names_block, _names_start
 
 EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
+Request = discovery_pb2.DiscoveryRequest
 
 
-def encoded_names(names: list[str]) -> bytes:
-    return discovery_pb2.DiscoveryRequest(resource_names=names).SerializeToString()
+def block_of(raw: bytes) -> bytes | None:
+    return _names_block(Request.FromString(raw), raw)
 
 
-def test_span_covers_exactly_the_names_after_version_and_node() -> None:
+def test_block_is_exactly_the_names_after_version_and_node() -> None:
     names = [f"outbound|8080||svc-{i}.ns.svc.cluster.local" for i in range(300)]
-    req = discovery_pb2.DiscoveryRequest(version_info="v1", resource_names=names, type_url=EDS, response_nonce="n1")
+    req = Request(version_info="v1", resource_names=names, type_url=EDS, response_nonce="n1")
     req.node.id = "sidecar~10.0.0.1~a.ns~ns.svc.cluster.local"
+    req.error_detail.message = "rejected outbound|8080||svc-1.ns.svc.cluster.local"
     raw = req.SerializeToString()
-    start, end = _names_span(raw)
-    assert raw[start:end] == encoded_names(names)
-    rest = discovery_pb2.DiscoveryRequest.FromString(raw[:start] + raw[end:])
+    block = block_of(raw)
+    start = _names_start(raw)
+    assert block is not None and raw[start : start + len(block)] == block
+    assert list(Request.FromString(block).resource_names) == names
+    rest = Request.FromString(raw[:start] + raw[start + len(block) :])
     assert (rest.version_info, rest.type_url, rest.response_nonce, list(rest.resource_names)) == ("v1", EDS, "n1", [])
 
 
-def test_no_names_is_an_empty_span_before_the_type() -> None:
-    raw = discovery_pb2.DiscoveryRequest(type_url=EDS, response_nonce="n").SerializeToString()
-    start, end = _names_span(raw)
-    assert start == end == 0 and raw[start] == 0x22
+def test_no_names_is_an_empty_block() -> None:
+    assert block_of(Request(type_url=EDS, response_nonce="n").SerializeToString()) == b""
 
 
-def test_names_written_after_the_type_are_not_taken_for_an_ack() -> None:
-    # Fields out of number order (legal protobuf): type_url, then a name.
-    tail = discovery_pb2.DiscoveryRequest(type_url=EDS).SerializeToString()
-    raw = tail + encoded_names(["a"])
-    start, end = _names_span(raw)
-    assert start == end == 0
-    # the fast path then parses raw[:0] + raw[0:]: the stray name shows up and it gives up
-    assert list(discovery_pb2.DiscoveryRequest.FromString(raw[:start] + raw[end:]).resource_names) == ["a"]
+def test_names_written_out_of_field_order_have_no_block() -> None:
+    # Legal protobuf, but not the layout the fast path relies on.
+    raw = Request(type_url=EDS).SerializeToString() + Request(resource_names=["a"]).SerializeToString()
+    assert block_of(raw) is None
+    raw = Request(resource_names=["a"]).SerializeToString() + Request(version_info="v").SerializeToString()
+    assert block_of(raw + Request(type_url=EDS).SerializeToString()) is None
 
 
-def test_truncated_bytes_give_no_span() -> None:
-    raw = discovery_pb2.DiscoveryRequest(version_info="v" * 200, resource_names=["x" * 300]).SerializeToString()
-    assert _names_span(raw[:100]) == (-1, -1)
+def test_truncated_or_garbled_heads_have_no_start() -> None:
+    raw = Request(version_info="v" * 200, resource_names=["x" * 300]).SerializeToString()
+    assert _names_start(raw[:100]) == -1
     assert _names_start(raw[:1]) == -1
-    assert _names_span(b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff") == (-1, -1)
+    assert _names_start(b"\x0a\xff\xff\xff\xff\xff\xff\xff\xff\xff\xff") == -1

@@ -263,3 +263,33 @@ async def test_push_order_and_eds_after_cds(mesh: Mesh) -> None:
     assert cluster("ratings") not in delta_versions(got[0])
     assert set(delta_versions(got[1])) == {cluster("reviews")}
     await c.close()
+
+
+async def test_first_responses_to_fresh_clients_are_shared_and_initial_versions_still_count(mesh: Mesh) -> None:
+    """Two clients that hold nothing get the same first CDS response (encoded once,
+    same nonce); a third that reconnects holding some clusters gets only the rest,
+    and each stream's ACK and later pushes work on its own."""
+    a, b = await client(mesh), await client(mesh)
+    await a.send(CDS)
+    ra = await a.recv_type(CDS)
+    await b.send(CDS)
+    rb = await b.recv_type(CDS)
+    assert ra.SerializeToString() == rb.SerializeToString()
+    assert set(delta_versions(ra)) == ALL_CLUSTERS
+    held = dict(list(delta_versions(ra).items())[:3])
+    c = await client(mesh)
+    await c.send(CDS, initial_versions=held)
+    rc = await c.recv_type(CDS)
+    assert set(delta_versions(rc)) == ALL_CLUSTERS - set(held)
+    for cl, r in ((a, ra), (b, rb), (c, rc)):
+        await cl.ack(r)
+    # a change reaches every stream, whatever first response it got
+    edit(mesh.root / "routing.yaml", ROUTING.replace("weight: 80", "weight: 79").replace("weight: 20", "weight: 21"))
+    for cl in (a, b, c):
+        await cl.expect_none(0.3)  # CDS unchanged by a route weight
+    edit(mesh.root / "services.yaml", SERVICES.replace("reviews", "reviewz"))
+    for cl in (a, b, c):
+        r = await cl.recv_type(CDS, timeout=5)
+        assert cluster("reviewz") in delta_versions(r) and cluster("reviews") in r.removed_resources
+    for cl in (a, b, c):
+        await cl.close()

@@ -369,6 +369,29 @@ async def test_every_cds_change_is_followed_by_eds(mesh: Mesh) -> None:
     await c.close()
 
 
+async def test_pushes_to_proxies_in_the_same_state_are_the_same_bytes(mesh: Mesh) -> None:
+    """Two proxies holding the same config get one shared encoding of each push
+    (EDS-only and route changes alike): built once, not once per proxy."""
+    a, _ = await subscribed(mesh, CDS, EDS, LDS, RDS, ip="127.0.0.10", name="productpage-v1", labels={"app": "x"})
+    b, _ = await subscribed(mesh, CDS, EDS, LDS, RDS, ip="127.0.0.9", name="productpage-v2", labels={"app": "x"})
+    edit(mesh.root / "workloads.yaml", WORKLOADS.replace("127.0.0.12", "127.0.0.22"))
+    got_a, got_b = await a.drain(0.5), await b.drain(0.5)
+    assert [SHORT[r.type_url] for r in got_a] == ["EDS"]
+    assert [r.SerializeToString() for r in got_a] == [r.SerializeToString() for r in got_b]
+    for c, got in ((a, got_a), (b, got_b)):
+        await c.ack(got[0], _default_names(EDS))
+    edit(mesh.root / "routing.yaml", ROUTING.replace("weight: 80", "weight: 70").replace("weight: 20", "weight: 30"))
+    got_a, got_b = await a.drain(0.5), await b.drain(0.5)
+    assert [SHORT[r.type_url] for r in got_a] == ["RDS"]
+    assert [r.SerializeToString() for r in got_a] == [r.SerializeToString() for r in got_b]
+    # and each stream ACKs its own copy: both in sync afterwards
+    for c, got in ((a, got_a), (b, got_b)):
+        await c.ack(got[0], _default_names(RDS))
+        await c.expect_none(0.3)
+    await a.close()
+    await b.close()
+
+
 async def test_endpoint_only_change_pushes_only_eds(mesh: Mesh) -> None:
     node: dict[str, Any] = {"ip": "127.0.0.10", "name": "productpage-v1", "labels": {"app": "productpage"}}
     c, before = await subscribed(mesh, CDS, EDS, LDS, RDS, **node)
