@@ -118,6 +118,7 @@ class Server:
             str(self.debug_port),
             "--log-level",
             "warning",
+            *args.server_arg,
         ]
         self.log_path = Path(tempfile.gettempdir()) / f"istiod-py-bench-{tag}-{os.getpid()}.log"
         self.log = open(self.log_path, "a")  # noqa: SIM115
@@ -925,6 +926,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default="full,eds",
         help="comma list of full, eds, churn (steady endpoint churn), storm (all clients reconnect at once), "
         "restart (server process restarted on the same config dir)",
+    )
+    ap.add_argument(
+        "--server-arg",
+        action="append",
+        default=[],
+        help="extra flag for istiod-py serve, repeatable (e.g. --server-arg=--debounce-max-eds=0.5)",
     )
     ap.add_argument("--churn-rate", type=float, default=20.0, help="endpoint changes per second (churn)")
     ap.add_argument("--churn-duration", type=float, default=60.0, help="seconds of churn")

@@ -31,6 +31,7 @@ from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
 
 from .connection import ConnectionInfo, Nack, PushRequest, Watch
 from .metrics import XdsMetrics
+from .sharing import SharedCache
 from .types import TypeUrl
 
 log = logging.getLogger("istiod_py.xds")
@@ -181,6 +182,8 @@ class Stream:
         self._changed_clusters: set[str] = set()
         # Bounds the requests read but not yet handled (see MAX_QUEUED_REQUESTS).
         self._room = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
+        # Requests queued or being handled by the stream's task (see _reader).
+        self._requests_open = 0
 
     # --- plumbing -----------------------------------------------------------
 
@@ -217,7 +220,17 @@ class Stream:
     async def _reader(self, requests: AsyncIterator[bytes]) -> None:
         try:
             async for raw in requests:
+                # A plain SotW ACK (the answer to every response) is handled right
+                # here when no earlier request is waiting or being handled: it
+                # sends nothing, so it needs neither the queue nor a task switch.
+                if not self._requests_open and self.info is not None and not self.delta and not self.closing:
+                    try:
+                        if self._fast_sotw_ack(raw):
+                            continue
+                    except Exception:  # leave it to the full path, which reports errors
+                        log.debug("fast ACK path failed", exc_info=True)
                 await self._room.acquire()
+                self._requests_open += 1
                 self.events.put_nowait(raw)
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
@@ -277,7 +290,10 @@ class Stream:
                 continue
             assert isinstance(ev, bytes)
             self._room.release()
-            await self._on_request(ev)
+            try:
+                await self._on_request(ev)
+            finally:
+                self._requests_open -= 1
 
     # --- requests -----------------------------------------------------------
 
@@ -569,7 +585,7 @@ class Stream:
             # but separately built (other namespaces, same services) share too.
             hit = self.server.shared_delta.get(shared_key)
             if hit is not None:
-                _, changes, gone, nonce, data = hit
+                changes, gone, nonce, data = hit
                 for name, ver in changes:
                     w.sent[name] = ver
                 for n in gone:
@@ -586,7 +602,7 @@ class Stream:
             shared_key = ("init", t, res.version, self._delta_sub.get(t, ""))
             hit = self.server.shared_delta.get(shared_key)
             if hit is not None:
-                _, sent, changed, nonce, data = hit
+                sent, changed, nonce, data = hit
                 w.sent = dict(sent)
                 if t == TypeUrl.CLUSTER:
                     self._changed_clusters = set(changed)
@@ -624,10 +640,10 @@ class Stream:
             w.sent.pop(n, None)
         if shared_key is not None and shared_key[0] == "init":
             changed = {b.name for b in updates} if t == TypeUrl.CLUSTER else set()
-            self.server.store_shared_delta(shared_key, (res, dict(w.sent), changed, nonce, data))
+            self.server.store_shared_delta(shared_key, (dict(w.sent), changed, nonce, data))
         elif shared_key is not None:
             self.server.store_shared_delta(
-                shared_key, (res, [(b.name, b.version) for b in updates], list(removed), nonce, data)
+                shared_key, ([(b.name, b.version) for b in updates], list(removed), nonce, data)
             )
         self._sent_delta(w, res, nonce)
         await self._write(data, t)
@@ -700,16 +716,16 @@ class XdsServer:
         self.ack_listeners: list[Callable[[Stream, Watch], None]] = []
         self._watchdog: asyncio.Task[None] | None = None
         # Full-set SotW responses shared by proxies with the same resources.
-        self._shared: dict[tuple[str, str, str], tuple[Resources, str, str, bytes]] = {}
+        self._shared: SharedCache[tuple[str, bytes]] = SharedCache()
         self._shared_seq = 1
-        self._blocks: dict[bytes, bytes] = {}
+        self._blocks: SharedCache[bytes] = SharedCache()
         # SotW partial responses (what changed since a version), shared likewise.
-        self.shared_partial: dict[tuple[str, str, str, frozenset[str] | None], tuple[str, bytes]] = {}
-        self._digests: dict[frozenset[str], str] = {}
+        self.shared_partial: SharedCache[tuple[str, bytes]] = SharedCache()
+        self._digests: SharedCache[str] = SharedCache()
         self._push_counters: dict[str, Any] = {}
-        self._eds_names: dict[tuple[int, frozenset[str]], tuple[Resources, set[str]]] = {}
+        self._eds_names: SharedCache[set[str]] = SharedCache(1024)
         # Delta updates shared by streams reconciled to the same resources.
-        self.shared_delta: dict[tuple[str, str, str, str], tuple[Any, ...]] = {}
+        self.shared_delta: SharedCache[tuple[Any, ...]] = SharedCache()
         self._watchdog_grace = 3
         self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
@@ -775,18 +791,15 @@ class XdsServer:
     def eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> set[str]:
         """The cluster names of `res` whose host is in `hosts`: computed once per
         (resources, hosts), as the proxies of one scope share both."""
-        key = (id(res), hosts)
+        key = (res.version, hosts)
         hit = self._eds_names.get(key)
-        if hit is not None and hit[0] is res:
-            return hit[1]
+        if hit is not None:
+            return hit
         by_host = res.names_by_host()
         out: set[str] = set()
         for h in hosts:
             out.update(by_host.get(h, ()))
-        if len(self._eds_names) > 1024:
-            self._eds_names.clear()
-        self._eds_names[key] = (res, out)
-        return out
+        return self._eds_names.put(key, out)
 
     def count_sent(self, type_url: str, size: int) -> None:
         counter = self._push_counters.get(type_url)
@@ -801,30 +814,23 @@ class XdsServer:
         key = frozenset(names)
         hit = self._digests.get(key)
         if hit is None:
-            if len(self._digests) > 4096:
-                self._digests.clear()
-            hit = self._digests[key] = _names_digest(key)
+            hit = self._digests.put(key, _names_digest(key))
         return hit
 
     def intern_block(self, block: bytes) -> bytes:
         """One copy of each encoded name list: proxies of one scope share it."""
-        if len(self._blocks) > 4096:
-            self._blocks.clear()
-        return self._blocks.setdefault(block, block)
+        hit = self._blocks.get(block)
+        return hit if hit is not None else self._blocks.put(block, block, len(block))
 
     def shared_nonce(self, version: str) -> str:
         self._shared_seq += 1
         return f"v{self._shared_seq}-{version[:16]}"
 
     def store_shared_partial(self, key: tuple[str, str, str, frozenset[str] | None], part: tuple[str, bytes]) -> None:
-        if len(self.shared_partial) > 4096:
-            self.shared_partial.clear()
-        self.shared_partial[key] = part
+        self.shared_partial.put(key, part, len(part[1]))
 
     def store_shared_delta(self, key: tuple[str, str, str, str], entry: tuple[Any, ...]) -> None:
-        if len(self.shared_delta) > 4096:
-            self.shared_delta.clear()
-        self.shared_delta[key] = entry
+        self.shared_delta.put(key, entry, len(entry[-1]))
 
     def shared_response(self, key: tuple[str, str, str], res: Resources, version: str, w: Watch) -> tuple[str, bytes]:
         """A full-set SotW response, built once per (type, content version,
@@ -832,7 +838,7 @@ class XdsServer:
         equal (other namespaces, same services) share the bytes too."""
         hit = self._shared.get(key)
         if hit is not None:
-            return hit[2], hit[3]
+            return hit
         t = key[0]
         if key[2] == "*":
             entries = res.joined()
@@ -840,10 +846,7 @@ class XdsServer:
             entries = b"".join(b.sotw_entry for n in sorted(w.names) if (b := res.get(n)) is not None)
         nonce = self.shared_nonce(version)
         data = sotw_response(version, t, nonce, entries)
-        if len(self._shared) > 4096:
-            self._shared.clear()
-        self._shared[key] = (res, version, nonce, data)
-        return nonce, data
+        return self._shared.put(key, (nonce, data), len(data))
 
     # --- pushing --------------------------------------------------------------
 
