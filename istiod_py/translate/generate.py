@@ -137,8 +137,23 @@ class Translator:
 
     def endpoints(self, ctx: PushContext, proxy: Proxy) -> Part:
         scope = ctx.sidecar_scope(proxy)
+        key = ("eds", scope.key, proxy.namespace, lb_locality.proxy_key(ctx, proxy))
 
         def make() -> Part:
+            prev = ctx.memo.get(("eds-prev", *key[1:]))
+            if prev is not None:
+                # Only some hosts' endpoints changed (see carry_over): rebuild
+                # their clusters' assignments, keep the rest of the part.
+                old, hosts = prev
+                items = dict(old.items)
+                for name in old.items:
+                    if name.rsplit("|", 1)[-1] in hosts:
+                        b = self.eds_for(ctx, name, proxy.namespace, proxy)
+                        if b is None:
+                            del items[name]
+                        else:
+                            items[name] = b
+                return Part(items)
             out = {}
             for name in self.outbound_clusters(ctx, proxy).items:
                 if not name.startswith("outbound|"):
@@ -151,7 +166,7 @@ class Translator:
                     out[name] = b
             return Part(out)
 
-        return ctx.cached(("eds", scope.key, proxy.namespace, lb_locality.proxy_key(ctx, proxy)), make)
+        return ctx.cached(key, make)
 
     # --- LDS ---------------------------------------------------------------
 
@@ -283,5 +298,8 @@ def carry_over(old: PushContext, new: PushContext) -> None:
         if deps & kinds or (reads_services and services_changed):
             continue
         if hosts and (reads_endpoints is True or (reads_endpoints == "cds" and not cds_safe)):
+            if key[0] == "eds" and cds_safe:
+                # The same clusters; only these hosts' assignments differ.
+                new.memo[("eds-prev", *key[1:])] = (value, frozenset(hosts))
             continue
         new.memo[key] = value

@@ -183,3 +183,35 @@ async def test_no_visible_change_pushes_nothing() -> None:
     pipe.source_changed("files", snapshot())
     await asyncio.wait_for(pipe.idle.wait(), 2)
     assert pushes == []
+
+
+def test_endpoint_changes_rebuild_only_their_hosts_and_match_a_fresh_translation() -> None:
+    """After an endpoint-only change the translator patches the EDS it built for
+    the previous state; the result must be what translating the new state from
+    scratch gives, for every cluster."""
+    from istiod_py.model import parse_proxy
+    from istiod_py.translate.generate import Translator
+    from istiod_py.xds.types import TypeUrl
+
+    proxy = parse_proxy(
+        "sidecar~127.0.0.10~productpage-v1.default~default.svc.cluster.local",
+        {"NAMESPACE": "default", "INTERCEPTION_MODE": "NONE", "LABELS": {"app": "productpage"}},
+    )
+    agg = Aggregator()
+    agg.set_source("files", snapshot())
+    s1 = agg.build()
+    incremental = Translator()
+    before = incremental.generate(s1, proxy, TypeUrl.ENDPOINT)
+    for i, text in enumerate((MOVED, MOVED + EXTRA_RATINGS.split(WORKLOADS, 1)[1], WORKLOADS)):
+        agg.set_source("files", snapshot(**{"workloads.yaml": text}))
+        s2 = agg.build()
+        assert not classify(s1, s2).full
+        patched = incremental.generate(s2, proxy, TypeUrl.ENDPOINT)
+        if i == 0:  # an address move: same clusters, so the previous EDS is patched
+            ctx = incremental.context(s2)
+            assert any(isinstance(k, tuple) and k[0] == "eds-prev" for k in ctx.memo), "the patch path was not taken"
+        fresh = Translator().generate(s2, proxy, TypeUrl.ENDPOINT)
+        assert {n: b.version for n, b in patched.index.items()} == {n: b.version for n, b in fresh.index.items()}
+        changed = {n for n, b in patched.index.items() if before.index[n].version != b.version}
+        assert changed and all(n.endswith(("reviews.default.svc.cluster.local", RATINGS)) for n in changed), changed
+        s1, before = s2, patched
