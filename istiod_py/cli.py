@@ -46,6 +46,12 @@ def _serve(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--debounce-quiet", type=float, default=0.1, help="seconds of quiet before a push (default 0.1)")
     p.add_argument("--debounce-max", type=float, default=10.0, help="longest a push waits while events keep coming")
     p.add_argument(
+        "--gc-idle-interval",
+        type=float,
+        default=60.0,
+        help="full garbage collection every N s while no push runs (0: Python's default GC; see gc_policy.py)",
+    )
+    p.add_argument(
         "--poll-interval",
         type=float,
         default=0.1,
@@ -104,6 +110,7 @@ def run_serve(args: argparse.Namespace) -> int:
         cacerts_dir=args.cacerts_dir,
         token_file=args.token_file,
         enable_ca=not args.no_ca,
+        gc_idle_interval=args.gc_idle_interval,
     )
 
     async def main() -> None:

@@ -37,6 +37,9 @@ class ServeOptions:
     debounce_max: float = 10.0
     # Endpoint-only changes under steady churn wait at most this long (see pipeline.py).
     debounce_max_eds: float = 0.3
+    # > 0: the process's GC is tuned so full collections run between pushes
+    # (gc_policy.py). `istiod-py serve` sets 60; library users keep Python's GC.
+    gc_idle_interval: float = 0.0
     poll_interval: float = 0.1
     send_timeout: float = 30.0
     max_concurrent_pushes: int = 100
@@ -68,6 +71,7 @@ class ControlPlane:
         self.grpc_server: grpc.aio.Server | None = None
         self.secure_server: grpc.aio.Server | None = None
         self.web_runner: web.AppRunner | None = None
+        self.gc: Any = None  # gc_policy.IdleCollector when --gc-idle-interval > 0
         self.ca: Any = None
         self.ports: dict[str, int] = {}
         self._ready = False
@@ -137,6 +141,12 @@ class ControlPlane:
         sockets = getattr(site, "_server", None)
         if sockets is not None and sockets.sockets:
             self.ports["debug"] = sockets.sockets[0].getsockname()[1]
+        if o.gc_idle_interval > 0:
+            from istiod_py import gc_policy
+
+            gc_policy.configure()
+            self.gc = gc_policy.IdleCollector(self._idle, o.gc_idle_interval)
+            self.gc.start()
         self._ready = True
         log.info(
             "istiod-py serving: xDS %s:%s, debug %s:%s, %d services, %d configs, %d errors",
@@ -165,6 +175,14 @@ class ControlPlane:
         self.ports["secure"] = self.secure_server.add_secure_port(f"{o.listen_address}:{o.secure_port}", creds)
         await self.secure_server.start()
 
+    def _idle(self) -> bool:
+        """No change waiting to be pushed and no push or first response being sent."""
+        if self.pipeline is None or self.xds is None:
+            return True
+        return (
+            self.pipeline.idle.is_set() and self.xds.push_slots.inflight == 0 and self.xds.initial_slots.inflight == 0
+        )
+
     def _push(self, req: Any) -> None:
         if self.xds is not None:
             self.xds.push(req)
@@ -183,6 +201,8 @@ class ControlPlane:
         log.info("draining: closing xDS streams within %ss", grace)
         for src in self.sources:
             await src.stop()
+        if self.gc is not None:
+            await self.gc.stop()
         if self.pipeline is not None:
             await self.pipeline.stop()
         # Stopping the gRPC servers refuses new connections and streams at once;
