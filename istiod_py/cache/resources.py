@@ -70,13 +70,14 @@ def build_from_bytes(name: str, type_url: str, body: bytes) -> Built:
 
 def set_version(resources: Iterable[Built]) -> str:
     """The SotW version_info of a set: a hash of its members' names and versions."""
-    h = hashlib.blake2b(digest_size=8)
-    for b in sorted(resources, key=lambda r: r.name):
-        h.update(b.name.encode())
-        h.update(b"\0")
-        h.update(b.version.encode())
-        h.update(b"\0")
-    return h.hexdigest()
+    # One string, one hash call: the same bytes as hashing "name\0version\0"
+    # member by member, at a fraction of the calls (sets of ~1,000 per state).
+    text = "".join([f"{b.name}\0{b.version}\0" for b in sorted(resources, key=_by_name)])
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
+
+
+def _by_name(b: Built) -> str:
+    return b.name
 
 
 def sotw_response(version: str, type_url: str, nonce: str, entries: bytes) -> bytes:
