@@ -237,12 +237,13 @@ class Stream:
     async def _reader(self, requests: AsyncIterator[bytes]) -> None:
         try:
             async for raw in requests:
-                # A plain SotW ACK (the answer to every response) is handled right
-                # here when no earlier request is waiting or being handled: it
-                # sends nothing, so it needs neither the queue nor a task switch.
-                if not self._requests_open and self.info is not None and not self.delta and not self.closing:
+                # A plain ACK (SotW or Delta: the answer to every response) is
+                # handled right here when no earlier request is waiting or being
+                # handled: it sends nothing, so it needs neither the queue nor a
+                # task switch.
+                if not self._requests_open and self.info is not None and not self.closing:
                     try:
-                        if self._fast_sotw_ack(raw):
+                        if self._fast_delta_ack(raw) if self.delta else self._fast_sotw_ack(raw):
                             continue
                     except Exception:  # leave it to the full path, which reports errors
                         log.debug("fast ACK path failed", exc_info=True)
@@ -370,6 +371,30 @@ class Stream:
                 self._record_ack(w, req.version_info, req.response_nonce)
             return True
         return False
+
+    def _fast_delta_ack(self, raw: bytes) -> bool:
+        """Handle a Delta ACK/NACK that changes no subscription (the answer to
+        every response): it sends nothing. False: anything else."""
+        try:
+            req = discovery_pb2.DeltaDiscoveryRequest.FromString(raw)
+        except DecodeError:
+            return False
+        if (
+            not req.response_nonce
+            or req.resource_names_subscribe
+            or req.resource_names_unsubscribe
+            or req.initial_resource_versions
+            or self.info is None
+        ):
+            return False
+        w = self.info.watches.get(req.type_url)
+        if w is None:
+            return False
+        if req.HasField("error_detail"):
+            self._record_nack(w, req, w.version_sent, [])
+        elif req.response_nonce == w.nonce_sent:
+            self._record_ack(w, w.version_sent, req.response_nonce)
+        return True
 
     async def _on_request(self, raw: bytes) -> None:
         if not self.delta and self.info is not None and self._fast_sotw_ack(raw):
