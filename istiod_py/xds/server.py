@@ -363,12 +363,7 @@ class Stream:
             w = self.info.watches.get(t) if self.info is not None else None
             if w is None or not req.response_nonce:
                 return False
-            if req.response_nonce != w.nonce_sent:
-                return True  # stale: a newer response is on its way
-            if req.HasField("error_detail"):
-                self._record_nack(w, req, w.version_sent, self._last_names.get(t, ()))
-            else:
-                self._record_ack(w, req.version_info, req.response_nonce)
+            self._sotw_answer(w, req, self._last_names.get(t, ()))
             return True
         return False
 
@@ -390,10 +385,7 @@ class Stream:
         w = self.info.watches.get(req.type_url)
         if w is None:
             return False
-        if req.HasField("error_detail"):
-            self._record_nack(w, req, w.version_sent, [])
-        elif req.response_nonce == w.nonce_sent:
-            self._record_ack(w, w.version_sent, req.response_nonce)
+        self._delta_answer(w, req)
         return True
 
     async def _on_request(self, raw: bytes) -> None:
@@ -431,6 +423,24 @@ class Stream:
             req.error_detail.message,
         )
 
+    def _sotw_answer(self, w: Watch, req: Any, names: Iterable[str]) -> bool:
+        """Record the ACK or NACK a SotW request carries; False if its nonce is
+        stale (a newer response is on its way: the protocol says ignore it)."""
+        if req.response_nonce != w.nonce_sent:
+            return False
+        if req.HasField("error_detail"):
+            self._record_nack(w, req, w.version_sent, names)
+        else:
+            self._record_ack(w, req.version_info, req.response_nonce)
+        return True
+
+    def _delta_answer(self, w: Watch, req: Any) -> None:
+        """Record the ACK or NACK a Delta request carries (by nonce)."""
+        if req.HasField("error_detail"):
+            self._record_nack(w, req, w.version_sent, [])
+        elif req.response_nonce == w.nonce_sent:
+            self._record_ack(w, w.version_sent, req.response_nonce)
+
     def _record_ack(self, w: Watch, version: str, nonce: str) -> None:
         w.acks += 1
         w.version_acked = version
@@ -445,13 +455,8 @@ class Stream:
         first = w is None
         if w is None:
             w = self.info.watches[t] = Watch(t)
-        if req.response_nonce:
-            if req.response_nonce != w.nonce_sent:
-                return  # stale: a newer response is on its way; the protocol says ignore
-            if req.HasField("error_detail"):
-                self._record_nack(w, req, w.version_sent, req.resource_names)
-            else:
-                self._record_ack(w, req.version_info, req.response_nonce)
+        if req.response_nonce and not self._sotw_answer(w, req, req.resource_names):
+            return  # stale: a newer response is on its way; the protocol says ignore
         # The names as encoded, for recognising the ACKs that repeat them.
         block = _names_block(req, raw)
         if block is not None:
@@ -535,7 +540,7 @@ class Stream:
                         part = (nonce, sotw_response(version, t, nonce, b"".join(b.sotw_entry for b in items)))
                     else:
                         part = ("", b"")
-                    self.server.store_shared_partial(pkey, part)
+                    self.server.shared_partial.put(pkey, part, len(part[1]))
                 if not part[1]:
                     if only is None:
                         self._sent_res[t] = res
@@ -573,10 +578,7 @@ class Stream:
             w = self.info.watches[t] = Watch(t)
             w.sent.update({sys.intern(k): v for k, v in req.initial_resource_versions.items()})
         if req.response_nonce:
-            if req.HasField("error_detail"):
-                self._record_nack(w, req, w.version_sent, [])
-            elif req.response_nonce == w.nonce_sent:
-                self._record_ack(w, w.version_sent, req.response_nonce)
+            self._delta_answer(w, req)
         subscribe = set(map(sys.intern, req.resource_names_subscribe))
         unsubscribe = set(req.resource_names_unsubscribe)
         if first and t in TypeUrl.WILDCARD_TYPES and not subscribe:
@@ -618,39 +620,27 @@ class Stream:
         force = set(force)
         if only is None and not force and not always and not report_missing and res.version == w.version_sent:
             return False  # already reconciled with exactly these resources
+        # The update is the same for every stream that holds the same content
+        # (`w.version_sent`, or nothing yet on a first response: a reconnect
+        # storm, a restart) with the same subscription: computed and encoded
+        # once, bytes shared. The key is content versions, so proxies whose equal
+        # resources were built separately (other namespaces) share too.
         shared_key: tuple[str, str, str, str] | None = None
-        if only is None and not force and not always and not report_missing and w.version_sent:
-            # Streams reconciled to the same resources with the same subscription
-            # get the same update: computed and encoded once, bytes shared.
-            shared_key = (t, w.version_sent, res.version, self._delta_sub.get(t, ""))
-            # The key holds content versions: proxies whose resources are equal
-            # but separately built (other namespaces, same services) share too.
-            hit = self.server.shared_delta.get(shared_key)
-            if hit is not None:
-                changes, gone, nonce, data = hit
-                for name, ver in changes:
-                    w.sent[name] = ver
-                for n in gone:
-                    w.sent.pop(n, None)
-                if t == TypeUrl.CLUSTER:
-                    self._changed_clusters = {name for name, _ in changes}
-                self._sent_delta(w, res, nonce)
-                await self._write(data, t)
-                return True
-        if always and only is None and not force and not w.sent:
-            # A first response to a client that holds nothing: the same for every
-            # stream with these resources and this subscription (a reconnect
-            # storm, a restart): computed and encoded once.
-            shared_key = ("init", t, res.version, self._delta_sub.get(t, ""))
-            hit = self.server.shared_delta.get(shared_key)
-            if hit is not None:
-                sent, changed, nonce, data = hit
-                w.sent = dict(sent)
-                if t == TypeUrl.CLUSTER:
-                    self._changed_clusters = set(changed)
-                self._sent_delta(w, res, nonce)
-                await self._write(data, t)
-                return True
+        if only is None and not force:
+            if always and not w.sent:
+                shared_key = (t, "", res.version, self._delta_sub.get(t, ""))
+            elif not always and not report_missing and w.version_sent:
+                shared_key = (t, w.version_sent, res.version, self._delta_sub.get(t, ""))
+        if shared_key is not None and (hit := self.server.shared_delta.get(shared_key)) is not None:
+            changes, gone, nonce, data = hit
+            w.sent.update(changes)
+            for n in gone:
+                w.sent.pop(n, None)
+            if t == TypeUrl.CLUSTER:
+                self._changed_clusters = {name for name, _ in changes}
+            self._sent_delta(w, res, nonce)
+            await self._write(data, t)
+            return True
         index = res.index
         if w.wildcard:
             wanted: Iterable[str] = index.keys() if only is None else (n for n in only if n in index)
@@ -680,13 +670,9 @@ class Stream:
             self._changed_clusters = {b.name for b in updates}
         for n in removed:
             w.sent.pop(n, None)
-        if shared_key is not None and shared_key[0] == "init":
-            changed = {b.name for b in updates} if t == TypeUrl.CLUSTER else set()
-            self.server.store_shared_delta(shared_key, (dict(w.sent), changed, nonce, data))
-        elif shared_key is not None:
-            self.server.store_shared_delta(
-                shared_key, ([(b.name, b.version) for b in updates], list(removed), nonce, data)
-            )
+        if shared_key is not None:
+            entry = ([(b.name, b.version) for b in updates], removed, nonce, data)
+            self.server.shared_delta.put(shared_key, entry, len(data))
         self._sent_delta(w, res, nonce)
         await self._write(data, t)
         return True
@@ -867,12 +853,6 @@ class XdsServer:
     def shared_nonce(self, version: str) -> str:
         self._shared_seq += 1
         return f"v{self._shared_seq}-{version[:16]}"
-
-    def store_shared_partial(self, key: tuple[str, str, str, frozenset[str] | None], part: tuple[str, bytes]) -> None:
-        self.shared_partial.put(key, part, len(part[1]))
-
-    def store_shared_delta(self, key: tuple[str, str, str, str], entry: tuple[Any, ...]) -> None:
-        self.shared_delta.put(key, entry, len(entry[-1]))
 
     def shared_response(self, key: tuple[str, str, str], res: Resources, version: str, w: Watch) -> tuple[str, bytes]:
         """A full-set SotW response, built once per (type, content version,
