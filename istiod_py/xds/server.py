@@ -489,7 +489,7 @@ class Stream:
             res = self.server.generate(self.state, self.proxy, t)
             await self._send_sotw(w, res, force=True)
 
-    async def _send_sotw(self, w: Watch, res: Resources, *, force: bool, only: set[str] | None = None) -> bool:
+    async def _send_sotw(self, w: Watch, res: Resources, *, force: bool, only: frozenset[str] | None = None) -> bool:
         """Send type `w.type_url`. Wildcard types always carry the full set; named
         types carry the subscribed resources (all when forced, else the changed).
 
@@ -522,7 +522,7 @@ class Stream:
                 # What changed since the last send: the same for every stream that
                 # was sent the same content with the same subscription, so the
                 # response (a 500 KB route table, say) is built once per push.
-                pkey = (t, w.version_sent, version, frozenset(only) if only is not None else None)
+                pkey = (t, w.version_sent, version, only)
                 got = self.server.shared_partial.get(pkey)
                 if got is not None:
                     part = got
@@ -612,7 +612,7 @@ class Stream:
         res: Resources,
         *,
         force: Iterable[str] = (),
-        only: set[str] | None = None,
+        only: frozenset[str] | None = None,
         report_missing: Iterable[str] = (),
         always: bool = False,
     ) -> bool:
@@ -693,7 +693,7 @@ class Stream:
             if not req.full and t != TypeUrl.ENDPOINT:
                 continue
             res = self.server.generate(self.state, self.proxy, t)
-            only: set[str] | None = None
+            only: frozenset[str] | None = None
             if not req.full and t == TypeUrl.ENDPOINT:
                 only = self.server.eds_changed_names(res, req.eds_hosts)
                 if not only:
@@ -751,7 +751,7 @@ class XdsServer:
         self.shared_partial: SharedCache[tuple[str, bytes]] = SharedCache()
         self._digests: SharedCache[str] = SharedCache()
         self._push_counters: dict[str, Any] = {}
-        self._eds_names: SharedCache[set[str]] = SharedCache(1024)
+        self._eds_names: SharedCache[frozenset[str]] = SharedCache(1024)
         # Delta updates shared by streams reconciled to the same resources.
         self.shared_delta: SharedCache[tuple[Any, ...]] = SharedCache()
         self._watchdog_grace = 3
@@ -816,7 +816,7 @@ class XdsServer:
         for fn in self.push_listeners:
             fn(stream, req)
 
-    def eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> set[str]:
+    def eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> frozenset[str]:
         """The cluster names of `res` whose host is in `hosts`: computed once per
         (resources, hosts), as the proxies of one scope share both."""
         key = (res.version, hosts)
@@ -827,7 +827,7 @@ class XdsServer:
         out: set[str] = set()
         for h in hosts:
             out.update(by_host.get(h, ()))
-        return self._eds_names.put(key, out)
+        return self._eds_names.put(key, frozenset(out))
 
     def count_sent(self, type_url: str, size: int) -> None:
         counter = self._push_counters.get(type_url)
