@@ -16,10 +16,10 @@ from istiod_py.config.analysis import analyze
 from istiod_py.config.loader import load_text
 from istiod_py.config.model import ConfigError
 from istiod_py.model import MeshState, Proxy, parse_proxy
-from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
 from istiod_py.translate import delegate
 from istiod_py.translate.generate import Translator
 from istiod_py.xds.types import TypeUrl
+from tests.support.states import load_docs, mesh_state
 
 BASE = """
 apiVersion: v1
@@ -67,16 +67,11 @@ def delegate_vs(name: str, http: str, *, ns: str = "default", extra: str = "") -
 
 
 def load(*docs: str) -> Any:
-    res = load_text("\n---\n".join((BASE, *docs)), "test.yaml")
-    assert not res.errors, [str(e) for e in res.errors]
-    return res
+    return load_docs(BASE, *docs)
 
 
 def state_of(*docs: str) -> MeshState:
-    res = load(*docs)
-    agg = Aggregator()
-    agg.set_source("files", SourceSnapshot(tuple(res.configs), tuple(res.services), tuple(res.endpoint_slices)))
-    return agg.build()
+    return mesh_state(BASE, *docs)
 
 
 def client() -> Proxy:

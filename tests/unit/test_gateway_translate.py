@@ -13,9 +13,9 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from istiod_py.config.loader import load_text
 from istiod_py.model import MeshState, Proxy, parse_proxy
-from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
 from istiod_py.translate.generate import Translator
 from istiod_py.xds.types import TypeUrl
+from tests.support.states import mesh_state
 
 GW_IP = "127.9.0.1"
 
@@ -57,11 +57,7 @@ spec:
 
 
 def state_of(text: str) -> MeshState:
-    res = load_text(text, "test.yaml")
-    assert not res.errors, res.errors
-    agg = Aggregator()
-    agg.set_source("t", SourceSnapshot(tuple(res.configs), tuple(res.services), tuple(res.endpoint_slices)))
-    return agg.build()
+    return mesh_state(text)
 
 
 def router(labels: dict[str, str] | None = None, ip: str = GW_IP, ns: str = "istio-system") -> Proxy:

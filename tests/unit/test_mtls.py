@@ -13,14 +13,13 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from istiod_py.agent.bootstrap import SDS_METADATA_KEY, BootstrapOptions, build_bootstrap
-from istiod_py.config.loader import load_text
 from istiod_py.model import MeshConfig, MeshState, Proxy, parse_proxy
-from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
 from istiod_py.translate import mtls
 from istiod_py.translate.context import PushContext
 from istiod_py.translate.generate import Translator
 from istiod_py.translate.peer_authentication import MTLSMode, workload_policy
 from istiod_py.xds.types import TypeUrl
+from tests.support.states import mesh_state
 
 HOST = "reviews.default.svc.cluster.local"
 SERVER_IP = "127.9.0.1"
@@ -67,16 +66,7 @@ spec:
 
 
 def state_of(*docs: str, mesh: MeshConfig | None = None) -> MeshState:
-    res = load_text("\n---\n".join((BASE, *docs)), "test.yaml")
-    assert not res.errors, [str(e) for e in res.errors]
-    agg = Aggregator(mesh=mesh or MeshConfig())
-    agg.set_source(
-        "files",
-        SourceSnapshot(
-            configs=tuple(res.configs), services=tuple(res.services), endpoint_slices=tuple(res.endpoint_slices)
-        ),
-    )
-    return agg.build()
+    return mesh_state(BASE, *docs, mesh=mesh)
 
 
 def proxy(

@@ -18,12 +18,11 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.filters.network.rbac.v3 import rbac_pb2 as net_rbac_pb2
 from google.protobuf import json_format
 
-from istiod_py.config.loader import load_text
 from istiod_py.model import MeshConfig, MeshState, Proxy, parse_proxy
-from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
 from istiod_py.translate.generate import Translator
 from istiod_py.xds.types import TypeUrl
 from tests.support.envoy import envoy_binary
+from tests.support.states import mesh_state
 
 BASE = """
 apiVersion: v1
@@ -83,16 +82,7 @@ PROVIDERS = [
 
 
 def state_of(*docs: str) -> MeshState:
-    res = load_text("\n---\n".join((BASE, *docs)), "test.yaml")
-    assert not res.errors, [str(e) for e in res.errors]
-    agg = Aggregator(mesh=MeshConfig.from_dict({"extensionProviders": PROVIDERS}))
-    agg.set_source(
-        "files",
-        SourceSnapshot(
-            configs=tuple(res.configs), services=tuple(res.services), endpoint_slices=tuple(res.endpoint_slices)
-        ),
-    )
-    return agg.build()
+    return mesh_state(BASE, *docs, mesh=MeshConfig.from_dict({"extensionProviders": PROVIDERS}))
 
 
 def proxy(ip: str = "127.9.0.1", labels: dict[str, str] | None = None, ns: str = "default") -> Proxy:

@@ -17,12 +17,11 @@ from envoy.extensions.filters.http.local_ratelimit.v3 import local_rate_limit_pb
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.type.v3 import percent_pb2
 
-from istiod_py.config.loader import load_text
 from istiod_py.model import MeshState, Proxy, parse_proxy
-from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
 from istiod_py.translate import local_ratelimit
 from istiod_py.translate.generate import Translator
 from istiod_py.xds.types import TypeUrl
+from tests.support.states import mesh_state
 
 BASE = """
 apiVersion: v1
@@ -64,16 +63,7 @@ HUNDRED = percent_pb2.FractionalPercent.HUNDRED
 
 
 def state_of(*docs: str) -> MeshState:
-    res = load_text("\n---\n".join((BASE, *docs)), "test.yaml")
-    assert not res.errors, [str(e) for e in res.errors]
-    agg = Aggregator()
-    agg.set_source(
-        "files",
-        SourceSnapshot(
-            configs=tuple(res.configs), services=tuple(res.services), endpoint_slices=tuple(res.endpoint_slices)
-        ),
-    )
-    return agg.build()
+    return mesh_state(BASE, *docs)
 
 
 def client() -> Proxy:

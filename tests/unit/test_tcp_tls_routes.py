@@ -10,11 +10,10 @@ from envoy.config.listener.v3 import listener_pb2
 from envoy.config.listener.v3.listener_components_pb2 import FilterChain
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
-from istiod_py.config.loader import load_text
 from istiod_py.model import MeshState, Proxy, parse_proxy
-from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
 from istiod_py.translate.generate import Translator
 from istiod_py.xds.types import TypeUrl
+from tests.support.states import mesh_state
 
 BIND = "127.9.9.9"
 
@@ -56,11 +55,7 @@ spec:
 
 
 def state_of(*docs: str) -> MeshState:
-    res = load_text("\n---\n".join(docs), "test.yaml")
-    assert not res.errors, [str(e) for e in res.errors]
-    agg = Aggregator()
-    agg.set_source("t", SourceSnapshot(tuple(res.configs), tuple(res.services), tuple(res.endpoint_slices)))
-    return agg.build()
+    return mesh_state(*docs)
 
 
 def client(labels: dict[str, str] | None = None) -> Proxy:

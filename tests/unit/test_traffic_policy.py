@@ -13,12 +13,11 @@ from envoy.config.route.v3 import route_pb2
 from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
-from istiod_py.config.loader import load_text
 from istiod_py.model import MeshState, Proxy, parse_proxy
-from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
 from istiod_py.translate import traffic_policy
 from istiod_py.translate.generate import Translator
 from istiod_py.xds.types import TypeUrl
+from tests.support.states import mesh_state
 
 HOST = "reviews.default.svc.cluster.local"
 C = cluster_pb2.Cluster
@@ -50,16 +49,7 @@ spec: {address: 127.9.0.3, labels: {app: reviews, version: v2}, locality: eu-wes
 
 
 def state_of(*docs: str) -> MeshState:
-    res = load_text("\n---\n".join((BASE, *docs)), "test.yaml")
-    assert not res.errors, [str(e) for e in res.errors]
-    agg = Aggregator()
-    agg.set_source(
-        "files",
-        SourceSnapshot(
-            configs=tuple(res.configs), services=tuple(res.services), endpoint_slices=tuple(res.endpoint_slices)
-        ),
-    )
-    return agg.build()
+    return mesh_state(BASE, *docs)
 
 
 def client(locality: str = "", labels: dict[str, str] | None = None) -> Proxy:
