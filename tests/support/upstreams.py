@@ -259,6 +259,37 @@ class Upstream:
         return f"<{type(self).__name__} {self.name} {self.address} {'up' if self.running else 'down'}>"
 
 
+class LoopUpstream(Upstream):
+    """An upstream whose asyncio server runs on a loop thread of its own:
+    subclasses say how to serve (`_serve`, returning the server) and, when
+    closing needs more than close + wait_closed, how to close (`_close`)."""
+
+    def __init__(self, name: str, host: str | None = None, port: int | None = None) -> None:
+        super().__init__(name, host, port)
+        self._loop: LoopThread | None = None
+        self._server: Any = None
+
+    async def _serve(self) -> Any:
+        raise NotImplementedError
+
+    async def _close(self, server: Any) -> None:
+        server.close()
+        await server.wait_closed()
+
+    def _start(self) -> None:
+        self._loop = LoopThread(f"{self.protocol}-{self.name}")
+        self._server = self._loop.run(self._serve())
+
+    def _stop(self) -> None:
+        if self._loop is None or self._server is None:
+            return
+        try:
+            self._loop.run(self._close(self._server), timeout=5)
+        finally:
+            self._loop.close()
+            self._loop, self._server = None, None
+
+
 # --------------------------------------------------------------------------------------------------
 # HTTP/1.1 echo
 
@@ -464,7 +495,7 @@ class _H2Protocol(asyncio.Protocol):
             self._flush()
 
 
-class H2EchoServer(Upstream):
+class H2EchoServer(LoopUpstream):
     """h2c server (HTTP/2 with prior knowledge, no TLS, no Upgrade) answering the same JSON."""
 
     protocol = "h2c"
@@ -473,42 +504,24 @@ class H2EchoServer(Upstream):
         super().__init__(name, host, port)
         self.state = EchoState(name, history)
         self._connections: set[_H2Protocol] = set()
-        self._loop: LoopThread | None = None
-        self._server: asyncio.Server | None = None
 
-    def _start(self) -> None:
-        self._loop = LoopThread(f"h2-{self.name}")
+    async def _serve(self) -> asyncio.Server:
+        loop = asyncio.get_running_loop()
+        return await loop.create_server(lambda: _H2Protocol(self), self.host, self.port, reuse_address=True)
 
-        async def _serve() -> asyncio.Server:
-            loop = asyncio.get_running_loop()
-            return await loop.create_server(lambda: _H2Protocol(self), self.host, self.port, reuse_address=True)
-
-        self._server = self._loop.run(_serve())
-
-    def _stop(self) -> None:
-        if self._loop is None or self._server is None:
-            return
-        server = self._server
-
-        async def _close() -> None:
-            server.close()
-            for c in list(self._connections):
-                if c.transport:
-                    c.transport.close()
-            await server.wait_closed()
-
-        try:
-            self._loop.run(_close(), timeout=5)
-        finally:
-            self._loop.close()
-            self._loop, self._server = None, None
+    async def _close(self, server: asyncio.Server) -> None:
+        server.close()
+        for c in list(self._connections):
+            if c.transport:
+                c.transport.close()
+        await server.wait_closed()
 
 
 # --------------------------------------------------------------------------------------------------
 # gRPC echo
 
 
-class GrpcEchoServer(Upstream):
+class GrpcEchoServer(LoopUpstream):
     """grpc.aio server with a generic unary ``/echo.Echo/Echo`` (bytes in, JSON bytes out).
 
     The reply is JSON {server, message, metadata}. ``state.fail_next(k, grpc.StatusCode.X.value[0])``
@@ -520,8 +533,6 @@ class GrpcEchoServer(Upstream):
     def __init__(self, name: str, host: str | None = None, port: int | None = None, history: int = 200):
         super().__init__(name, host, port)
         self.state = EchoState(name, history)
-        self._loop: LoopThread | None = None
-        self._server: grpc.aio.Server | None = None
 
     async def _echo(self, request: bytes, context: grpc.aio.ServicerContext[bytes, bytes]) -> bytes:
         metadata = _join_headers(
@@ -540,39 +551,27 @@ class GrpcEchoServer(Upstream):
         reply = {"server": self.name, "message": request.decode("utf-8", "replace"), "metadata": metadata}
         return json.dumps(reply).encode()
 
-    def _start(self) -> None:
-        self._loop = LoopThread(f"grpc-{self.name}")
+    async def _serve(self) -> grpc.aio.Server:
+        server = grpc.aio.server()
+        handler = grpc.method_handlers_generic_handler(
+            ECHO_SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(self._echo)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        bound = server.add_insecure_port(f"{self.host}:{self.port}")
+        if bound != self.port:
+            raise OSError(f"grpc server {self.name} could not bind {self.address}")
+        await server.start()
+        return server
 
-        async def _serve() -> grpc.aio.Server:
-            server = grpc.aio.server()
-            handler = grpc.method_handlers_generic_handler(
-                ECHO_SERVICE, {"Echo": grpc.unary_unary_rpc_method_handler(self._echo)}
-            )
-            server.add_generic_rpc_handlers((handler,))
-            bound = server.add_insecure_port(f"{self.host}:{self.port}")
-            if bound != self.port:
-                raise OSError(f"grpc server {self.name} could not bind {self.address}")
-            await server.start()
-            return server
-
-        self._server = self._loop.run(_serve())
-
-    def _stop(self) -> None:
-        if self._loop is None or self._server is None:
-            return
-        server = self._server
-        try:
-            self._loop.run(server.stop(None), timeout=5)
-        finally:
-            self._loop.close()
-            self._loop, self._server = None, None
+    async def _close(self, server: grpc.aio.Server) -> None:
+        await server.stop(None)
 
 
 # --------------------------------------------------------------------------------------------------
 # WebSocket echo
 
 
-class WebSocketEchoServer(Upstream):
+class WebSocketEchoServer(LoopUpstream):
     """WebSocket server (HTTP/1.1 Upgrade) echoing each message as ``"<name>: <message>"``.
 
     ``state`` records each handshake (path and headers) as a RecordedRequest.
@@ -583,8 +582,6 @@ class WebSocketEchoServer(Upstream):
     def __init__(self, name: str, host: str | None = None, port: int | None = None, history: int = 200):
         super().__init__(name, host, port)
         self.state = EchoState(name, history)
-        self._loop: LoopThread | None = None
-        self._server: websockets.asyncio.server.Server | None = None
 
     async def _handler(self, ws: websockets.asyncio.server.ServerConnection) -> None:
         request = ws.request
@@ -596,35 +593,15 @@ class WebSocketEchoServer(Upstream):
             text = message if isinstance(message, str) else message.decode("utf-8", "replace")
             await ws.send(f"{self.name}: {text}")
 
-    def _start(self) -> None:
-        self._loop = LoopThread(f"ws-{self.name}")
-
-        async def _serve() -> websockets.asyncio.server.Server:
-            return await websockets.asyncio.server.serve(self._handler, self.host, self.port)
-
-        self._server = self._loop.run(_serve())
-
-    def _stop(self) -> None:
-        if self._loop is None or self._server is None:
-            return
-        server = self._server
-
-        async def _close() -> None:
-            server.close()
-            await server.wait_closed()
-
-        try:
-            self._loop.run(_close(), timeout=5)
-        finally:
-            self._loop.close()
-            self._loop, self._server = None, None
+    async def _serve(self) -> websockets.asyncio.server.Server:
+        return await websockets.asyncio.server.serve(self._handler, self.host, self.port)
 
 
 # --------------------------------------------------------------------------------------------------
 # TCP echo
 
 
-class TcpEchoServer(Upstream):
+class TcpEchoServer(LoopUpstream):
     """Line-based TCP echo: each line ``x`` is answered with ``"<name>: x\\n"``."""
 
     protocol = "tcp"
@@ -634,8 +611,6 @@ class TcpEchoServer(Upstream):
         self.connections = 0
         self.received: list[bytes] = []
         self._lock = threading.Lock()
-        self._loop: LoopThread | None = None
-        self._server: asyncio.Server | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -654,30 +629,14 @@ class TcpEchoServer(Upstream):
             self._writers.discard(writer)
             writer.close()
 
-    def _start(self) -> None:
-        self._loop = LoopThread(f"tcp-{self.name}")
+    async def _serve(self) -> asyncio.Server:
+        return await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
 
-        async def _serve() -> asyncio.Server:
-            return await asyncio.start_server(self._handle, self.host, self.port, reuse_address=True)
-
-        self._server = self._loop.run(_serve())
-
-    def _stop(self) -> None:
-        if self._loop is None or self._server is None:
-            return
-        server = self._server
-
-        async def _close() -> None:
-            server.close()
-            for w in list(self._writers):
-                w.close()
-            await server.wait_closed()
-
-        try:
-            self._loop.run(_close(), timeout=5)
-        finally:
-            self._loop.close()
-            self._loop, self._server = None, None
+    async def _close(self, server: asyncio.Server) -> None:
+        server.close()
+        for w in list(self._writers):
+            w.close()
+        await server.wait_closed()
 
 
 # --------------------------------------------------------------------------------------------------
