@@ -12,7 +12,7 @@ from istiod_py.model.proxy import node_id
 XDS_CLUSTER = "xds-grpc"
 SDS_CLUSTER = "sds-grpc"
 # Node metadata that tells the control plane this proxy has the `sds-grpc`
-# cluster, so it may be sent mesh mTLS config (translate/mtls.py).
+# cluster, so it may be sent mesh mTLS config (translate/security/mtls.py).
 SDS_METADATA_KEY = "SDS"
 
 

@@ -5,7 +5,7 @@ the nonce; a new certificate pushes a new version to every stream that subscribe
 whose content changed. ACKs are recorded, NACKs logged and not retried with the same content.
 
 Gateways also ask for file-mounted credentials by name, as istiod names them
-(`translate/credentials.py`): `file-cert:<cert>~<key>` (tls_certificate from the two
+(`translate/gateway/credentials.py`): `file-cert:<cert>~<key>` (tls_certificate from the two
 PEM files) and `file-root:<ca>` (validation_context trusted_ca). `FileSecrets` reads
 those files on the agent's host when a name is first requested, polls them (mtime,
 size, inode; 1 s by default) and pushes a new version when their content changes.
@@ -45,7 +45,7 @@ log = logging.getLogger(__name__)
 SECRET_TYPE_URL = "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret"
 WORKLOAD_SECRET = "default"
 ROOT_SECRET = "ROOTCA"
-FILE_CERT_PREFIX = "file-cert:"  # same as istiod_py.translate.credentials
+FILE_CERT_PREFIX = "file-cert:"  # same as istiod_py.translate.gateway.credentials
 FILE_ROOT_PREFIX = "file-root:"
 DEFAULT_FILE_POLL_INTERVAL = 1.0
 

@@ -6,7 +6,7 @@ report it: warnings, never rejections (the resources still load and apply).
   bound to a Gateway that does not exist; a destination host not in the registry.
 - ISTPY0001 FieldIgnored: a field that istiod_py accepts but that has no effect
   (stats names, fields Istio ignores too); see unsupported.ignored_fields.
-- VirtualService delegation (translate/delegate.py): IST0101 for a delegate that
+- VirtualService delegation (translate/route/delegate.py): IST0101 for a delegate that
   does not exist; ISTPY0002 DelegateNotApplied for one that has hosts, is not
   exported to the root's namespace, or a delegate route whose matches conflict
   with the root's (those routes are dropped, as istiod drops them).
@@ -147,7 +147,7 @@ def analyze(configs: Iterable[Config], services: Any, domain: str = DEFAULT_DOMA
                     )
         for p in ignored_fields(cfg.meta.kind, spec):
             out.append(_warning(cfg, p.path, f"{FIELD_IGNORED}: {p.message}"))
-    from istiod_py.translate import delegate  # translate imports config: import late
+    from istiod_py.translate.route import delegate  # translate imports config: import late
 
     out += [_warning(i.config, i.path, i.message) for i in delegate.issues(configs, domain)]
     return out

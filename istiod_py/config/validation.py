@@ -30,7 +30,7 @@ from istiod_py.config.unsupported import check_unsupported
 
 Problems = list[FieldProblem]
 _PORT_MAX = 65535
-# gRPC status names Istio accepts in fault.abort.grpcStatus (translate/fault.py maps them to codes).
+# gRPC status names Istio accepts in fault.abort.grpcStatus (translate/traffic/fault.py maps them to codes).
 GRPC_STATUS_NAMES = frozenset(
     {
         "OK",

@@ -16,16 +16,16 @@ from istiod_py.xds.types import TypeUrl
 from . import clusters as cds
 from . import endpoints as eds
 from . import (
-    lb_locality,
-    mtls,
     naming,
     plugins,  # noqa: F401  (registers feature modules)
-    tcproute,
 )
-from . import listeners as lds
-from . import routes as rds
 from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
+from .security import mtls
+from .sidecar import listeners as lds
+from .sidecar import routes as rds
+from .sidecar import tcproute
+from .traffic import lb_locality
 
 
 class Translator:
@@ -67,7 +67,7 @@ class Translator:
 
     def _generate(self, ctx: PushContext, proxy: Proxy, type_url: str) -> Resources:
         if proxy.type == ProxyType.ROUTER:
-            from . import gateway
+            from .gateway import servers as gateway
 
             return gateway.generate(ctx, proxy, type_url, self)
         if type_url == TypeUrl.CLUSTER:

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
-from . import (  # noqa: F401
-    cors,
+from .security import (  # noqa: F401
     ext_authz,
-    fault,
     jwt,
-    local_ratelimit,
-    mirror,
     mtls,
     rbac,
+)
+from .traffic import (  # noqa: F401
+    cors,
+    fault,
+    local_ratelimit,
+    mirror,
     retry,
     timeout,
     traffic_policy,

@@ -21,7 +21,7 @@ import grpc
 import pytest
 from google.protobuf import json_format
 
-from istiod_py.translate.local_ratelimit import TokenBucket, apply_to_route, local_ratelimit_filter
+from istiod_py.translate.traffic.local_ratelimit import TokenBucket, apply_to_route, local_ratelimit_filter
 from tests.support.envoy import EnvoyFactory, EnvoyProcess, admin_address, admin_config, envoy_factory_context
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip, free_port
@@ -474,7 +474,7 @@ def _static_envoy(envoys: EnvoyFactory, app: HttpEchoServer, per_route: bool) ->
     from envoy.config.route.v3 import route_components_pb2 as rc
     from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 
-    from istiod_py.translate.listeners import router_filter
+    from istiod_py.translate.sidecar.listeners import router_filter
 
     bucket = TokenBucket(max_tokens=3, fill_interval_s=60)
     m = hcm.HttpConnectionManager(stat_prefix="ingress")

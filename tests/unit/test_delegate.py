@@ -16,8 +16,8 @@ from istiod_py.config.analysis import analyze
 from istiod_py.config.loader import load_text
 from istiod_py.config.model import ConfigError
 from istiod_py.model import MeshState, Proxy, parse_proxy
-from istiod_py.translate import delegate
 from istiod_py.translate.generate import Translator
+from istiod_py.translate.route import delegate
 from istiod_py.xds.types import TypeUrl
 from tests.support.states import load_docs, mesh_state
 

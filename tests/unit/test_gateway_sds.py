@@ -28,8 +28,8 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 from istiod_py.agent.certs import WorkloadCert
 from istiod_py.agent.sds import FileSecrets, SDSServer, file_secret_paths
 from istiod_py.model import Proxy, parse_proxy
-from istiod_py.translate import credentials
-from istiod_py.translate.mtls import SDS_CLUSTER
+from istiod_py.translate.gateway import credentials
+from istiod_py.translate.security.mtls import SDS_CLUSTER
 from istiod_py.xds.types import TypeUrl
 from tests.unit.test_agent_sds import Stream, unpack
 from tests.unit.test_gateway_translate import GW_IP, HOSTS, generate, state_of

@@ -8,7 +8,7 @@ from typing import Any
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from google.protobuf import json_format
 
-from istiod_py.translate import jwt
+from istiod_py.translate.security import jwt
 from tests.unit.test_rbac import inbound_filters, policy, proxy
 
 EC_KEY = {
@@ -134,7 +134,7 @@ def test_request_authentication_alone_adds_no_rbac() -> None:
 
 def test_gateway_direction_gets_the_filters_outbound_does_not() -> None:
     from istiod_py.translate.generate import Translator
-    from istiod_py.translate.rbac import authn_authz_http_filters
+    from istiod_py.translate.security.rbac import authn_authz_http_filters
     from tests.unit.test_rbac import state_of
 
     ctx = Translator().context(state_of(request_authn(f"  - {{issuer: a, jwks: '{JWKS}'}}"), policy("  {}")))

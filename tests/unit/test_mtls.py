@@ -14,10 +14,10 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 
 from istiod_py.agent.bootstrap import SDS_METADATA_KEY, BootstrapOptions, build_bootstrap
 from istiod_py.model import MeshConfig, MeshState, Proxy, parse_proxy
-from istiod_py.translate import mtls
 from istiod_py.translate.context import PushContext
 from istiod_py.translate.generate import Translator
-from istiod_py.translate.peer_authentication import MTLSMode, workload_policy
+from istiod_py.translate.security import mtls
+from istiod_py.translate.security.peer_authentication import MTLSMode, workload_policy
 from istiod_py.xds.types import TypeUrl
 from tests.support.states import mesh_state
 

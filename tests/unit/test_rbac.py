@@ -174,7 +174,7 @@ def test_policy_selection(doc: str, applies: bool) -> None:
 
 
 def test_target_ref_is_reported_unsupported() -> None:
-    from istiod_py.translate.rbac import unsupported_reason
+    from istiod_py.translate.security.rbac import unsupported_reason
 
     st = state_of(policy("  targetRef: {kind: Gateway, group: gateway.networking.k8s.io, name: gw}"))
     (cfg,) = st.of_kind("AuthorizationPolicy")

@@ -18,8 +18,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.type.v3 import percent_pb2
 
 from istiod_py.model import MeshState, Proxy, parse_proxy
-from istiod_py.translate import local_ratelimit
 from istiod_py.translate.generate import Translator
+from istiod_py.translate.traffic import local_ratelimit
 from istiod_py.xds.types import TypeUrl
 from tests.support.states import mesh_state
 

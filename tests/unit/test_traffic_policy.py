@@ -14,8 +14,8 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
 
 from istiod_py.model import MeshState, Proxy, parse_proxy
-from istiod_py.translate import traffic_policy
 from istiod_py.translate.generate import Translator
+from istiod_py.translate.traffic import traffic_policy
 from istiod_py.xds.types import TypeUrl
 from tests.support.states import mesh_state
 

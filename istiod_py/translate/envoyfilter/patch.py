@@ -47,8 +47,8 @@ from istiod_py.config.model import Config
 from istiod_py.model import Proxy, ProxyType, labels_match
 from istiod_py.xds.types import TypeUrl
 
-from .context import PushContext
-from .scope import host_matches
+from ..context import PushContext
+from ..scope import host_matches
 
 log = logging.getLogger(__name__)
 
@@ -929,7 +929,7 @@ def _route_config_match(ctx: PushContext, proxy: Proxy, rcfg: route_pb2.RouteCon
             seg = rcfg.name
         port = int(seg) if seg.isdigit() else 0
         return not (m.port_number and m.port_number != port)
-    from .gateway import port_map
+    from ..gateway.servers import port_map
 
     port, port_name, gateway = _gateway_route_name(rcfg.name)
     if m.port_number and m.port_number != port and port_map(ctx, proxy).get(m.port_number) != port:

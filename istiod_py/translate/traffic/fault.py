@@ -13,12 +13,12 @@ from envoy.extensions.filters.http.fault.v3 import fault_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.type.v3 import percent_pb2
 
-from .features import RouteInput, http_filter_feature, route_feature
+from ..features import RouteInput, http_filter_feature, route_feature
 
 if TYPE_CHECKING:
     from istiod_py.model import Proxy
 
-    from .context import PushContext
+    from ..context import PushContext
 
 FAULT_FILTER = "envoy.filters.http.fault"
 

@@ -17,7 +17,7 @@ on (MeshConfig `enableAutoMtls`, default true) the cluster gets
 `security.istio.io/tlsMode: istio`) are dialled with mTLS, all others in
 plaintext. A destination whose PeerAuthentication resolves to DISABLE, and a
 MESH_EXTERNAL service, get no auto mTLS (as istiod). Other DestinationRule TLS
-modes are traffic_policy.py's.
+modes are traffic/traffic_policy.py's.
 
 SDS references point at the bootstrap cluster `sds-grpc`, which only a proxy
 started by `istiod-py agent` has. A proxy announces it with node metadata
@@ -45,10 +45,10 @@ from istio.networking.v1alpha3 import destination_rule_pb2 as dr_pb
 from istiod_py.model import Proxy, Service
 from istiod_py.model.service import Port
 
+from ..context import PushContext
+from ..features import cluster_feature
+from ..traffic.traffic_policy import policy_for
 from . import peer_authentication as pa
-from .context import PushContext
-from .features import cluster_feature
-from .traffic_policy import policy_for
 
 SDS_CLUSTER = "sds-grpc"
 WORKLOAD_SECRET = "default"
@@ -193,7 +193,7 @@ def mesh_mtls(
             context = istio_mutual_context(_client_alpn(port), sans, tls.sni or sni(port.number, subset, svc.hostname))
             cluster.ClearField("transport_socket_matches")
             cluster.transport_socket.CopyFrom(_tls_socket(context))
-        return  # any other DestinationRule mode is traffic_policy.py's
+        return  # any other DestinationRule mode is traffic/traffic_policy.py's
     if not auto_mtls_applies(ctx, svc, port):
         return
     context = istio_mutual_context(

@@ -43,14 +43,14 @@ from envoy.type.matcher.v3 import metadata_pb2, path_pb2, string_pb2, value_pb2
 
 from istiod_py.model import labels_match
 
+from ..features import HTTP_FILTER_FEATURES, http_filter_feature, network_filter_feature
 from . import ext_authz, jwt
-from .features import HTTP_FILTER_FEATURES, http_filter_feature, network_filter_feature
 
 if TYPE_CHECKING:
     from istiod_py.config.model import Config
     from istiod_py.model import Proxy
 
-    from .context import PushContext
+    from ..context import PushContext
 
 HTTP_RBAC_FILTER = "envoy.filters.http.rbac"
 NETWORK_RBAC_FILTER = "envoy.filters.network.rbac"
@@ -636,7 +636,7 @@ def network_filters(ctx: PushContext, proxy: Proxy) -> list[listener_components_
 
 
 def _inbound_port_is_http(ctx: PushContext, proxy: Proxy, port: int) -> bool:
-    from .listeners import inbound_ports
+    from ..sidecar.listeners import inbound_ports
 
     for ing in inbound_ports(ctx, proxy, ctx.sidecar_scope(proxy)):
         if ing.port.number == port:

@@ -14,9 +14,9 @@ from envoy.type.matcher.v3 import regex_pb2, string_pb2
 
 from istiod_py.model import Proxy, labels_match
 
-from . import naming
-from .context import PushContext, fqdn
-from .features import RouteInput, apply_route_features
+from .. import naming
+from ..context import PushContext, fqdn
+from ..features import RouteInput, apply_route_features
 
 
 def regex(pattern: str) -> regex_pb2.RegexMatcher:

@@ -2,7 +2,7 @@
 
 DISABLE, SIMPLE and MUTUAL (certificates from files on the proxy's host) are
 built here. ISTIO_MUTUAL (the mesh's own mTLS with SDS workload certificates)
-and auto mTLS are mtls.py's: it reads the same merged policy (`policy_for`).
+and auto mTLS are security/mtls.py's: it reads the same merged policy (`policy_for`).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ Mode = dr_pb.ClientTLSSettings.TLSmode
 
 def apply_client_tls(cluster: cluster_pb2.Cluster, tls: dr_pb.ClientTLSSettings, port: Port) -> None:
     if tls.mode == Mode.ISTIO_MUTUAL:
-        return  # built by mtls.py
+        return  # built by security/mtls.py
     # An explicit mode turns auto mTLS off for this cluster, as in Istio.
     cluster.ClearField("transport_socket_matches")
     cluster.ClearField("transport_socket")

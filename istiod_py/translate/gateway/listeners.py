@@ -32,13 +32,15 @@ from istiod_py.cache.resources import Built, Part, build
 from istiod_py.model import Proxy
 from istiod_py.xds.types import TypeUrl
 
-from . import credentials, mtls, naming
-from .clusters import socket_address
-from .context import PushContext
-from .gateway import GatewayServer, bind_address
-from .gateway_routes import bound_hosts, http_route_name, https_route_name, intersect_host
-from .httproute import destination_cluster
-from .listeners import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
+from .. import naming
+from ..clusters import socket_address
+from ..context import PushContext
+from ..route.httproute import destination_cluster
+from ..security import mtls
+from ..sidecar.listeners import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
+from . import credentials
+from .routes import bound_hosts, http_route_name, https_route_name, intersect_host
+from .servers import GatewayServer, bind_address
 
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 SNI_CLUSTER = "envoy.filters.network.sni_cluster"

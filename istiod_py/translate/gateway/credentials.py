@@ -32,7 +32,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 from istio.networking.v1alpha3 import gateway_pb2
 
-from . import mtls
+from ..security import mtls
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
 

@@ -14,12 +14,12 @@ from envoy.config.route.v3 import route_pb2
 from istiod_py.config.model import Config
 from istiod_py.model import Proxy
 
-from . import delegate
-from .context import PushContext, fqdn
-from .features import RouteInput
-from .gateway import GatewayServer
-from .httproute import build_routes
-from .scope import host_matches
+from ..context import PushContext, fqdn
+from ..features import RouteInput
+from ..route import delegate
+from ..route.httproute import build_routes
+from ..scope import host_matches
+from .servers import GatewayServer
 
 
 def http_route_name(srv: GatewayServer) -> str:

@@ -16,10 +16,11 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from istiod_py.model import Protocol, Proxy, Service
 from istiod_py.model.service import Port
 
-from . import mtls, naming
-from .clusters import ads_config_source, socket_address
-from .context import EgressListener, IngressListener, PushContext, SidecarScope
-from .features import extra_http_filters, extra_network_filters
+from .. import naming
+from ..clusters import ads_config_source, socket_address
+from ..context import EgressListener, IngressListener, PushContext, SidecarScope
+from ..features import extra_http_filters, extra_network_filters
+from ..security import mtls
 from .routes import inbound_route_config
 from .tcproute import L4Chain, filter_chain, normalize_cidrs, tcp_chains, virtual_services_for
 from .tlsroute import tls_chains
@@ -278,6 +279,6 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
         chain = _filter_chain_http(manager, pre)
     else:
         chain = _filter_chain_tcp(stat, cluster, pre)
-    # PeerAuthentication decides the chains: mTLS, plaintext, or both (mtls.py).
+    # PeerAuthentication decides the chains: mTLS, plaintext, or both (security/mtls.py).
     mtls.apply_inbound(lst, chain, mtls.inbound_mode(ctx, proxy, port), http=http)
     return lst

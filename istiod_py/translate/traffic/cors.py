@@ -14,14 +14,14 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.type.matcher.v3 import string_pb2
 from envoy.type.v3 import percent_pb2
 
+from ..features import RouteInput, http_filter_feature, route_feature
+from ..route.httproute import string_matcher
 from .fault import FAULT_FILTER
-from .features import RouteInput, http_filter_feature, route_feature
-from .httproute import string_matcher
 
 if TYPE_CHECKING:
     from istiod_py.model import Proxy
 
-    from .context import PushContext
+    from ..context import PushContext
 
 CORS_FILTER = "envoy.filters.http.cors"
 

@@ -23,7 +23,7 @@ from typing import Any
 from istiod_py.config.model import Config
 from istiod_py.model import Service, labels_match
 
-from .context import PushContext
+from ..context import PushContext
 
 KIND = "PeerAuthentication"
 

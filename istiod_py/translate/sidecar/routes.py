@@ -9,10 +9,11 @@ from envoy.config.route.v3 import route_pb2
 
 from istiod_py.model import Proxy, Service
 
-from . import delegate, naming
-from .context import PushContext, SidecarScope
-from .features import RouteInput
-from .httproute import build_routes, default_route
+from .. import naming
+from ..context import PushContext, SidecarScope
+from ..features import RouteInput
+from ..route import delegate
+from ..route.httproute import build_routes, default_route
 
 
 def service_domains(svc: Service, port: int, proxy_ns: str) -> list[str]:

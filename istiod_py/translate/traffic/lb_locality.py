@@ -25,7 +25,7 @@ from istio.networking.v1alpha3 import destination_rule_pb2 as dr_pb
 
 from istiod_py.model import Endpoint, Proxy
 
-from .context import PushContext
+from ..context import PushContext
 from .traffic_policy import policy_for
 
 REGION_LABEL = "topology.kubernetes.io/region"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 
-from .features import RouteInput, route_feature
+from ..features import RouteInput, route_feature
 
 
 @route_feature

@@ -30,10 +30,10 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from istiod_py.config.model import Config
 from istiod_py.model import Proxy, Service, labels_match
 
-from . import naming
-from .context import PushContext, fqdn
-from .httproute import destination_cluster
-from .scope import host_matches
+from .. import naming
+from ..context import PushContext, fqdn
+from ..route.httproute import destination_cluster
+from ..scope import host_matches
 
 TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
 MESH_GATEWAY = "mesh"

@@ -30,9 +30,9 @@ from istio.networking.v1alpha3 import destination_rule_pb2 as dr_pb
 from istiod_py.model import Resolution, Service
 from istiod_py.model.service import Port
 
-from . import naming
-from .context import PushContext
-from .features import RouteInput, cluster_feature, route_feature
+from .. import naming
+from ..context import PushContext
+from ..features import RouteInput, cluster_feature, route_feature
 from .upstream_tls import apply_client_tls
 
 MAX_U32 = 4294967295

@@ -25,7 +25,7 @@ from typing import Any
 from istiod_py.config.model import Config
 from istiod_py.model import Proxy, Service
 
-from .context import PushContext
+from ..context import PushContext
 from .tcproute import L4Chain, default_chain, l4_match_applies, normalize_cidrs, virtual_services_for, vs_chain
 
 

@@ -9,9 +9,9 @@ from envoy.config.core.v3 import base_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.type.v3 import percent_pb2
 
+from ..features import RouteInput, route_feature
+from ..route.httproute import destination_cluster
 from .fault import integer_to_fraction, percent_to_fraction
-from .features import RouteInput, route_feature
-from .httproute import destination_cluster
 
 
 def _runtime_fraction(fraction: percent_pb2.FractionalPercent) -> base_pb2.RuntimeFractionalPercent:

@@ -23,12 +23,12 @@ from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 
-from . import naming
+from .. import naming
 
 if TYPE_CHECKING:
     from istiod_py.config.model import Config
 
-    from .context import PushContext
+    from ..context import PushContext
 
 JWT_FILTER = "envoy.filters.http.jwt_authn"
 # Where jwt_authn writes verified payloads; rbac.py matches request principals there.

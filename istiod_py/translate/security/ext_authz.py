@@ -18,10 +18,10 @@ from envoy.extensions.filters.network.ext_authz.v3 import ext_authz_pb2 as net_e
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.type.matcher.v3 import metadata_pb2, string_pb2
 
-from . import naming
+from .. import naming
 
 if TYPE_CHECKING:
-    from .context import PushContext
+    from ..context import PushContext
 
 EXT_AUTHZ_HTTP_FILTER = "envoy.filters.http.ext_authz"
 EXT_AUTHZ_NETWORK_FILTER = "envoy.filters.network.ext_authz"

@@ -4,11 +4,11 @@ builds them for ingress and egress gateways.
 A router proxy is selected by Gateways whose `spec.selector` matches its labels
 (in every namespace, Istio's default). Its output:
 
-- LDS (`gateway_listeners.py`): one listener per (bind, port). Gateways here run
+- LDS (`listeners.py`): one listener per (bind, port). Gateways here run
   on loopback: with INTERCEPTION_MODE NONE the listener binds the proxy's own IP
   and is named `IP_PORT` (istiod's `<address>_<port>` rule applied to the
   address really bound); otherwise `0.0.0.0_PORT`.
-- RDS (`gateway_routes.py`): `http.PORT` for plaintext HTTP servers,
+- RDS (`routes.py`): `http.PORT` for plaintext HTTP servers,
   `https.PORT.PORTNAME.GATEWAY.NS` per TLS-terminating server.
 - CDS/EDS: every service visible from the gateway's namespace, exactly as a
   sidecar without a Sidecar resource gets them (Sidecar resources do not apply
@@ -26,11 +26,12 @@ from istiod_py.config.model import Config
 from istiod_py.model import Proxy, labels_match
 from istiod_py.xds.types import TypeUrl
 
-from . import credentials, mtls
-from .context import PushContext
+from ..context import PushContext
+from ..security import mtls
+from . import credentials
 
 if TYPE_CHECKING:
-    from .generate import Translator
+    from ..generate import Translator
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +171,8 @@ def _pmap_key(ctx: PushContext, proxy: Proxy) -> tuple[tuple[int, int], ...]:
 
 
 def generate(ctx: PushContext, proxy: Proxy, type_url: str, translator: Translator) -> Resources:
-    from . import gateway_listeners, gateway_routes
+    from . import listeners as gateway_listeners
+    from . import routes as gateway_routes
 
     gws = gateway_keys(selected_gateways(ctx, proxy))
     if type_url == TypeUrl.CLUSTER:

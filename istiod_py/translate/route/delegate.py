@@ -46,10 +46,10 @@ from istio.networking.v1alpha3 import virtual_service_pb2 as vs_pb
 
 from istiod_py.config.model import Config
 
-from .scope import exported_to
+from ..scope import exported_to
 
 if TYPE_CHECKING:
-    from .context import PushContext
+    from ..context import PushContext
 
 REFERENCED_NOT_FOUND = "IST0101 ReferencedResourceNotFound"
 DELEGATE_NOT_APPLIED = "ISTPY0002 DelegateNotApplied"
