@@ -21,6 +21,7 @@ from . import (
 )
 from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
+from .gateway.generate import generate as generate_gateway
 from .security import mtls
 from .sidecar import listeners as lds
 from .sidecar import routes as rds
@@ -67,9 +68,7 @@ class Translator:
 
     def _generate(self, ctx: PushContext, proxy: Proxy, type_url: str) -> Resources:
         if proxy.type == ProxyType.ROUTER:
-            from .gateway import servers as gateway
-
-            return gateway.generate(ctx, proxy, type_url, self)
+            return generate_gateway(ctx, proxy, type_url, self)
         if type_url == TypeUrl.CLUSTER:
             return self.clusters(ctx, proxy)
         if type_url == TypeUrl.ENDPOINT:

@@ -474,7 +474,7 @@ def _static_envoy(envoys: EnvoyFactory, app: HttpEchoServer, per_route: bool) ->
     from envoy.config.route.v3 import route_components_pb2 as rc
     from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 
-    from istiod_py.translate.sidecar.listeners import router_filter
+    from istiod_py.translate.hcm import router_filter
 
     bucket = TokenBucket(max_tokens=3, fill_interval_s=60)
     m = hcm.HttpConnectionManager(stat_prefix="ingress")

@@ -48,6 +48,7 @@ from istiod_py.model import Proxy, ProxyType, labels_match
 from istiod_py.xds.types import TypeUrl
 
 from ..context import PushContext
+from ..gateway.servers import port_map
 from ..scope import host_matches
 
 log = logging.getLogger(__name__)
@@ -929,8 +930,6 @@ def _route_config_match(ctx: PushContext, proxy: Proxy, rcfg: route_pb2.RouteCon
             seg = rcfg.name
         port = int(seg) if seg.isdigit() else 0
         return not (m.port_number and m.port_number != port)
-    from ..gateway.servers import port_map
-
     port, port_name, gateway = _gateway_route_name(rcfg.name)
     if m.port_number and m.port_number != port and port_map(ctx, proxy).get(m.port_number) != port:
         return False

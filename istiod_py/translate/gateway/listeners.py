@@ -35,9 +35,9 @@ from istiod_py.xds.types import TypeUrl
 from .. import naming
 from ..clusters import socket_address
 from ..context import PushContext
+from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..route.httproute import destination_cluster
 from ..security import mtls
-from ..sidecar.listeners import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from . import credentials
 from .routes import bound_hosts, http_route_name, https_route_name, intersect_host
 from .servers import GatewayServer, bind_address

@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
-from envoy.extensions.filters.http.router.v3 import router_pb2
 from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
@@ -17,51 +16,19 @@ from istiod_py.model import Protocol, Proxy, Service
 from istiod_py.model.service import Port
 
 from .. import naming
-from ..clusters import ads_config_source, socket_address
+from ..clusters import socket_address
 from ..context import EgressListener, IngressListener, PushContext, SidecarScope
-from ..features import extra_http_filters, extra_network_filters
+from ..features import extra_network_filters
+from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..security import mtls
 from .routes import inbound_route_config
 from .tcproute import L4Chain, filter_chain, normalize_cidrs, tcp_chains, virtual_services_for
 from .tlsroute import tls_chains
 
-HCM_NAME = "envoy.filters.network.http_connection_manager"
-TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
 DEFAULT_NONE_BIND = "127.0.0.1"
 TLS_INSPECTOR = "envoy.filters.listener.tls_inspector"
 HTTP_INSPECTOR = "envoy.filters.listener.http_inspector"
 PLAINTEXT_HTTP_ALPNS = ("http/1.0", "http/1.1", "h2c")
-
-
-def router_filter() -> hcm.HttpFilter:
-    f = hcm.HttpFilter(name="envoy.filters.http.router")
-    f.typed_config.Pack(router_pb2.Router())
-    return f
-
-
-def http_connection_manager(
-    ctx: PushContext,
-    proxy: Proxy,
-    direction: str,
-    port: int,
-    stat_prefix: str,
-    *,
-    rds: str = "",
-    route_config: object = None,
-) -> hcm.HttpConnectionManager:
-    m = hcm.HttpConnectionManager(stat_prefix=stat_prefix, codec_type=hcm.HttpConnectionManager.AUTO)
-    if rds:
-        m.rds.route_config_name = rds
-        m.rds.config_source.CopyFrom(ads_config_source())
-    elif route_config is not None:
-        m.route_config.CopyFrom(route_config)
-    m.http_filters.extend(extra_http_filters(ctx, proxy, direction, port))
-    m.http_filters.append(router_filter())
-    m.upgrade_configs.add(upgrade_type="websocket")
-    m.normalize_path.value = True
-    m.use_remote_address.value = direction == "gateway"
-    m.stream_idle_timeout.seconds = 0
-    return m
 
 
 def _filter_chain_http(

@@ -1,0 +1,48 @@
+"""The HTTP connection manager and terminal network filter names every
+listener uses, sidecar (sidecar/listeners.py) and gateway (gateway/listeners.py)
+alike: HTTP filters are the registered features' (features.py) then the router."""
+
+from __future__ import annotations
+
+from envoy.extensions.filters.http.router.v3 import router_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+
+from istiod_py.model import Proxy
+
+from .clusters import ads_config_source
+from .context import PushContext
+from .features import extra_http_filters
+
+HCM_NAME = "envoy.filters.network.http_connection_manager"
+TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
+
+
+def router_filter() -> hcm.HttpFilter:
+    f = hcm.HttpFilter(name="envoy.filters.http.router")
+    f.typed_config.Pack(router_pb2.Router())
+    return f
+
+
+def http_connection_manager(
+    ctx: PushContext,
+    proxy: Proxy,
+    direction: str,
+    port: int,
+    stat_prefix: str,
+    *,
+    rds: str = "",
+    route_config: object = None,
+) -> hcm.HttpConnectionManager:
+    m = hcm.HttpConnectionManager(stat_prefix=stat_prefix, codec_type=hcm.HttpConnectionManager.AUTO)
+    if rds:
+        m.rds.route_config_name = rds
+        m.rds.config_source.CopyFrom(ads_config_source())
+    elif route_config is not None:
+        m.route_config.CopyFrom(route_config)
+    m.http_filters.extend(extra_http_filters(ctx, proxy, direction, port))
+    m.http_filters.append(router_filter())
+    m.upgrade_configs.add(upgrade_type="websocket")
+    m.normalize_path.value = True
+    m.use_remote_address.value = direction == "gateway"
+    m.stream_idle_timeout.seconds = 0
+    return m
