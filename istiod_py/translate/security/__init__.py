@@ -1,0 +1,2 @@
+"""Security features: mTLS and PeerAuthentication, RequestAuthentication (JWT),
+AuthorizationPolicy (RBAC, ext_authz)."""
