@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import shutil
 import signal
 import tempfile
@@ -79,12 +80,14 @@ async def _run(args: AgentOptions) -> int:
     rc = 0
     try:
         if args.envoy:
-            opts = replace(args.bootstrap, sds_socket=str(socket_path))
+            binary = shutil.which(args.envoy_binary) or args.envoy_binary
+            versions = {"ISTIO_VERSION": _own_version(), "ENVOY_VERSION": await _envoy_version(binary)}
+            meta = {**{k: v for k, v in versions.items() if v}, **args.bootstrap.extra_metadata}
+            opts = replace(args.bootstrap, sds_socket=str(socket_path), extra_metadata=meta)
             if args.xds_tls:
                 opts = replace(opts, discovery_address=args.ca_address, xds_root_cert=os.path.abspath(args.root_cert))
             boot_path = workdir / "envoy.yaml"
             boot_path.write_text(yaml.safe_dump(build_bootstrap(opts), sort_keys=False))
-            binary = shutil.which(args.envoy_binary) or args.envoy_binary
             envoy = await asyncio.create_subprocess_exec(
                 binary, "-c", str(boot_path), "--use-dynamic-base-id", "--concurrency", "1",
                 "-l", args.envoy_log_level,
@@ -108,3 +111,26 @@ async def _run(args: AgentOptions) -> int:
         await sds.stop()
         await mgr.stop()
     return rc
+
+
+def _own_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("istiod_py")
+    except PackageNotFoundError:
+        return ""
+
+
+async def _envoy_version(binary: str) -> str:
+    """`envoy --version` prints `envoy  version: SHA/1.36.2/Clean/RELEASE/BoringSSL`: the
+    release, put in node metadata so `istiod-py version` can list proxies' versions."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            binary, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    except (OSError, TimeoutError):
+        return ""
+    m = re.search(r"version: [0-9a-f]+/([^/\s]+)", out.decode(errors="replace"))
+    return m.group(1) if m else ""
