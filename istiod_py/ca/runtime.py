@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from .authn import Authenticator, ChainAuthenticator, ClientCertAuthenticator, TokenFileAuthenticator
 from .bundle import load_ca_bundle
+from .errors import CAConfigError
 from .metrics import CAMetrics
 from .service import add_ca_service, server_credentials
 from .signer import CAOptions, CertificateAuthority
@@ -72,7 +73,10 @@ def start_ca(
         os.replace(tmp, root_path)
     authenticators: list[Authenticator] = []
     if token_file:
-        authenticators.append(TokenFileAuthenticator(token_file))
+        try:
+            authenticators.append(TokenFileAuthenticator(token_file))
+        except ValueError as e:  # a bad table at start stops `serve`; later edits keep the last good one
+            raise CAConfigError(f"--token-file: {e}") from e
     authenticators.append(ClientCertAuthenticator([bundle.root_cert], bundle.chain[1:-1], mesh.trust_domain))
     return CARuntime(
         ca=ca,

@@ -103,7 +103,9 @@ def run_serve(args: argparse.Namespace) -> int:
         raise CliError(str(e), ExitCode.UNAVAILABLE) from e
     except CAConfigError as e:
         raise CliError(f"CA: {e}", ExitCode.INPUT) from e
-    except (FileNotFoundError, IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+    except (FileNotFoundError, IsADirectoryError, PermissionError) as e:
         # --mesh-config, --token-file and the CA files are read at start.
-        raise CliError(f"cannot read an input: {e}", ExitCode.INPUT) from e
+        raise CliError(f"{e.filename}: {e.strerror}", ExitCode.INPUT) from e
+    except UnicodeDecodeError as e:
+        raise CliError(f"an input file is not UTF-8 text: {e}", ExitCode.INPUT) from e
     return ExitCode.OK

@@ -113,6 +113,23 @@ def test_version() -> None:
     assert json.loads(r.stdout)["client"]["version"]
 
 
+def test_serve_unreadable_inputs_are_one_line_input_errors(tmp_path: Path) -> None:
+    host = allocate_ip()
+    ports = ["--listen-address", host, "--xds-port", str(free_port(host)), "--debug-port", str(free_port(host))]
+    r = cli("serve", *ports, "--no-ca", "--mesh-config", str(tmp_path / "missing.yaml"), timeout=30)
+    assert r.returncode == 3
+    assert "missing.yaml: No such file or directory" in one_error_line(r)
+    tokens = tmp_path / "tokens.yaml"
+    tokens.write_text("tokens:\n  t1: {namespace: default}\n")
+    r = cli(
+        "serve", *ports, "--secure-port", str(free_port(host)), "--ca-dir", str(tmp_path / "ca"),
+        "--token-file", str(tokens), timeout=30,
+    )  # fmt: skip
+    assert r.returncode == 3
+    line = one_error_line(r)
+    assert str(tokens) in line and "serviceAccount" in line
+
+
 # --- serve: a port already in use -------------------------------------------------
 
 
