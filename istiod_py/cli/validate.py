@@ -20,12 +20,13 @@ import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from istiod_py.cli.common import EXIT_CODES_HELP, CliError, ExitCode, SubParsers, add_output_flag, emit
-from istiod_py.config.loader import LoadResult, load_text
-from istiod_py.config.model import ConfigError
-from istiod_py.config.store import reject_duplicates
+
+if TYPE_CHECKING:
+    from istiod_py.config.loader import LoadResult
+    from istiod_py.config.model import ConfigError
 
 STDIN = "-"
 
@@ -95,6 +96,10 @@ def _error_dict(e: ConfigError) -> dict[str, Any]:
 
 
 def run_validate(args: argparse.Namespace) -> int:
+    # The loader pulls in every Istio proto: imported here so other commands start fast.
+    from istiod_py.config.loader import LoadResult, load_text
+    from istiod_py.config.store import reject_duplicates
+
     inputs = list(read_inputs(args.paths))  # every input read first: a bad path fails before any output
     one_mesh: bool = args.one_mesh
     merged = LoadResult()
