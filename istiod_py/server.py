@@ -25,6 +25,26 @@ from istiod_py.xds.server import XdsServer
 log = logging.getLogger("istiod_py")
 
 
+class StartError(Exception):
+    """The control plane cannot start (a port is taken); the message names what and where."""
+
+
+def _bind_grpc(server: grpc.aio.Server, what: str, address: str, port: int, creds: Any = None) -> int:
+    """Bind one gRPC port, failing loudly. With SO_REUSEPORT off (see _GRPC_OPTIONS) a port in use
+    is a bind error instead of two servers silently sharing the proxies' connections."""
+    target = f"{address}:{port}"
+    try:
+        bound = server.add_secure_port(target, creds) if creds is not None else server.add_insecure_port(target)
+    except RuntimeError as e:
+        raise StartError(
+            f"cannot listen on {target} for {what} (--{what}-port {port}): the address is already in use "
+            "or not available on this host; stop the other process or choose another port"
+        ) from e
+    if bound == 0:  # older grpcio reports a failed bind as port 0
+        raise StartError(f"cannot listen on {target} for {what} (--{what}-port {port})")
+    return int(bound)
+
+
 @dataclass
 class ServeOptions:
     config_dir: str | None = None
@@ -121,10 +141,13 @@ class ControlPlane:
             ("grpc.keepalive_time_ms", 30_000),
             ("grpc.http2.max_pings_without_data", 0),
             ("grpc.max_concurrent_streams", 100_000),
+            # gRPC sets SO_REUSEPORT by default: a second `serve` on the same port would then
+            # start without error and take a share of new proxy connections.
+            ("grpc.so_reuseport", 0),
         ]
         self.grpc_server = grpc.aio.server(options=options)
         self.grpc_server.add_generic_rpc_handlers((self.xds.rpc_handler(),))
-        self.ports["xds"] = self.grpc_server.add_insecure_port(f"{o.listen_address}:{o.xds_port}")
+        self.ports["xds"] = _bind_grpc(self.grpc_server, "xds", o.listen_address, o.xds_port)
         await self._start_secure(options)
         await self.grpc_server.start()
         for src in self.sources:
@@ -136,8 +159,15 @@ class ControlPlane:
         debug = DebugServer(self.xds, self.pipeline, registries, self.errors, lambda: self._ready)
         self.web_runner = web.AppRunner(debug.app(), access_log=None)
         await self.web_runner.setup()
-        site = web.TCPSite(self.web_runner, o.listen_address, o.debug_port)
-        await site.start()
+        # aiohttp leaves SO_REUSEPORT off, so a port in use is an OSError here.
+        site = web.TCPSite(self.web_runner, o.listen_address, o.debug_port, reuse_port=False)
+        try:
+            await site.start()
+        except OSError as e:
+            raise StartError(
+                f"cannot listen on {o.listen_address}:{o.debug_port} for debug HTTP (--debug-port {o.debug_port}): "
+                f"{e.strerror or e}; stop the other process or choose another port"
+            ) from e
         sockets = getattr(site, "_server", None)
         if sockets is not None and sockets.sockets:
             self.ports["debug"] = sockets.sockets[0].getsockname()[1]
@@ -166,13 +196,19 @@ class ControlPlane:
             return
         from istiod_py.ca.runtime import start_ca  # the CA is optional at import time
 
-        self.ca = start_ca(o, self.mesh)
+        self.ca = start_ca(
+            self.mesh,
+            ca_dir=o.ca_dir,
+            cacerts_dir=o.cacerts_dir,
+            token_file=o.token_file,
+            listen_address=o.listen_address,
+        )
         creds = self.ca.server_credentials()
         self.secure_server = grpc.aio.server(options=options)
         assert self.xds is not None
         self.secure_server.add_generic_rpc_handlers((self.xds.rpc_handler(),))
         self.ca.register(self.secure_server)
-        self.ports["secure"] = self.secure_server.add_secure_port(f"{o.listen_address}:{o.secure_port}", creds)
+        self.ports["secure"] = _bind_grpc(self.secure_server, "secure", o.listen_address, o.secure_port, creds)
         await self.secure_server.start()
 
     def _idle(self) -> bool:

@@ -6,66 +6,61 @@ lifetime, writes an Envoy bootstrap that uses that socket and runs Envoy."""
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import os
+import re
 import shutil
 import signal
 import tempfile
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import yaml
 
-from istiod_py.cli import add_bootstrap_flags, bootstrap_options, command
+from istiod_py.agent.bootstrap import BootstrapOptions, build_bootstrap
 
 log = logging.getLogger("istiod_py.agent")
 
 
-@command
-def _agent(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    p = sub.add_parser(
-        "agent",
-        help="run a workload's agent: key + CSR + local SDS, then Envoy",
-        description=__doc__,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    add_bootstrap_flags(p)
-    p.add_argument("--ca-address", default="127.0.0.1:15012", help="CA (and secure xDS) HOST:PORT")
-    p.add_argument("--root-cert", required=True, help="the mesh root (the control plane writes <ca-dir>/root-cert.pem)")
-    p.add_argument("--token", default="", help="bearer token for the CA")
-    p.add_argument("--token-file", default="", help="file holding the bearer token (re-read at each renewal)")
-    p.add_argument("--trust-domain", default="cluster.local")
-    p.add_argument("--cert-ttl", type=float, default=24 * 3600, help="requested certificate lifetime in seconds")
-    p.add_argument("--rotation-fraction", type=float, default=0.5, help="renew after this fraction of the lifetime")
-    p.add_argument("--workdir", default="", help="where the socket and bootstrap go (default: a temp dir)")
-    p.add_argument("--xds-tls", action="store_true", help="connect xDS over TLS to --ca-address, verified by the root")
-    p.add_argument("--no-envoy", action="store_true", help="run only the certificate + SDS part")
-    p.add_argument("--envoy-binary", default="envoy")
-    p.add_argument("--envoy-log-level", default="warning")
-    p.set_defaults(func=run_agent)
+@dataclass(frozen=True)
+class AgentOptions:
+    """What `istiod-py agent` runs with (istiod_py/cli/workload.py parses the flags)."""
+
+    bootstrap: BootstrapOptions
+    root_cert: str
+    ca_address: str = "127.0.0.1:15012"
+    token: str = ""
+    token_file: str = ""
+    trust_domain: str = "cluster.local"
+    cert_ttl: float = 24 * 3600
+    rotation_fraction: float = 0.5
+    workdir: str = ""
+    xds_tls: bool = False
+    envoy: bool = True
+    envoy_binary: str = "envoy"
+    envoy_log_level: str = "warning"
 
 
-def run_agent(args: argparse.Namespace) -> int:
+def run_agent(opts: AgentOptions) -> int:
     logging.basicConfig(level="INFO", format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return asyncio.run(_run(args))
+    return asyncio.run(_run(opts))
 
 
-async def _run(args: argparse.Namespace) -> int:
+async def _run(args: AgentOptions) -> int:
     import datetime as dt
 
-    from istiod_py.agent.bootstrap import build_bootstrap
     from istiod_py.agent.certs import WorkloadCertManager
     from istiod_py.agent.sds import SDSServer
     from istiod_py.ca.spiffe import Identity
 
-    workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"istiod-py-agent-{args.name}-"))
+    workdir = Path(args.workdir or tempfile.mkdtemp(prefix=f"istiod-py-agent-{args.bootstrap.name}-"))
     workdir.mkdir(parents=True, exist_ok=True)
     socket_path = workdir / "sds.sock"
     mgr = WorkloadCertManager(
         args.ca_address,
         args.root_cert,
-        Identity(args.namespace, args.service_account),
+        Identity(args.bootstrap.namespace, args.bootstrap.service_account),
         trust_domain=args.trust_domain,
         token=args.token or None,
         token_path=args.token_file or None,
@@ -76,7 +71,7 @@ async def _run(args: argparse.Namespace) -> int:
     await mgr.start()
     sds = SDSServer(mgr)
     await sds.start(str(socket_path))
-    log.info("agent for %s/%s: SDS on %s", args.namespace, args.service_account, socket_path)
+    log.info("agent for %s/%s: SDS on %s", args.bootstrap.namespace, args.bootstrap.service_account, socket_path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -84,15 +79,15 @@ async def _run(args: argparse.Namespace) -> int:
     envoy: asyncio.subprocess.Process | None = None
     rc = 0
     try:
-        if not args.no_envoy:
-            opts = bootstrap_options(args)
-            opts.sds_socket = str(socket_path)
+        if args.envoy:
+            binary = shutil.which(args.envoy_binary) or args.envoy_binary
+            versions = {"ISTIO_VERSION": _own_version(), "ENVOY_VERSION": await _envoy_version(binary)}
+            meta = {**{k: v for k, v in versions.items() if v}, **args.bootstrap.extra_metadata}
+            opts = replace(args.bootstrap, sds_socket=str(socket_path), extra_metadata=meta)
             if args.xds_tls:
-                opts.discovery_address = args.ca_address
-                opts.xds_root_cert = os.path.abspath(args.root_cert)
+                opts = replace(opts, discovery_address=args.ca_address, xds_root_cert=os.path.abspath(args.root_cert))
             boot_path = workdir / "envoy.yaml"
             boot_path.write_text(yaml.safe_dump(build_bootstrap(opts), sort_keys=False))
-            binary = shutil.which(args.envoy_binary) or args.envoy_binary
             envoy = await asyncio.create_subprocess_exec(
                 binary, "-c", str(boot_path), "--use-dynamic-base-id", "--concurrency", "1",
                 "-l", args.envoy_log_level,
@@ -116,3 +111,26 @@ async def _run(args: argparse.Namespace) -> int:
         await sds.stop()
         await mgr.stop()
     return rc
+
+
+def _own_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("istiod_py")
+    except PackageNotFoundError:
+        return ""
+
+
+async def _envoy_version(binary: str) -> str:
+    """`envoy --version` prints `envoy  version: SHA/1.36.2/Clean/RELEASE/BoringSSL`: the
+    release, put in node metadata so `istiod-py version` can list proxies' versions."""
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            binary, "--version", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
+        )
+        out, _ = await asyncio.wait_for(proc.communicate(), 10)
+    except (OSError, TimeoutError):
+        return ""
+    m = re.search(r"version: [0-9a-f]+/([^/\s]+)", out.decode(errors="replace"))
+    return m.group(1) if m else ""

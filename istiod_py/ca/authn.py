@@ -85,7 +85,17 @@ class TokenFileAuthenticator:
         self._reload()
 
     def _reload(self) -> None:
-        st = self._path.stat()
+        try:
+            st = self._path.stat()
+        except FileNotFoundError:
+            if self._mtime_ns is None:
+                raise  # at start: `serve` reports the missing --token-file
+            # Deleting the file revokes its tokens: keeping them would make removal, the
+            # obvious way to cut every workload off, silently ineffective.
+            if self._tokens:
+                log.warning("token file %s was removed: its %d tokens are revoked", self._path, len(self._tokens))
+            self._tokens, self._mtime_ns = {}, -1
+            return
         if st.st_mtime_ns == self._mtime_ns:
             return
         self._tokens = parse_token_file(self._path.read_text(encoding="utf-8"), str(self._path))
@@ -106,11 +116,22 @@ class TokenFileAuthenticator:
         return identity
 
 
+class _StringsLoader(yaml.SafeLoader):
+    """YAML where every plain scalar stays the string it reads as: token `on` is "on", not True,
+    and `0777` is "0777", not 511 (YAML 1.1's implicit bool/int/float/null/date typing is off)."""
+
+
+_StringsLoader.yaml_implicit_resolvers = {}
+
+
 def parse_token_file(text: str, source: str) -> dict[str, Identity]:
-    doc = yaml.safe_load(text) or {}
+    try:
+        doc = yaml.load(text, Loader=_StringsLoader) or {}  # a SafeLoader subclass: no arbitrary objects
+    except yaml.YAMLError as e:
+        raise ValueError(f"{source}: not valid YAML: {e}") from e
     if not isinstance(doc, dict):
         raise ValueError(f"{source}: top level must be a mapping with a 'tokens' key")
-    raw = doc.get("tokens", {})
+    raw = doc.get("tokens") or {}  # `tokens:` with nothing under it reads as ""
     entries: Iterable[tuple[str, Any]]
     if isinstance(raw, dict):
         entries = ((str(k), v) for k, v in raw.items())

@@ -46,10 +46,10 @@ class IstioCertificateServiceServicer(ca_pb2_grpc.IstioCertificateServiceService
             log.info("CSR from %s refused: authentication failed: %s", context.peer(), e)
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, f"authentication failed: {e}")
             raise AssertionError("unreachable") from None
-        # proto3 cannot tell 0 from unset: 0 means "default TTL"; negative values are refused.
-        secs = int(request.validity_duration)
-        ttl = None if secs == 0 else dt.timedelta(seconds=secs)
+        ttl: dt.timedelta | None = None
         try:
+            # proto3 cannot tell 0 from unset: 0 means "default TTL"; negative values are refused.
+            ttl = self._ca.ttl_from_seconds(int(request.validity_duration))
             chain = self._ca.sign_csr(request.csr, identity, ttl)
         except CSRParseError as e:
             m.csr_parsing_error()

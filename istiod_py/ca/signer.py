@@ -83,6 +83,17 @@ def parse_csr(csr_pem: str | bytes, max_bytes: int = MAX_CSR_PEM_BYTES) -> x509.
     return csr
 
 
+def csr_asks_for_ca(csr: x509.CertificateSigningRequest) -> bool:
+    """Whether the CSR requests basicConstraints CA:TRUE (a signing certificate, not a workload leaf)."""
+    try:
+        bc = csr.extensions.get_extension_for_class(x509.BasicConstraints).value
+    except x509.ExtensionNotFound:
+        return False
+    except ValueError as e:
+        raise CSRParseError(f"CSR extensions are malformed: {e}") from e
+    return bool(bc.ca)
+
+
 def csr_uri_sans(csr: x509.CertificateSigningRequest) -> list[str]:
     """The identities a CSR asks for (its SAN entries, URIs as strings; other kinds tagged by type)."""
     try:
@@ -121,6 +132,20 @@ class CertificateAuthority:
     def root_pem(self) -> str:
         return self.bundle.root_pem
 
+    @staticmethod
+    def ttl_from_seconds(seconds: int) -> dt.timedelta | None:
+        """A request's validity_duration (int64 seconds; 0 = unset) as a lifetime. Values beyond
+        what a timedelta holds (about 2.7e11 years) are refused rather than crashing the call."""
+        if seconds == 0:
+            return None
+        try:
+            return dt.timedelta(seconds=seconds)
+        except OverflowError:
+            raise InvalidValidityError(
+                f"requested validity {seconds}s is out of range; send a positive number of seconds "
+                "(lifetimes are capped at the CA's maximum) or leave it unset for the default"
+            ) from None
+
     def resolve_ttl(self, requested: dt.timedelta | None) -> dt.timedelta:
         """None → default TTL; ≤ 0 refused; above the maximum → capped to the maximum."""
         if requested is None:
@@ -142,6 +167,13 @@ class CertificateAuthority:
         lifetime = self.resolve_ttl(ttl)
         csr = parse_csr(csr_pem, self.options.max_csr_bytes)
         want = identity.spiffe_uri(self.trust_domain)
+        if csr_asks_for_ca(csr):
+            # The leaf would be CA:FALSE anyway; refusing says so instead of silently issuing
+            # something other than what was asked (docs/threat-model.md).
+            raise PermissionDeniedError(
+                f"CSR asks for a CA certificate (basicConstraints CA:TRUE); workloads ({want}) only get "
+                "leaf certificates: drop the basicConstraints extension or set CA:FALSE"
+            )
         requested = csr_uri_sans(csr)
         if requested and requested != [want]:
             raise PermissionDeniedError(

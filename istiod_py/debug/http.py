@@ -1,6 +1,6 @@
 """Debug and metrics HTTP endpoints (port 15014), as JSON.
 
-/ready, /metrics, /debug/syncz, /debug/configz, /debug/registryz,
+/ready, /version, /metrics, /debug/syncz, /debug/configz, /debug/registryz,
 /debug/config_dump?proxyID=, /debug/push_status."""
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ class DebugServer:
     def app(self) -> web.Application:
         app = web.Application()
         app.router.add_get("/ready", self.handle_ready)
+        app.router.add_get("/version", self.handle_version)
         app.router.add_get("/metrics", self.handle_metrics)
         app.router.add_get("/debug/syncz", self.handle_syncz)
         app.router.add_get("/debug/configz", self.handle_configz)
@@ -68,6 +69,19 @@ class DebugServer:
             return web.Response(text="ready\n")
         return web.Response(text="not ready\n", status=503)
 
+    async def handle_version(self, _: web.Request) -> web.Response:
+        """What `istiod-py version --debug-address` shows for the control plane."""
+        import platform
+        from importlib.metadata import PackageNotFoundError, version
+
+        def of(dist: str) -> str:
+            try:
+                return version(dist)
+            except PackageNotFoundError:
+                return "unknown"
+
+        return _json({"version": of("istiod_py"), "python": platform.python_version(), "grpcio": of("grpcio")})
+
     async def handle_metrics(self, _: web.Request) -> web.Response:
         body = b"".join(generate_latest(r) for r in self.registries)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
@@ -82,6 +96,9 @@ class DebugServer:
                     "proxy": s.info.proxy.id,
                     "connection_id": s.info.conn_id,
                     "node_id": s.info.proxy.node_id,
+                    # Versions the proxy's agent put in its node metadata (`istiod-py version`).
+                    "istio_version": str(s.info.proxy.metadata.get("ISTIO_VERSION") or ""),
+                    "envoy_version": str(s.info.proxy.metadata.get("ENVOY_VERSION") or ""),
                     "transport": "delta" if s.delta else "sotw",
                     "peer": s.info.peer,
                     "connected_at": s.info.connected_at,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -85,7 +86,11 @@ class Demo:
 
     def spawn(self, name: str, args: list[str]) -> subprocess.Popen[bytes]:
         log = open(self.workdir / f"{name}.log", "wb")  # noqa: SIM115 - lives as long as the process
-        p = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT)
+        # Each child leads its own process group: Ctrl-C reaches only the demo, which then
+        # stops everything in order, and stop() signals the whole group (any grandchild too).
+        p = subprocess.Popen(
+            args, stdout=log, stderr=subprocess.STDOUT, start_new_session=True, preexec_fn=_die_with_parent
+        )
         self.procs.append(p)
         return p
 
@@ -159,14 +164,48 @@ class Demo:
         print(f"debug: curl {base}/debug/syncz, {base}/debug/config_dump?proxyID=reviews-v1.default")
 
     def stop(self) -> None:
+        """SIGTERM every child's process group (apps and Envoys first, the control plane
+        last), wait, then SIGKILL what is left. Children lead their groups (spawn)."""
         for p in reversed(self.procs):
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+            _signal_group(p, signal.SIGTERM)
+        deadline = time.monotonic() + 10
         for p in self.procs:
-            try:
-                p.wait(5)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                p.wait(max(0.1, deadline - time.monotonic()))
+        for p in self.procs:
+            if p.poll() is None:  # only a live (unreaped) leader: its pid, the group id, cannot be reused yet
+                _signal_group(p, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    p.wait(5)
+
+
+class Interrupted(Exception):
+    """SIGTERM, SIGINT or SIGHUP arrived: unwind so the `finally` stops every child."""
+
+
+def _interrupt(signum: int, _frame: object) -> None:
+    # One signal is enough: ignore the next ones so a second Ctrl-C cannot cut the cleanup short.
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
+    raise Interrupted(signal.Signals(signum).name)
+
+
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _signal_group(p: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(p.pid, sig)
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: on Linux, get SIGTERM if the demo dies without cleaning up (SIGKILL)."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        pr_set_pdeathsig = 1
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(pr_set_pdeathsig, signal.SIGTERM)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -178,19 +217,29 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--debug-port", type=int, default=15014)
     args = ap.parse_args(argv)
     workdir = Path(tempfile.mkdtemp(prefix="istiod-py-demo-"))
+    keep_logs = args.serve or os.environ.get("DEMO_KEEP_LOGS") is not None
     demo = Demo(workdir, args.xds_port, args.debug_port, args.delta)
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, _interrupt)
+    if keep_logs:
+        print(f"logs: {workdir} (kept after the demo stops)", flush=True)
     try:
         demo.start()
         failures = demo.traffic(args.requests)
         demo.show_status()
-        print(f"logs: {workdir}")
         if args.serve:
-            print("running; Ctrl-C to stop")
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+            print("running; Ctrl-C (or SIGTERM) stops the control plane, the Envoys and the apps", flush=True)
+            while True:
+                signal.pause()
         return 1 if failures > args.requests // 10 else 0
+    except Interrupted as e:
+        print(f"\n{e}: stopping", flush=True)
+        return 130 if str(e) == "SIGINT" else 143
     finally:
         demo.stop()
-        if not args.serve and os.environ.get("DEMO_KEEP_LOGS") is None:
+        if keep_logs:
+            print(f"stopped; logs: {workdir}", flush=True)
+        else:
             shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -1,0 +1,41 @@
+"""The `istiod-py` parser: one module per subcommand group, each with `register(sub)`.
+
+To add a group, write `istiod_py/cli/<group>.py` with `register(sub: SubParsers)`
+whose parsers `set_defaults(func=handler)` (handler: Namespace -> exit code) and
+list it in GROUPS. Planned groups: `debug` (proxy-status, proxy-config, describe),
+`install` (install, manifest), `inject` (kube-inject), `preview` (preview, status).
+A group imports only `istiod_py.cli.common` from this package and does its heavy
+imports inside handlers, so `istiod-py --help` stays fast and imports stay acyclic."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from istiod_py.cli import serve, validate, version, workload
+from istiod_py.cli.common import EXIT_CODES_HELP, CliError
+
+GROUPS = (serve, workload, validate, version)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="istiod-py", description="An Istio-style control plane in Python.", epilog=EXIT_CODES_HELP
+    )
+    sub = p.add_subparsers(dest="command", required=True)
+    for group in GROUPS:
+        group.register(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        rc: int = args.func(args)
+    except CliError as e:
+        print(f"istiod-py: error: {e}", file=sys.stderr)
+        return int(e.code)
+    except KeyboardInterrupt:
+        return 130
+    return int(rc)

@@ -1,0 +1,141 @@
+"""A workload's proxy: `istiod-py bootstrap` (print an Envoy bootstrap) and
+`istiod-py agent` (key + CSR + local SDS, then Envoy). Both take the same
+workload identity and proxy flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+import yaml
+
+from istiod_py.agent.bootstrap import BootstrapOptions, build_bootstrap
+from istiod_py.cli.common import EXIT_CODES_HELP, CliError, ExitCode, SubParsers
+
+
+def _labels(text: str) -> dict[str, str]:
+    out = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        k, sep, v = part.partition("=")
+        if not sep or not k:
+            raise argparse.ArgumentTypeError(f"label {part!r} is not KEY=VALUE")
+        out[k] = v
+    return out
+
+
+def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
+    """Workload identity and proxy flags shared by `bootstrap` and `agent`."""
+    p.add_argument("--type", choices=["sidecar", "router"], default="sidecar", help="sidecar, or router for a gateway")
+    p.add_argument("--ip", default="127.0.0.1", help="the workload's address (its identity in the mesh)")
+    p.add_argument("--name", required=True, help="pod/workload instance name")
+    p.add_argument("--namespace", default="default")
+    p.add_argument("--service-account", default="default")
+    p.add_argument("--labels", type=_labels, default={}, help="workload labels: app=reviews,version=v1")
+    p.add_argument("--workload-name", default="", help="WORKLOAD_NAME metadata (default: --name)")
+    p.add_argument("--interception-mode", default="NONE", choices=["NONE", "REDIRECT", "TPROXY"])
+    p.add_argument("--discovery-address", default="127.0.0.1:15010", help="control plane HOST:PORT")
+    p.add_argument("--xds-root-cert", default="", help="use TLS to the control plane, trusting this root PEM")
+    p.add_argument("--xds-server-name", default="istiod.istio-system.svc", help="SAN expected on the control plane")
+    p.add_argument("--sds-socket", default="", help="unix socket of the local SDS server (istiod-py agent)")
+    p.add_argument("--admin-address", default="127.0.0.1")
+    p.add_argument("--admin-port", type=int, default=15000)
+    p.add_argument("--delta", action="store_true", help="use Delta xDS instead of state-of-the-world")
+
+
+def bootstrap_options(args: argparse.Namespace) -> BootstrapOptions:
+    return BootstrapOptions(
+        proxy_type=args.type,
+        ip=args.ip,
+        name=args.name,
+        namespace=args.namespace,
+        service_account=args.service_account,
+        labels=args.labels,
+        workload_name=args.workload_name,
+        interception_mode=args.interception_mode,
+        discovery_address=args.discovery_address,
+        admin_address=args.admin_address,
+        admin_port=args.admin_port,
+        delta=args.delta,
+        xds_root_cert=args.xds_root_cert,
+        xds_server_name=args.xds_server_name,
+        sds_socket=args.sds_socket,
+    )
+
+
+def register(sub: SubParsers) -> None:
+    p = sub.add_parser(
+        "bootstrap",
+        help="print an Envoy bootstrap for a sidecar or gateway",
+        description="Writes an Envoy bootstrap: node id TYPE~IP~NAME.NS~NS.svc.cluster.local, Istio node "
+        "metadata, the ADS cluster to the control plane and the admin address.",
+        epilog=EXIT_CODES_HELP,
+    )
+    add_bootstrap_flags(p)
+    p.add_argument("--format", choices=["yaml", "json"], default="yaml")
+    # `-o` is a file here (it predates the shared `-o json|yaml|table` flag; scripts use it).
+    p.add_argument("-o", "--output", help="write to this file instead of stdout")
+    p.set_defaults(func=run_bootstrap)
+
+    from istiod_py.agent.command import __doc__ as agent_doc
+
+    a = sub.add_parser(
+        "agent",
+        help="run a workload's agent: key + CSR + local SDS, then Envoy",
+        description=agent_doc,
+        epilog=EXIT_CODES_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    add_bootstrap_flags(a)
+    a.add_argument("--ca-address", default="127.0.0.1:15012", help="CA (and secure xDS) HOST:PORT")
+    a.add_argument("--root-cert", required=True, help="the mesh root (the control plane writes <ca-dir>/root-cert.pem)")
+    a.add_argument("--token", default="", help="bearer token for the CA")
+    a.add_argument("--token-file", default="", help="file holding the bearer token (re-read at each renewal)")
+    a.add_argument("--trust-domain", default="cluster.local")
+    a.add_argument("--cert-ttl", type=float, default=24 * 3600, help="requested certificate lifetime in seconds")
+    a.add_argument("--rotation-fraction", type=float, default=0.5, help="renew after this fraction of the lifetime")
+    a.add_argument("--workdir", default="", help="where the socket and bootstrap go (default: a temp dir)")
+    a.add_argument("--xds-tls", action="store_true", help="connect xDS over TLS to --ca-address, verified by the root")
+    a.add_argument("--no-envoy", action="store_true", help="run only the certificate + SDS part")
+    a.add_argument("--envoy-binary", default="envoy")
+    a.add_argument("--envoy-log-level", default="warning")
+    a.set_defaults(func=run_agent)
+
+
+def run_bootstrap(args: argparse.Namespace) -> int:
+    try:
+        doc = build_bootstrap(bootstrap_options(args))
+    except ValueError as e:  # e.g. --discovery-address not HOST:PORT
+        raise CliError(str(e), ExitCode.USAGE) from e
+    text = json.dumps(doc, indent=2) if args.format == "json" else yaml.safe_dump(doc, sort_keys=False)
+    if args.output:
+        try:
+            with open(args.output, "w", encoding="utf-8") as f:
+                f.write(text)
+        except OSError as e:
+            raise CliError(f"cannot write {args.output}: {e.strerror}", ExitCode.INPUT) from e
+    else:
+        sys.stdout.write(text)
+    return ExitCode.OK
+
+
+def run_agent(args: argparse.Namespace) -> int:
+    from istiod_py.agent.command import AgentOptions, run_agent
+
+    return run_agent(
+        AgentOptions(
+            bootstrap=bootstrap_options(args),
+            ca_address=args.ca_address,
+            root_cert=args.root_cert,
+            token=args.token,
+            token_file=args.token_file,
+            trust_domain=args.trust_domain,
+            cert_ttl=args.cert_ttl,
+            rotation_fraction=args.rotation_fraction,
+            workdir=args.workdir,
+            xds_tls=args.xds_tls,
+            envoy=not args.no_envoy,
+            envoy_binary=args.envoy_binary,
+            envoy_log_level=args.envoy_log_level,
+        )
+    )
