@@ -27,6 +27,7 @@ from istiod_py.model import MeshState, Proxy
 from .connection import PushRequest, Watch
 from .delta import DeltaStream
 from .metrics import XdsMetrics
+from .nacklog import NackLog
 from .sharing import SharedResponses
 from .slots import PushSlots
 from .sotw import SotwStream
@@ -73,6 +74,7 @@ class XdsServer:
         self._watchdog: asyncio.Task[None] | None = None
         self._push_counters: dict[str, Any] = {}
         self.sharing = SharedResponses()
+        self.nack_log = NackLog()
         self._watchdog_grace = 3
         self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []

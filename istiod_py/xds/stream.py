@@ -26,6 +26,7 @@ from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
 
 from .connection import ConnectionInfo, Nack, PushRequest, Watch
+from .nacklog import STORED_DETAIL_CHARS, truncate
 from .types import TypeUrl
 
 if TYPE_CHECKING:
@@ -257,18 +258,14 @@ class Stream:
         w.last_nack = Nack(
             version=version,
             nonce=req.response_nonce,
-            message=req.error_detail.message,
+            message=truncate(req.error_detail.message, STORED_DETAIL_CHARS),
             code=req.error_detail.code,
             names=tuple(names),
             at=time.time(),
         )
         self.server.metrics.rejects.labels(TypeUrl.SHORT.get(w.type_url, "other")).inc()
-        log.warning(
-            "%s rejected %s version %s: %s",
-            self.proxy.id,
-            TypeUrl.SHORT.get(w.type_url),
-            version,
-            req.error_detail.message,
+        self.server.nack_log.nack(
+            self.proxy.id, TypeUrl.SHORT.get(w.type_url, w.type_url), version, req.error_detail.message
         )
 
     def record_ack(self, w: Watch, version: str, nonce: str) -> None:
