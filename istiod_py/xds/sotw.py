@@ -86,7 +86,10 @@ class SotwStream(Stream):
         first = w is None
         if w is None:
             w = self.info.watches[t] = Watch(t)
-        if req.response_nonce and not self._answer(w, req, req.resource_names):
+        # A nonce on the first request of a type is from an earlier stream (a
+        # reconnect): nothing here to ACK or to be stale against, so answered
+        # like any first request (as istiod does).
+        if req.response_nonce and not first and not self._answer(w, req, req.resource_names):
             return  # stale: a newer response is on its way; the protocol says ignore
         # The names as encoded, for recognising the ACKs that repeat them.
         block = names_block(req, raw)
