@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
@@ -19,18 +19,15 @@ from google.protobuf.message import DecodeError
 from istiod_py.cache.resources import Built, Resources, delta_response
 
 from .connection import Watch
-from .stream import Stream
+from .stream import Stream, StreamHost
 from .types import TypeUrl
-
-if TYPE_CHECKING:
-    from .server import XdsServer
 
 
 class DeltaStream(Stream):
     delta = True
     request_class = discovery_pb2.DeltaDiscoveryRequest
 
-    def __init__(self, server: XdsServer, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, server: StreamHost, context: grpc.aio.ServicerContext) -> None:
         super().__init__(server, context)
         # Digest of each type's subscription (names and wildcard).
         self._sub: dict[str, str] = {}

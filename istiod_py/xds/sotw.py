@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
@@ -19,19 +19,16 @@ from google.protobuf.message import DecodeError
 from istiod_py.cache.resources import Built, Resources, sotw_response
 
 from .connection import Watch
-from .stream import Stream
+from .stream import Stream, StreamHost
 from .types import TypeUrl
 from .wire import names_block, names_start, strip_names
-
-if TYPE_CHECKING:
-    from .server import XdsServer
 
 
 class SotwStream(Stream):
     delta = False
     request_class = discovery_pb2.DiscoveryRequest
 
-    def __init__(self, server: XdsServer, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, server: StreamHost, context: grpc.aio.ServicerContext) -> None:
         super().__init__(server, context)
         # Per named watch: digest of subscribed names, for the SotW version.
         self._names_digest: dict[str, str] = {}

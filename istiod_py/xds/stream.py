@@ -15,8 +15,8 @@ import logging
 import os
 import random
 import time
-from collections.abc import AsyncIterator, Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import json_format
@@ -26,11 +26,11 @@ from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
 
 from .connection import ConnectionInfo, Nack, PushRequest, Watch
-from .nacklog import STORED_DETAIL_CHARS, truncate
+from .metrics import XdsMetrics
+from .nacklog import STORED_DETAIL_CHARS, NackLog, truncate
+from .sharing import SharedResponses
+from .slots import PushSlots
 from .types import TypeUrl
-
-if TYPE_CHECKING:
-    from .server import XdsServer
 
 log = logging.getLogger("istiod_py.xds")
 
@@ -53,13 +53,38 @@ class StreamError(Exception):
         self.message = message
 
 
+class StreamHost(Protocol):
+    """What a stream needs from the server that owns it (XdsServer). Streams are
+    typed against this rather than XdsServer so that stream.py, sotw.py and
+    delta.py never import server.py, which imports them."""
+
+    state: Callable[[], MeshState]
+    metrics: XdsMetrics
+    send_timeout: float
+    max_connection_age: float
+    push_slots: PushSlots
+    initial_slots: PushSlots
+    live: set[Stream]
+    sharing: SharedResponses
+    nack_log: NackLog
+
+    def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources: ...
+    def new_conn_id(self, proxy: Proxy) -> str: ...
+    def ensure_watchdog(self) -> None: ...
+    def register(self, stream: Stream) -> None: ...
+    def unregister(self, stream: Stream) -> None: ...
+    def on_ack(self, stream: Stream, w: Watch) -> None: ...
+    def on_pushed(self, stream: Stream, req: PushRequest) -> None: ...
+    def count_sent(self, type_url: str, size: int) -> None: ...
+
+
 class Stream:
     """One ADS stream (one Envoy). Subclassed per protocol: SotwStream, DeltaStream."""
 
     delta = False
     request_class: Any = None  # the protocol's request message class
 
-    def __init__(self, server: XdsServer, context: grpc.aio.ServicerContext) -> None:
+    def __init__(self, server: StreamHost, context: grpc.aio.ServicerContext) -> None:
         self.server = server
         self.context = context
         self.info: ConnectionInfo | None = None
