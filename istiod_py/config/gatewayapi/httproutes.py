@@ -210,8 +210,7 @@ def _destinations(
     refs = list(refs)
     weights = [(b.weight if b.HasField("weight") else 1) for b in refs]
     if refs and not any(weights):
-        route.fault.abort.http_status = 503
-        route.fault.abort.percentage.value = 100.0
+        route.direct_response.status = 503  # the spec: no backend with a weight > 0 -> 503
         return
     kept = []
     for b, w in zip(refs, weights, strict=True):

@@ -7,8 +7,11 @@ a Kubernetes status writer can write `as_dict()` into the resources' `status`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from istiod_py.config.model import ConfigError
 
 CONTROLLER = "istio.io/gateway-controller"
 
@@ -135,3 +138,12 @@ def _bad(c: Condition) -> bool:
 
 def _s(c: Condition) -> str:
     return "True" if c.status else "False"
+
+
+def warnings(statuses: Iterable[ResourceStatus]) -> list[ConfigError]:
+    """Unhealthy conditions as located warnings, for `istiod-py analyze`."""
+    return [
+        ConfigError(st.source, 0, line, st.kind, st.namespace, st.name, "status")
+        for st in statuses
+        for line in st.problems()
+    ]
