@@ -1,7 +1,8 @@
 """Golden conversion tests: Gateway API YAML in, generated Istio resources and the
 Gateway API status conditions out.
 
-Each directory is a case: ``input.yaml`` (loaded with ``services.yaml``) and
+Each directory is a case: ``input.yaml`` (loaded with ``services.yaml`` and the
+repository files ``files.txt`` lists, e.g. Istio's bookinfo Gateway API samples) and
 ``output.yaml`` (the generated Istio Gateways/VirtualServices, then the status of
 every Gateway API resource). ``UPDATE_GOLDEN=1 pytest tests/golden_gatewayapi``
 regenerates the outputs; review the diff like code.
@@ -26,6 +27,10 @@ CASES = sorted(p.name for p in HERE.iterdir() if (p / "input.yaml").is_file())
 
 def render(case_dir: Path) -> dict[str, Any]:
     text = (HERE / "services.yaml").read_text() + "\n---\n" + (case_dir / "input.yaml").read_text()
+    listed = case_dir / "files.txt"  # repository files loaded unchanged (Istio's own samples)
+    if listed.is_file():
+        for name in listed.read_text().split():
+            text += "\n---\n" + (HERE.parent.parent / name).read_text()
     loaded = load_text(text, "input.yaml")
     assert not loaded.errors, [str(e) for e in loaded.errors]
     result = convert(loaded.configs, loaded.services)
