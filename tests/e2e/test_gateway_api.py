@@ -287,13 +287,24 @@ def test_request_timeout(env: Env) -> None:
 def test_cross_namespace_backend_needs_a_reference_grant(env: Env) -> None:
     assert env.get("/", "cross.example.com").status == 500  # refused: no ReferenceGrant
     assert env.backend.state.count() == 0
+    assert resolved_refs(env, "cross-ns") == ("False", "RefNotPermitted")  # the route's status says why
     env.mesh.write("grant.yaml", GRANT)
     try:
         env.mesh.wait(lambda: env.get("/", "cross.example.com").status == 200, 10, "the grant to apply")
         assert env.get("/", "cross.example.com").json()["server"] == "backend"
+        assert resolved_refs(env, "cross-ns") == ("True", "ResolvedRefs")
     finally:
         env.mesh.remove("grant.yaml")
     env.mesh.wait(lambda: env.get("/", "cross.example.com").status == 500, 10, "the grant removal to apply")
+
+
+def resolved_refs(env: Env, route: str) -> tuple[str, str]:
+    """The HTTPRoute's ResolvedRefs condition as /debug/configz shows it."""
+    for st in env.mesh.debug("/debug/configz")["gatewayApiStatus"]:
+        if (st["kind"], st["name"]) == ("HTTPRoute", route):
+            (cond,) = [c for c in st["status"]["parents"][0]["conditions"] if c["type"] == "ResolvedRefs"]
+            return cond["status"], cond["reason"]
+    raise AssertionError(f"no status for HTTPRoute {route}")
 
 
 def test_gamma_mesh_route_changes_sidecar_traffic(env: Env) -> None:
