@@ -42,16 +42,17 @@ def _k(kind: str, versions: tuple[str, ...], message: type[Message], channel: st
     return GatewayKind(kind, KUBERNETES_GATEWAY if kind == "Gateway" else kind, versions, message, channel)
 
 
-# Versions served by the v1.6.1 CRDs.
+# Versions served by the v1.6.1 CRDs, plus v1alpha2 for the kinds that had it (same
+# fields): Istio's own bookinfo-gateway-demo.yaml still uses it.
 KINDS: Mapping[str, GatewayKind] = MappingProxyType(
     {
         k.kind: k
         for k in (
-            _k("GatewayClass", ("v1", "v1beta1"), gw.GatewayClassSpec),
-            _k("Gateway", ("v1", "v1beta1"), gw.GatewaySpec),
-            _k("HTTPRoute", ("v1", "v1beta1"), gw.HTTPRouteSpec),
-            _k("GRPCRoute", ("v1",), gw.GRPCRouteSpec),
-            _k("ReferenceGrant", ("v1", "v1beta1"), gw.ReferenceGrantSpec),
+            _k("GatewayClass", ("v1", "v1beta1", "v1alpha2"), gw.GatewayClassSpec),
+            _k("Gateway", ("v1", "v1beta1", "v1alpha2"), gw.GatewaySpec),
+            _k("HTTPRoute", ("v1", "v1beta1", "v1alpha2"), gw.HTTPRouteSpec),
+            _k("GRPCRoute", ("v1", "v1alpha2"), gw.GRPCRouteSpec),
+            _k("ReferenceGrant", ("v1", "v1beta1", "v1alpha2"), gw.ReferenceGrantSpec),
             _k("TCPRoute", ("v1", "v1alpha2"), gw.TCPRouteSpec, "experimental"),
             _k("TLSRoute", ("v1", "v1alpha3", "v1alpha2"), gw.TLSRouteSpec, "experimental"),
         )
