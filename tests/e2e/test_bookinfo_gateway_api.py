@@ -1,4 +1,4 @@
-"""Istio's bookinfo Gateway API samples (deploy/samples/bookinfo/gateway-api, unchanged)
+"""Istio's bookinfo Gateway API samples (deploy/samples/bookinfo-gateway-api, unchanged)
 through real Envoys: the ingress Gateway + HTTPRoute serve /productpage through a router
 labelled as istiod labels the gateway pods it deploys, and the GAMMA routes
 (`parentRefs: [{kind: Service, name: reviews}]`) move productpage -> reviews traffic.
@@ -16,7 +16,7 @@ from tests.e2e.test_bookinfo_tasks import SAMPLES, Bookinfo, bookinfo  # noqa: F
 from tests.support.net import allocate_ip
 from tests.support.upstreams import Response, http_request
 
-GATEWAY_API = SAMPLES / "bookinfo" / "gateway-api"
+GATEWAY_API = SAMPLES / "bookinfo-gateway-api"
 GW_LABEL = "gateway.networking.k8s.io/gateway-name"
 
 # bookinfo-versions.yaml: one Service per workload version, as the Gateway API samples expect.
