@@ -147,11 +147,12 @@ def test_support_doc_names_every_rejection_message() -> None:
             assert getattr(u, name) in text, name
 
 
-def test_validate_prints_unhealthy_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_analyze_prints_unhealthy_conditions(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from istiod_py.cli import main
 
     f = tmp_path / "gw.yaml"
     f.write_text(GATEWAY + "---" + ROUTE.replace("name: web, port: 80}", "name: nothere, port: 80}"))
-    assert main(["validate", str(f)]) == 0  # conditions are warnings, not load errors
+    assert main(["analyze", str(f)]) == 0  # conditions are warnings, not load errors
     out = capsys.readouterr().out
-    assert f"Warning: {f}: HTTPRoute ns/r: parentRef gw: ResolvedRefs=False BackendNotFound: " in out
+    want = f"Warning: {f} (document 1): HTTPRoute ns/r: status: parentRef gw: ResolvedRefs=False BackendNotFound: "
+    assert want in out, out

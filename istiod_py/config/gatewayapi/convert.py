@@ -103,7 +103,7 @@ class _Builder:
         return Conversion(tuple(self.out), tuple(self.statuses))
 
     def _route_status(self, kind: str, route: Config, attached: list[Attached], backend_errors: list[Resolved]) -> None:
-        st = S.ResourceStatus(kind, route.meta.namespace, route.meta.name, route.meta.source)
+        st = S.ResourceStatus(kind, route.meta.namespace, route.meta.name, route.meta.source, route.meta.doc_index)
         refs = S.Condition(S.RESOLVED_REFS, True, S.R_RESOLVED_REFS, "All references resolved")
         if backend_errors:
             refs = S.Condition(S.RESOLVED_REFS, False, backend_errors[0].reason, backend_errors[0].message)

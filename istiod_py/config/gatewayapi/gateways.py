@@ -72,7 +72,7 @@ def our_classes(classes: Iterable[Config]) -> tuple[set[str], list[S.ResourceSta
         declared.add(c.meta.name)
         if spec.controller_name == S.CONTROLLER:
             names.add(c.meta.name)
-            st = S.ResourceStatus("GatewayClass", "", c.meta.name, c.meta.source)
+            st = S.ResourceStatus("GatewayClass", "", c.meta.name, c.meta.source, c.meta.doc_index)
             st.conditions.append(S.Condition(S.ACCEPTED, True, S.R_ACCEPTED, "Handled by istiod_py"))
             statuses.append(st)
     if DEFAULT_CLASS not in declared:
@@ -170,7 +170,7 @@ def convert_gateway(
     gw: Config, grants: Grants, known_namespaces: Iterable[str]
 ) -> tuple[list[Config], list[ListenerInfo], S.ResourceStatus]:
     spec: Any = gw.spec
-    st = S.ResourceStatus("Gateway", gw.meta.namespace, gw.meta.name, gw.meta.source)
+    st = S.ResourceStatus("Gateway", gw.meta.namespace, gw.meta.name, gw.meta.source, gw.meta.doc_index)
     out: list[Config] = []
     infos: list[ListenerInfo] = []
     by_port: dict[int, list[Any]] = {}

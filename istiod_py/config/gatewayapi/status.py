@@ -1,7 +1,7 @@
 """Status as the Gateway API spec defines it: conditions per GatewayClass, Gateway,
 listener and route parent, with the spec's condition types and reasons.
 
-Conversion fills these; `/debug/configz` and `istiod-py validate` show them (file mode);
+Conversion fills these; `/debug/configz` and `istiod-py analyze` show them (file mode);
 a Kubernetes status writer can write `as_dict()` into the resources' `status`.
 """
 
@@ -96,6 +96,7 @@ class ResourceStatus:
     namespace: str
     name: str
     source: str = ""
+    doc_index: int = 0
     conditions: list[Condition] = field(default_factory=list)
     listeners: list[ListenerStatus] = field(default_factory=list)
     parents: list[ParentStatus] = field(default_factory=list)
@@ -111,7 +112,7 @@ class ResourceStatus:
         return out
 
     def problems(self) -> list[str]:
-        """One line per False condition (True for Conflicted), for `istiod-py validate`."""
+        """One line per False condition (True for Conflicted), for `istiod-py analyze`."""
         lines = []
         for c in self.conditions:
             if _bad(c):
@@ -143,7 +144,7 @@ def _s(c: Condition) -> str:
 def warnings(statuses: Iterable[ResourceStatus]) -> list[ConfigError]:
     """Unhealthy conditions as located warnings, for `istiod-py analyze`."""
     return [
-        ConfigError(st.source, 0, line, st.kind, st.namespace, st.name, "status")
+        ConfigError(st.source, st.doc_index, line, st.kind, st.namespace, st.name, "status")
         for st in statuses
         for line in st.problems()
     ]

@@ -147,7 +147,7 @@ def render_doc() -> str:
         "resource and field) and converted to Istio Gateways and VirtualServices as istiod converts them",
         "(`istiod_py/config/gatewayapi/`). **rejected** fields fail loading with the message shown. Status",
         "conditions (Accepted, Programmed, ResolvedRefs, Conflicted) are in `/debug/configz` (`gatewayApiStatus`)",
-        "and printed by `istiod-py validate`.",
+        "and printed by `istiod-py analyze`.",
         "",
         "## Conformance features",
         "",
