@@ -110,6 +110,13 @@ spec:
     - type: URLRewrite
       urlRewrite: {hostname: rewritten.example.com, path: {type: ReplacePrefixMatch, replacePrefixMatch: /new}}
     backendRefs: [{name: web, port: 9080}]
+  - matches: [{path: {value: /strip}}]
+    filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /}}}]
+    backendRefs: [{name: web, port: 9080}]
+  - matches: [{path: {value: /moved-prefix/}}]
+    filters:
+    - type: RequestRedirect
+      requestRedirect: {path: {type: ReplacePrefixMatch, replacePrefixMatch: /new-home}, statusCode: 302}
   - matches: [{path: {value: /full}}]
     filters: [{type: URLRewrite, urlRewrite: {path: {type: ReplaceFullPath, replaceFullPath: /replaced}}}]
     backendRefs: [{name: web, port: 9080}]
@@ -257,6 +264,20 @@ def test_redirect_and_rewrites(env: Env) -> None:
     assert r.json()["headers"]["host"] == "rewritten.example.com"
     r = env.get("/full/x/y", "filters.example.com")
     assert r.json()["path"] == "/replaced"
+    # ReplacePrefixMatch "/" drops the prefix without leaving "//".
+    assert env.get("/strip/a/b", "filters.example.com").json()["path"] == "/a/b"
+    assert env.get("/strip", "filters.example.com").json()["path"] == "/"
+    # A redirect that replaces the matched prefix keeps the rest of the path.
+    r = env.get("/moved-prefix/page?q=1", "filters.example.com")
+    assert r.status == 302 and r.headers["location"].endswith("/new-home/page?q=1"), r.headers
+
+
+def test_path_prefix_matches_whole_segments(env: Env) -> None:
+    """Gateway API PathPrefix `/old` matches /old and /old/..., never /older (Istio's prefix would)."""
+    assert env.get("/old", "filters.example.com").json()["path"] == "/new"
+    assert env.get("/old/", "filters.example.com").json()["path"] == "/new/"
+    assert env.get("/older", "filters.example.com").status == 404
+    assert env.get("/exact/more", "match.example.com").headers.get("x-rule") == "prefix"  # "/" still matches all
 
 
 def test_mirror_seen_at_the_mirror(env: Env) -> None:

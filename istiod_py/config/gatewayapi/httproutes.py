@@ -112,6 +112,9 @@ def _redirect(route: Any, f: Any) -> None:
         red.derive_port = vs.HTTPRedirect.FROM_REQUEST_PORT
     if f.HasField("path") and f.path.type == "ReplaceFullPath":
         red.uri = f.path.replace_full_path
+    elif f.HasField("path"):
+        # istiod's encoding; the translator turns it into Envoy's redirect prefix_rewrite.
+        red.uri = "%PREFIX()%" + f.path.replace_prefix_match
 
 
 def _rewrite(route: Any, f: Any) -> None:

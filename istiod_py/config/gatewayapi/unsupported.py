@@ -31,7 +31,3 @@ GATEWAY_REJECTED: dict[str, str] = {
     "infrastructure": MSG_INFRASTRUCTURE,
     "default_scope": MSG_DEFAULT_GATEWAYS,
 }
-MSG_REDIRECT_PREFIX = (
-    f"a RequestRedirect with path type ReplacePrefixMatch is {NOT_YET}; use ReplaceFullPath, "
-    "or a URLRewrite with ReplacePrefixMatch"
-)

@@ -144,8 +144,6 @@ def _filters(
                 out.append(FieldProblem(f"{p}.requestRedirect.statusCode", "must be one of 301, 302, 303, 307, 308"))
             if r.HasField("path"):
                 _path_modifier(r.path, f"{p}.requestRedirect.path", out)
-                if r.path.type == "ReplacePrefixMatch":
-                    out.append(FieldProblem(f"{p}.requestRedirect.path.type", U.MSG_REDIRECT_PREFIX))
         elif f.type == "URLRewrite" and f.url_rewrite.HasField("path"):
             _path_modifier(f.url_rewrite.path, f"{p}.urlRewrite.path", out)
 
