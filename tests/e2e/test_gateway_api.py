@@ -131,6 +131,15 @@ spec:
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: HTTPRoute
+metadata: {name: partly-broken, namespace: default}
+spec:
+  parentRefs: [{name: gw}]
+  hostnames: [partly.example.com]
+  rules:
+  - backendRefs: [{name: web, port: 9080, weight: 3}, {name: not-a-service, port: 9080, weight: 1}]
+---
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
 metadata: {name: cross-ns, namespace: default}
 spec:
   parentRefs: [{name: gw}]
@@ -298,6 +307,23 @@ def test_weights_within_binomial_bounds(env: Env) -> None:
     sd = math.sqrt(n * 0.2 * 0.8)
     assert servers.count("web") + v2 == n
     assert n * 0.2 - 4 * sd <= v2 <= n * 0.2 + 4 * sd, v2
+
+
+def test_invalid_backend_share_answers_500(env: Env) -> None:
+    """The spec: requests an invalid backend would get answer 500, the rest reach the valid ones."""
+    n = 400
+
+    def one(_: int) -> int:
+        r = env.get("/", "partly.example.com")
+        assert r.status == 500 or r.json()["server"] == "web"
+        return r.status
+
+    with ThreadPoolExecutor(16) as pool:
+        statuses = list(pool.map(one, range(n)))
+    failed = statuses.count(500)
+    sd = math.sqrt(n * 0.25 * 0.75)
+    assert statuses.count(200) + failed == n
+    assert n * 0.25 - 4 * sd <= failed <= n * 0.25 + 4 * sd, failed
 
 
 def test_request_timeout(env: Env) -> None:

@@ -216,12 +216,14 @@ def _destinations(
         route.direct_response.status = 503  # the spec: no backend with a weight > 0 -> 503
         return
     kept = []
+    invalid_weight = 0
     for b, w in zip(refs, weights, strict=True):
         if w == 0:
             continue
         r = resolve_backend(b, kind, ns, grants, reg)
         if not r.ok:
             res.backend_errors.append(r)
+            invalid_weight += w
             continue
         d = vs.HTTPRouteDestination()
         d.destination.host = r.host
@@ -238,6 +240,12 @@ def _destinations(
     route.route.extend(kept)
     if not kept:
         route.direct_response.status = 500
+    elif invalid_weight:
+        # The spec: the share of requests an invalid backend would get answers 500. An abort
+        # of that share in front of the valid backends is that split, in Istio's terms.
+        route.fault.abort.http_status = 500
+        valid_weight = sum(w for w in weights if w) - invalid_weight
+        route.fault.abort.percentage.value = 100.0 * invalid_weight / (invalid_weight + valid_weight)
 
 
 def precedence(route: Any) -> tuple[int, int, int, int, int, int]:

@@ -44,6 +44,11 @@ TABLE: dict[str, tuple[str, str]] = {
     "GRPCRouteFilter.extensionRef": ("rejected", U.MSG_EXTENSION_REF),
     "HTTPBackendRef.filters": ("partial", f"header modifiers only; others are rejected: {U.MSG_BACKEND_FILTER}"),
     "GRPCBackendRef.filters": ("partial", f"header modifiers only; others are rejected: {U.MSG_BACKEND_FILTER}"),
+    "HTTPRouteRule.backendRefs": (
+        "supported",
+        "an invalid backend (not found, not permitted, unsupported kind) is dropped, its weight share answers 500 "
+        "and the route's ResolvedRefs is False; all weights 0: 503",
+    ),
     "HTTPRouteTimeouts.backendRequest": ("supported", "the route timeout when set (as istiod), else request"),
 }
 _MODULES = {
