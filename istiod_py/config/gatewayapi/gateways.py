@@ -242,7 +242,10 @@ def convert_gateway(
             istio_gw = gateway_pb2.Gateway()
             istio_gw.servers.append(server)
             istio_gw.selector[GATEWAY_NAME_LABEL] = gw.meta.name
-            annotations = {"internal.istio.io/parents": f"Gateway/{gw.meta.name}/{lis.name}.{gw.meta.namespace}"}
+            annotations = {
+                "internal.istio.io/gateway-semantics": "gateway",  # binds in its own namespace only
+                "internal.istio.io/parents": f"Gateway/{gw.meta.name}/{lis.name}.{gw.meta.namespace}",
+            }
             meta = ConfigMeta(
                 "Gateway",
                 "networking.istio.io/v1",
