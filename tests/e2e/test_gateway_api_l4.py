@@ -1,8 +1,10 @@
-"""Gateway API TLS passthrough (TLSRoute by SNI), TCPRoute and GRPCRoute (by method)
-through a real router Envoy to real upstreams."""
+"""Gateway API TLS passthrough (TLSRoute by SNI), HTTPS termination (certificate files
+as istiod_py's listener `tls.options`), TCPRoute and GRPCRoute (by method) through a
+real router Envoy to real upstreams."""
 
 from __future__ import annotations
 
+import json
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -42,6 +44,15 @@ spec:
 
 CONFIG = """
 apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: secure-web, namespace: default}
+spec:
+  parentRefs: [{name: edge, sectionName: https}]
+  hostnames: [web.example.com]
+  rules:
+  - backendRefs: [{name: web, port: 9080}]
+---
+apiVersion: gateway.networking.k8s.io/v1
 kind: Gateway
 metadata: {name: edge, namespace: default}
 spec:
@@ -50,6 +61,12 @@ spec:
   - {name: grpc, port: 8080, protocol: HTTP, hostname: grpc.example.com}
   - {name: tcp, port: 9000, protocol: TCP}
   - {name: tls, port: 9443, protocol: TLS, tls: {mode: Passthrough}}
+  - name: https
+    port: 8443
+    protocol: HTTPS
+    hostname: web.example.com
+    tls:
+      options: {istiod-py.io/server-certificate: CERT, istiod-py.io/private-key: KEY}
 ---
 apiVersion: gateway.networking.k8s.io/v1
 kind: GRPCRoute
@@ -112,19 +129,22 @@ def env(tmp_path: Path, envoy_factory: EnvoyFactory, upstreams: UpstreamFactory)
     mesh = Mesh(tmp_path, envoy_factory)
     try:
         a, b, db = upstreams.grpc("grpc-a"), upstreams.grpc("grpc-b"), upstreams.tcp("db")
+        web = upstreams.http("web")
+        web_pem = ca.issue("web", ["web.example.com"])
         mesh.write(
             "services.yaml",
             service("grpc-a", 50051, a.host, a.port, "grpc")
             + service("grpc-b", 50051, b.host, b.port, "grpc")
             + service("db", 9300, db.host, db.port, "tcp")
             + service("secure", 8443, secure.host, secure.port, "tls")
-            + service("secure-two", 8443, two.host, two.port, "tls"),
+            + service("secure-two", 8443, two.host, two.port, "tls")
+            + service("web", 9080, web.host, web.port, "http"),
         )
-        mesh.write("gateway-api.yaml", CONFIG)
+        mesh.write("gateway-api.yaml", CONFIG.replace("CERT", str(web_pem.cert)).replace("KEY", str(web_pem.key)))
         mesh.start()
         ip = allocate_ip()
         gw = mesh.gateway("edge-istio", ip=ip, namespace="default", labels={GW_LABEL: "edge"})
-        for port in (8080, 9000, 9443):
+        for port in (8080, 9000, 9443, 8443):
             mesh.wait_listener(gw, f"{ip}_{port}")
         mesh.wait_synced()
         yield Env(mesh, gw, ip, ca, a, b, db)
@@ -148,6 +168,17 @@ def test_tls_passthrough_by_sni(env: Env) -> None:
     # An SNI no TLSRoute names has no route.
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         https_get(env.ip, 9443, "three.example.com", "/", ca)
+
+
+def test_https_termination_with_certificate_files(env: Env) -> None:
+    ca = env.ca.pem.cert
+    r = env.mesh.wait(
+        lambda: (x := https_get(env.ip, 8443, "web.example.com", "/hello", ca)).status == 200 and x,
+        10,
+        "HTTPS through the Gateway API listener",
+    )
+    # The gateway terminated TLS with the listener's certificate and routed by HTTPRoute.
+    assert r.peer_cn == "web.example.com" and json.loads(r.body)["server"] == "web"
 
 
 def test_tcp_route(env: Env) -> None:

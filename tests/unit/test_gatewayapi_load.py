@@ -156,3 +156,12 @@ def test_analyze_prints_unhealthy_conditions(tmp_path: Path, capsys: pytest.Capt
     out = capsys.readouterr().out
     want = f"Warning: {f} (document 1): HTTPRoute ns/r: status: parentRef gw: ResolvedRefs=False BackendNotFound: "
     assert want in out, out
+
+
+def test_terminate_needs_certificate_refs_or_options() -> None:
+    text = GATEWAY.replace(
+        "listeners: [{name: http, port: 8080, protocol: HTTP}]",
+        "listeners: [{name: h, port: 8443, protocol: HTTPS, tls: {mode: Terminate}}]",
+    )
+    (err,) = errors(text)
+    assert "spec.listeners[0].tls: certificateRefs or options must be specified when mode is Terminate" in err

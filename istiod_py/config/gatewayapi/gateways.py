@@ -21,6 +21,7 @@ from istio.networking.v1alpha3 import gateway_pb2
 from istiod_py.config.model import Config, ConfigMeta
 
 from . import status as S
+from .listener_tls import listener_tls
 from .refs import GROUP, Grants
 
 GATEWAY_NAME_LABEL = "gateway.networking.k8s.io/gateway-name"
@@ -128,44 +129,6 @@ def _kinds(lis: Any) -> tuple[tuple[str, ...], list[str]]:
     return tuple(allowed), invalid
 
 
-def _tls(gw: Config, lis: Any, grants: Grants) -> tuple[Any, S.Condition | None]:
-    """The server TLS settings, or the ResolvedRefs=False condition that prevents them."""
-    tls = gateway_pb2.ServerTLSSettings()
-    mode = lis.tls.mode or "Terminate"
-    if mode == "Passthrough":
-        tls.mode = gateway_pb2.ServerTLSSettings.PASSTHROUGH
-        return tls, None
-    tls.mode = gateway_pb2.ServerTLSSettings.SIMPLE
-    if lis.tls.options.get("gateway.istio.io/tls-terminate-mode") == "MUTUAL":
-        tls.mode = gateway_pb2.ServerTLSSettings.MUTUAL
-    if len(lis.tls.certificate_refs) != 1:
-        return None, S.Condition(
-            S.RESOLVED_REFS,
-            False,
-            S.R_INVALID_CERTIFICATE_REF,
-            "exactly 1 certificateRefs should be present for TLS termination",
-        )
-    ref = lis.tls.certificate_refs[0]
-    if ref.group not in ("",) or (ref.kind or "Secret") != "Secret":
-        return None, S.Condition(
-            S.RESOLVED_REFS,
-            False,
-            S.R_INVALID_CERTIFICATE_REF,
-            f"invalid certificate reference {ref.group}/{ref.kind}/{ref.name}: only Secret is allowed",
-        )
-    ns = ref.namespace or gw.meta.namespace
-    if not grants.allowed("Gateway", gw.meta.namespace, "Secret", ns, ref.name):
-        return None, S.Condition(
-            S.RESOLVED_REFS,
-            False,
-            S.R_REF_NOT_PERMITTED,
-            f"certificateRef {ref.name}/{ns} not accessible to a Gateway in namespace {gw.meta.namespace!r} "
-            "(missing a ReferenceGrant?)",
-        )
-    tls.credential_name = f"kubernetes-gateway://{ns}/{ref.name}"
-    return tls, None
-
-
 def convert_gateway(
     gw: Config, grants: Grants, known_namespaces: Iterable[str]
 ) -> tuple[list[Config], list[ListenerInfo], S.ResourceStatus]:
@@ -225,7 +188,7 @@ def convert_gateway(
             if not lis.HasField("tls"):
                 conds[S.ACCEPTED] = S.Condition(S.ACCEPTED, False, S.R_INVALID, f"a {lis.protocol} listener needs tls")
             else:
-                tls, bad = _tls(gw, lis, grants)
+                tls, bad = listener_tls(gw, lis, grants)
                 if bad is not None:
                     conds[S.RESOLVED_REFS] = bad
                 else:

@@ -29,9 +29,15 @@ TABLE: dict[str, tuple[str, str]] = {
     "ListenerTLSConfig.certificateRefs": (
         "partial",
         "converted to credentialName kubernetes-gateway://NS/NAME as istiod does, with ReferenceGrant checks; "
-        "istiod_py serves no Kubernetes Secrets yet, so the listener reports Programmed=False (Invalid)",
+        "istiod_py serves no Kubernetes Secrets yet, so the listener reports Programmed=False (Invalid): "
+        "use the certificate-file options instead",
     ),
-    "ListenerTLSConfig.options": ("partial", "only gateway.istio.io/tls-terminate-mode: MUTUAL (as istiod)"),
+    "ListenerTLSConfig.options": (
+        "supported",
+        "istiod-py.io/server-certificate, istiod-py.io/private-key, istiod-py.io/ca-certificates: certificate files "
+        "on the gateway's host (as an Istio Gateway's serverCertificate/privateKey/caCertificates); "
+        "gateway.istio.io/tls-terminate-mode: MUTUAL (as istiod); other keys have no effect",
+    ),
     "RouteNamespaces.selector": ("partial", "file mode knows namespaces by name only (kubernetes.io/metadata.name)"),
     "HTTPRouteSpec.useDefaultGateways": ("rejected", U.MSG_DEFAULT_GATEWAYS),
     "GRPCRouteSpec.useDefaultGateways": ("rejected", U.MSG_DEFAULT_GATEWAYS),
@@ -63,7 +69,7 @@ _MODULES = {
 
 # Conformance features (gateway-api pkg/features) -> (status, note)
 FEATURES: list[tuple[str, str, str]] = [
-    ("SupportGateway", "supported", "HTTP, HTTPS (see certificateRefs), TLS, TCP listeners"),
+    ("SupportGateway", "supported", "HTTP, HTTPS (certificate files as options; see certificateRefs), TLS, TCP"),
     ("SupportGatewayPort8080", "supported", "tests/e2e/test_gateway_api.py"),
     ("SupportGatewayHTTPListenerIsolation", "supported", "listener hostnames become server hosts"),
     ("SupportReferenceGrant", "supported", "Services (routes) and Secrets (Gateways)"),

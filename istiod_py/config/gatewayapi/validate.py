@@ -244,6 +244,9 @@ def validate_gateway(spec: Any) -> Problems:
             _one_of(lis.protocol, PROTOCOLS, f"{lp}.protocol", out)
         if lis.HasField("tls") and lis.tls.mode:
             _one_of(lis.tls.mode, TLS_MODES, f"{lp}.tls.mode", out)
+        terminate = lis.HasField("tls") and (lis.tls.mode or "Terminate") == "Terminate"
+        if terminate and not lis.tls.certificate_refs and not lis.tls.options:
+            out.append(FieldProblem(f"{lp}.tls", "certificateRefs or options must be specified when mode is Terminate"))
         ns = lis.allowed_routes.namespaces
         if getattr(ns, "from"):
             _one_of(getattr(ns, "from"), FROM_NAMESPACES, f"{lp}.allowedRoutes.namespaces.from", out)
