@@ -171,19 +171,37 @@ spec:
 """
 
 
-def client_sidecar(bind: str) -> str:
+def client_sidecar(bind: str, namespace: str = "default", hosts: str = "./*") -> str:
     return f"""
 apiVersion: networking.istio.io/v1
 kind: Sidecar
-metadata: {{name: client, namespace: default}}
+metadata: {{name: client, namespace: {namespace}}}
 spec:
   workloadSelector: {{labels: {{app: client}}}}
   egress:
   - port: {{number: 9080, protocol: HTTP, name: http}}
     bind: {bind}
     captureMode: NONE
-    hosts: ["./*"]
+    hosts: ["{hosts}"]
 ---
+"""
+
+
+CONSUMER_ROUTE = """
+apiVersion: gateway.networking.k8s.io/v1
+kind: HTTPRoute
+metadata: {name: web-for-team, namespace: team}
+spec:
+  parentRefs: [{group: "", kind: Service, name: web, namespace: default, port: 9080}]
+  rules:
+  - backendRefs: [{name: web-v2, namespace: default, port: 9080}]
+---
+apiVersion: gateway.networking.k8s.io/v1beta1
+kind: ReferenceGrant
+metadata: {name: team-to-web, namespace: default}
+spec:
+  from: [{group: gateway.networking.k8s.io, kind: HTTPRoute, namespace: team}]
+  to: [{group: "", kind: Service, name: web-v2}]
 """
 
 
@@ -194,6 +212,8 @@ class Env:
     ip: str
     client: EnvoyProcess
     bind: str
+    team_client: EnvoyProcess
+    team_bind: str
     web: HttpEchoServer
     web2: HttpEchoServer
     mirror: HttpEchoServer
@@ -202,8 +222,8 @@ class Env:
     def get(self, path: str, host: str, **kw: Any) -> Response:
         return http_request(self.ip, 8080, path, host=host, **kw)
 
-    def call_web(self, headers: dict[str, str] | None = None) -> Response:
-        return http_request(self.bind, 9080, "/", host="web", headers=headers)
+    def call_web(self, headers: dict[str, str] | None = None, bind: str = "") -> Response:
+        return http_request(bind or self.bind, 9080, "/", host="web.default.svc.cluster.local", headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -222,7 +242,8 @@ def env(tmp_path_factory: pytest.TempPathFactory, envoy_bin: str) -> Iterator[En
                 + service("mirror", mirror)
                 + service("backend", backend, "other"),
             )
-            mesh.write("client.yaml", client_sidecar(bind))
+            team_bind = allocate_ip()
+            mesh.write("client.yaml", client_sidecar(bind) + client_sidecar(team_bind, "team", "*/*"))
             mesh.write("gateway.yaml", GATEWAY)
             mesh.write("routes.yaml", ROUTES)
             mesh.start()
@@ -231,7 +252,9 @@ def env(tmp_path_factory: pytest.TempPathFactory, envoy_bin: str) -> Iterator[En
             mesh.wait_listener(gw, f"{ip}_8080")
             client = mesh.sidecar("client", labels={"app": "client"})
             mesh.wait_listener(client, f"{bind}_9080")
-            e = Env(mesh, gw, ip, client, bind, web, web2, mirror, backend)
+            team_client = mesh.sidecar("team-client", namespace="team", labels={"app": "client"})
+            mesh.wait_listener(team_client, f"{team_bind}_9080")
+            e = Env(mesh, gw, ip, client, bind, team_client, team_bind, web, web2, mirror, backend)
             mesh.wait(lambda: e.get("/exact", "match.example.com").status == 200, 10, "the routes to apply")
             mesh.wait_synced()  # every resource ACKed: Envoy rejected nothing
             yield e
@@ -366,3 +389,22 @@ def test_gamma_mesh_route_changes_sidecar_traffic(env: Env) -> None:
     finally:
         env.mesh.remove("mesh-route.yaml")
     env.mesh.wait(lambda: env.call_web(headers={"x-canary": "yes"}).json()["server"] == "web", 10, "route removal")
+
+
+def test_gamma_consumer_route_applies_to_its_namespace_only(env: Env) -> None:
+    assert env.call_web(bind=env.team_bind).json()["server"] == "web"
+    env.mesh.write("consumer-route.yaml", CONSUMER_ROUTE)
+    try:
+        env.mesh.wait(lambda: env.call_web(bind=env.team_bind).json()["server"] == "web-v2", 10, "the consumer route")
+        # Callers in other namespaces keep the Service's own routing.
+        assert {env.call_web().json()["server"] for _ in range(10)} == {"web"}
+        # With the Service owner's (producer) route too, the consumer's own route still wins in its namespace.
+        env.mesh.write("mesh-route.yaml", MESH_ROUTE)
+        env.mesh.wait(lambda: env.call_web(headers={"x-canary": "yes"}).json()["server"] == "web-v2", 10, "producer")
+        env.mesh.wait_synced()
+        assert {env.call_web(bind=env.team_bind).json()["server"] for _ in range(10)} == {"web-v2"}
+        assert env.call_web().json()["server"] == "web"
+    finally:
+        env.mesh.remove("consumer-route.yaml")
+        env.mesh.remove("mesh-route.yaml")
+    env.mesh.wait(lambda: env.call_web(bind=env.team_bind).json()["server"] == "web", 10, "consumer route removal")

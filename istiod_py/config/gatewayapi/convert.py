@@ -141,6 +141,11 @@ class _Builder:
                 if a.mesh.port:
                     mesh_routes = [_with_port(r, a.mesh.port) for r in routes]
                 self._add(self.mesh_vs, (ns, a.mesh.host), route, mesh_routes, parent_name, "mesh")
+                if a.mesh.namespace != ns:
+                    # A consumer route: only the route's own namespace calls through it (GAMMA).
+                    spec = self.mesh_vs[(ns, a.mesh.host)][0]
+                    if "." not in spec.export_to:
+                        spec.export_to.append(".")
 
     def _add(
         self,

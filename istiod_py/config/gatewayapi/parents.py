@@ -18,6 +18,7 @@ class MeshParent:
 
     host: str
     port: int  # 0: every port of the Service
+    namespace: str  # the Service's
 
 
 @dataclass
@@ -89,7 +90,7 @@ def attach(
                 )
                 out.append(Attached(i, [], None, ps))
                 continue
-            mesh = MeshParent(f"{ref.name}.{ns}.svc.{DOMAIN}", ref.port if ref.HasField("port") else 0)
+            mesh = MeshParent(f"{ref.name}.{ns}.svc.{DOMAIN}", ref.port if ref.HasField("port") else 0, ns)
             ps.conditions.append(S.Condition(S.ACCEPTED, True, S.R_ACCEPTED, "Route was valid"))
             out.append(Attached(i, [], mesh, ps))
             continue
