@@ -101,7 +101,11 @@ FEATURES: list[tuple[str, str, str]] = [
     ("SupportTCPRoute", "supported", ""),
     ("SupportMesh", "supported", "GAMMA: HTTPRoute/GRPCRoute with a Service parentRef"),
     ("SupportMeshClusterIPMatching", "supported", "routes for the Service host; the sidecar matches its bind address"),
-    ("SupportMeshConsumerRoute", "supported", "a route in the caller's namespace for a Service elsewhere"),
+    (
+        "SupportMeshConsumerRoute",
+        "supported",
+        "a route in the caller's namespace for a Service elsewhere: exported to that namespace only, and first there",
+    ),
     ("SupportHTTPRouteSessionPersistence", "rejected", U.MSG_SESSION_PERSISTENCE),
     ("SupportGatewayInfrastructurePropagation", "rejected", U.MSG_INFRASTRUCTURE),
     ("SupportGatewayStaticAddresses", "no effect", "addresses are accepted and not used"),
