@@ -163,3 +163,11 @@ class ConfigError:
             parts.append(self.field)
         parts.append(self.message)
         return ": ".join(parts)
+
+
+@dataclass(frozen=True)
+class SourceUnavailable(ConfigError):
+    """A whole source (the config directory) cannot be read right now; what it
+    served before keeps serving. /ready and /debug/configz report it."""
+
+    since: float = 0.0
