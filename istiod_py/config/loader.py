@@ -30,7 +30,7 @@ from istiod_py.config.kube_types import (
     parse_object_meta,
     parse_service,
 )
-from istiod_py.config.model import DEFAULT_NAMESPACE, KINDS, Config, ConfigError, ConfigMeta, KindInfo, clip
+from istiod_py.config.model import DEFAULT_NAMESPACE, KINDS, Config, ConfigError, ConfigMeta, KindInfo, clip, quote
 from istiod_py.config.proto_yaml import parse_message
 from istiod_py.config.validation import validate_config
 from istiod_py.config.yaml_bounds import MAX_FILE_BYTES, BoundsError, load_bounded
@@ -231,7 +231,7 @@ def _load_object(doc: _Doc, result: LoadResult) -> None:
         supported = ", ".join([*sorted(KINDS), "Service (v1)", "EndpointSlice (discovery.k8s.io/v1)"])
         result.errors.append(
             doc.error(
-                f"unknown kind {kind!r} (apiVersion {api_version!r}): supported kinds are {supported}",
+                f"unknown kind {quote(kind)} (apiVersion {quote(api_version)}): supported kinds are {supported}",
                 "kind",
                 kind,
             )
@@ -253,12 +253,12 @@ def _load_list(doc: _Doc, result: LoadResult) -> None:
 
 def _load_kube(doc: _Doc, result: LoadResult, kind: str, parse: Any) -> None:
     meta = doc.body.get("metadata")
-    name = meta.get("name", "") if isinstance(meta, dict) else ""
-    namespace = (meta.get("namespace") if isinstance(meta, dict) else None) or DEFAULT_NAMESPACE
+    name = _text(meta.get("name")) if isinstance(meta, dict) else ""
+    namespace = (_text(meta.get("namespace")) if isinstance(meta, dict) else "") or DEFAULT_NAMESPACE
     try:
         obj = parse(doc.body, DEFAULT_NAMESPACE)
     except KubeParseError as exc:
-        result.errors.append(doc.error(exc.message, exc.path, kind, str(namespace), str(name)))
+        result.errors.append(doc.error(exc.message, exc.path, kind, namespace, name))
         return
     if kind == "Service":
         result.services.append(obj)
@@ -272,7 +272,7 @@ def _load_istio(doc: _Doc, info: KindInfo, api_version: str, result: LoadResult)
         accepted = ", ".join(f"{info.group}/{v}" for v in info.versions)
         result.errors.append(
             doc.error(
-                f"apiVersion {api_version!r} is not served for {info.kind}: use one of {accepted}",
+                f"apiVersion {quote(api_version)} is not served for {info.kind}: use one of {accepted}",
                 "apiVersion",
                 info.kind,
             )
@@ -288,7 +288,7 @@ def _load_istio(doc: _Doc, info: KindInfo, api_version: str, result: LoadResult)
         if key not in _TOP_LEVEL_FIELDS:
             result.errors.append(
                 doc.error(
-                    f"unknown top-level field {key!r}: did you mean to put it under 'spec'?",
+                    f"unknown top-level field {quote(key)}: did you mean to put it under 'spec'?",
                     str(key),
                     info.kind,
                     meta.namespace,

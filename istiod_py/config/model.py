@@ -147,7 +147,8 @@ class ConfigError:
     line: int | None = None
 
     def __post_init__(self) -> None:
-        for name, limit in (("message", MAX_MESSAGE_CHARS), ("field", MAX_FIELD_CHARS), ("name", MAX_FIELD_CHARS)):
+        limits = {"message": MAX_MESSAGE_CHARS, "field": MAX_FIELD_CHARS, "name": 253, "namespace": 253, "kind": 80}
+        for name, limit in limits.items():
             value = getattr(self, name)
             if len(value) > limit:
                 object.__setattr__(self, name, clip(value, limit))

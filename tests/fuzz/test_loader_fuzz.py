@@ -31,9 +31,7 @@ SAMPLES = sorted((ROOT / "deploy" / "samples").rglob("*.yaml"))
 SAMPLE_BYTES = [p.read_bytes() for p in SAMPLES]
 SAMPLE_DOCS = [d for p in SAMPLES for d in yaml.safe_load_all(p.read_text()) if isinstance(d, dict)]
 
-settings.register_profile(
-    "ci", max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck)
-)
+settings.register_profile("ci", max_examples=300, deadline=None, database=None, suppress_health_check=list(HealthCheck))
 settings.register_profile(
     "long", max_examples=5000, deadline=None, database=None, suppress_health_check=list(HealthCheck)
 )
