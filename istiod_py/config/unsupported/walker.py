@@ -8,6 +8,8 @@ from typing import Any
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
+from istiod_py.config import rules_doc
+
 from .support import Support
 from .tables import DOC_KINDS, PATH_SUPPORT, SUPPORT
 
@@ -89,4 +91,5 @@ def render_doc() -> str:
             text = s.describe().replace("|", "\\|")
             lines.append(f"| `{path}` | {text} |")
         lines.append("")
+    lines += rules_doc.render()
     return "\n".join(lines)
