@@ -32,6 +32,7 @@ from istiod_py.config.kube_types import (
 )
 from istiod_py.config.model import DEFAULT_NAMESPACE, KINDS, Config, ConfigError, ConfigMeta, KindInfo, clip, quote
 from istiod_py.config.proto_yaml import parse_message
+from istiod_py.config.scan import scan_directory
 from istiod_py.config.validation import validate_config
 from istiod_py.config.yaml_bounds import MAX_FILE_BYTES, BoundsError, load_bounded
 
@@ -376,7 +377,6 @@ def load_directory(path: str | Path) -> LoadResult:
     if not root.is_dir():
         result.errors.append(ConfigError(str(root), 0, "config directory does not exist or is not a directory"))
         return result
-    files = sorted(p for p in root.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
-    for file in files:
+    for file, _, _ in scan_directory(root).files:
         result.extend(load_file(file))
     return result
