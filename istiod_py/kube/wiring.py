@@ -1,0 +1,65 @@
+"""Kubernetes as a source of `istiod-py serve` (`--kubeconfig PATH`, or
+`--kubeconfig in-cluster`), beside or instead of the config directory.
+
+Kept apart from server.py so the control plane's wiring needs one call to add
+the cluster: `attach(control_plane, kubeconfig)` syncs every informer before
+anything listens (the first proxy sees the whole cluster) and then routes each
+change through the push pipeline like the file source's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from istiod_py.model import MeshConfig
+from istiod_py.registry.aggregate import SourceSnapshot
+
+from .client import KubeClient
+from .source import KubeSource
+
+log = logging.getLogger("istiod_py.kube")
+
+IN_CLUSTER = "in-cluster"
+
+
+class KubeAttachment:
+    def __init__(self, cp: Any, source: KubeSource, client: KubeClient) -> None:
+        self.cp = cp
+        self.source = source
+        self.client = client
+        self.base_mesh: MeshConfig = cp.aggregator.mesh
+
+    def on_change(self, snap: SourceSnapshot) -> None:
+        if self.cp.pipeline is not None:
+            self.cp.pipeline.source_changed(self.source.name, snap)
+        else:
+            self.cp.aggregator.set_source(self.source.name, snap)
+
+    def on_mesh(self, mesh: MeshConfig | None) -> None:
+        """The `istio` ConfigMap wins over --mesh-config while it exists."""
+        new = mesh if mesh is not None else self.base_mesh
+        if new == self.cp.aggregator.mesh:
+            return
+        log.info("mesh config from the cluster changed: %s", new)
+        self.cp.aggregator.mesh = new
+        self.cp.mesh = new
+        self.on_change(self.source.snapshot)  # the rebuild sees the new mesh: a full push
+
+    async def stop(self) -> None:
+        await self.source.stop()
+        await asyncio.to_thread(self.client.close)
+
+
+async def attach(cp: Any, kubeconfig: str, sync_timeout: float = 60.0) -> KubeAttachment:
+    path = None if kubeconfig == IN_CLUSTER else kubeconfig
+    client = await asyncio.to_thread(KubeClient.from_kubeconfig, path)
+    root_ns = cp.aggregator.mesh.root_namespace
+    source = KubeSource(client, lambda snap: None, root_namespace=root_ns)
+    att = KubeAttachment(cp, source, client)
+    source.on_change = att.on_change
+    source.on_mesh = att.on_mesh
+    snap = await source.start(sync_timeout)
+    cp.aggregator.set_source(source.name, snap)
+    log.info("kubernetes source: %s (%s)", client.host, client.description)
+    return att
