@@ -42,12 +42,14 @@ class KubeClient:
     @staticmethod
     def from_kubeconfig(path: str | None, context: str | None = None) -> KubeClient:
         """`path` None or "": in-cluster config (service-account token and CA)."""
-        if path:
-            api = kconfig.new_client_from_config(config_file=path, context=context)
-            return KubeClient(api, f"kubeconfig {path}")
         cfg = kclient.Configuration()
-        kconfig.load_incluster_config(client_configuration=cfg)
-        return KubeClient(kclient.ApiClient(cfg), "in-cluster config")
+        if path:
+            kconfig.load_kube_config(config_file=path, context=context, client_configuration=cfg)
+        else:
+            kconfig.load_incluster_config(client_configuration=cfg)
+        # One long-lived watch per resource plus requests: more than urllib3's default 10.
+        cfg.connection_pool_maxsize = 64
+        return KubeClient(kclient.ApiClient(cfg), f"kubeconfig {path}" if path else "in-cluster config")
 
     @property
     def host(self) -> str:

@@ -10,6 +10,7 @@ pruned first instead of being reported as typos.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping
@@ -169,7 +170,8 @@ def istio_converter(info: KindInfo, version: Any) -> Any:
         ns, name = _ns_name(obj)
         result: LoadResult = load_text(json.dumps(body), f"kubernetes {info.kind} {ns}/{name}")
         config = result.configs[0] if result.configs and not result.errors else None
-        return IstioObject(config, tuple(result.errors))
+        # A line number in the JSON the loader was given means nothing to the user.
+        return IstioObject(config, tuple(dataclasses.replace(e, line=None) for e in result.errors))
 
     return convert
 
