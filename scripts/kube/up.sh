@@ -11,7 +11,9 @@
 #                                                    (same port, same etcd: a restart as
 #                                                    a cluster upgrade would do it)
 # Env: KUBE_KCM=0 (no controller-manager), KUBE_SCHEDULER=1 (also kube-scheduler),
-#      KUBE_READY_TIMEOUT (seconds, default 120), and build.sh's knobs.
+#      KUBE_READY_TIMEOUT (seconds, default 120), KUBE_APISERVER_ARGS (extra flags, e.g.
+#      "--etcd-compaction-interval=10s" so that old resourceVersions expire: 410 Gone),
+#      and build.sh's knobs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 log() { echo "kube-up: $*" >&2; }
@@ -42,7 +44,7 @@ start_apiserver() {  # start_apiserver RUN_DIR: args from RUN_DIR/env, waits for
     --service-account-signing-key-file "$run/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range 10.96.0.0/16 \
-    --v=1 >> "$run/kube-apiserver.log" 2>&1 &
+    --v=1 $APISERVER_ARGS >> "$run/kube-apiserver.log" 2>&1 &
   echo $! > "$run/kube-apiserver.pid"
   local i
   for i in $(seq $((KUBE_READY_TIMEOUT * 5))); do
@@ -87,6 +89,7 @@ BIN=$BIN
 ETCD_PORT=$ETCD_PORT
 API_PORT=$API_PORT
 ADMIN_TOKEN=$ADMIN_TOKEN
+APISERVER_ARGS="${KUBE_APISERVER_ARGS:-}"
 ENV
 cp "$HERE/down.sh" "$RUN_DIR/down.sh"
 

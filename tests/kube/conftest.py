@@ -21,6 +21,7 @@ from tests.support.kube import KubeCluster, build
 
 _HERE = Path(__file__).resolve().parent
 _BUILD_ERROR: list[str] = []
+COMPACTION = "--etcd-compaction-interval=10s --watch-cache-sizes=configmaps#0"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -46,7 +47,10 @@ def kube() -> Iterator[KubeCluster]:
     run_dir = Path(tempfile.mkdtemp(prefix="istiod-py-kube-"))
     cluster = KubeCluster(run_dir)
     try:
-        cluster.start()
+        # Compaction every 10 s (default 5 min) and ConfigMaps watched straight from
+        # etcd (no watch cache): old resourceVersions really expire within the
+        # session, and watches meet real 410 Gone answers.
+        cluster.start(apiserver_args=COMPACTION)
     except Exception as e:
         cluster.stop()
         pytest.fail(f"cannot start the Kubernetes control plane: {e}", pytrace=False)

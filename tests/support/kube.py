@@ -11,6 +11,7 @@ scripts/kube/up.sh (binaries cached outside the repo; see scripts/kube/build.sh)
 from __future__ import annotations
 
 import json
+import os
 import secrets
 import subprocess
 import time
@@ -30,9 +31,7 @@ CRD_DIR = ROOT / "deploy" / "crds"
 
 def build(timeout: float = 3600.0) -> Path:
     """Builds the binaries if the cache lacks them (cold: 6-10 min); returns the bin dir."""
-    out = subprocess.run(
-        [str(SCRIPTS / "build.sh")], capture_output=True, text=True, timeout=timeout, check=False
-    )
+    out = subprocess.run([str(SCRIPTS / "build.sh")], capture_output=True, text=True, timeout=timeout, check=False)
     if out.returncode != 0:
         raise AssertionError(f"scripts/kube/build.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
     return Path(out.stdout.strip().splitlines()[-1])
@@ -44,10 +43,16 @@ class KubeCluster:
         self.kubeconfig = self.run_dir / "kubeconfig"
         self._client: KubeClient | None = None
 
-    def start(self, timeout: float = 3600.0) -> KubeCluster:
+    def start(self, timeout: float = 3600.0, apiserver_args: str = "") -> KubeCluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, "KUBE_APISERVER_ARGS": apiserver_args}
         out = subprocess.run(
-            [str(SCRIPTS / "up.sh"), str(self.run_dir)], capture_output=True, text=True, timeout=timeout, check=False
+            [str(SCRIPTS / "up.sh"), str(self.run_dir)],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+            env=env,
         )
         if out.returncode != 0:
             raise AssertionError(
