@@ -174,6 +174,8 @@ class ControlPlane:
         from istiod_py.ca.runtime import start_ca  # the CA is optional at import time
 
         self.ca = start_ca(o, self.mesh)
+        if self.kube is not None:  # CSRs with service-account tokens, checked by TokenReview
+            self.kube.extend_ca(self.ca)
         creds = self.ca.server_credentials()
         self.secure_server = grpc.aio.server(options=options)
         assert self.xds is not None

@@ -46,6 +46,11 @@ class KubeAttachment:
         self.cp.mesh = new
         self.on_change(self.source.snapshot)  # the rebuild sees the new mesh: a full push
 
+    def extend_ca(self, ca_runtime: Any) -> None:
+        from .tokenreview import add_to_ca
+
+        add_to_ca(ca_runtime, self.client)
+
     async def stop(self) -> None:
         await self.source.stop()
         await asyncio.to_thread(self.client.close)
