@@ -20,6 +20,7 @@ KUBE_BINARIES=${KUBE_BINARIES:-"kube-apiserver etcd kube-controller-manager kube
 CACHE=${ISTIOD_PY_KUBE_CACHE:-$HOME/.cache/istiod_py/kube}
 GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 log() { echo "kube-build: $*" >&2; }
+trap 'log "FAILED at line $LINENO (exit $?)"' ERR
 
 [ -x "$GO" ] || { log "no Go toolchain (looked for go on PATH and /usr/local/go/bin/go); install Go >= 1.26"; exit 1; }
 mkdir -p "$CACHE"
@@ -72,7 +73,8 @@ for b in $KUBE_BINARIES; do
   # k8s.io/kubernetes (or etcd) off the pinned version, breaking the staging replaces.
   case $b in
     etcd)
-      ev=${ETCD_VERSION:-$(cd "$MOD" && "$GO" mod graph | awk '$1 ~ /^k8s.io\/kubernetes@/ && $2 ~ /^go.etcd.io\/etcd\/server\/v3@/ {sub(/.*@/,"",$2); print $2; exit}')}
+      # awk reads to the end (no early exit): under pipefail, SIGPIPE in "go mod graph" would fail the build
+      ev=${ETCD_VERSION:-$(cd "$MOD" && "$GO" mod graph | awk '!found && $1 ~ /^k8s.io\/kubernetes@/ && $2 ~ /^go.etcd.io\/etcd\/server\/v3@/ {sub(/.*@/,"",$2); print $2; found=1}')}
       [ -n "$ev" ] || { log "cannot tell which etcd k8s.io/kubernetes v$KUBE_VERSION pins; set ETCD_VERSION"; exit 1; }
       pkg=go.etcd.io/etcd/server/v3@$ev ;;
     *) pkg=k8s.io/kubernetes/cmd/$b@v$KUBE_VERSION ;;
