@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from typing import Any
 
 from istiod_py.model import MeshConfig
 from istiod_py.registry.aggregate import SourceSnapshot
 
 from .client import KubeClient
+from .leader import LeaderElector
 from .source import KubeSource
 
 log = logging.getLogger("istiod_py.kube")
@@ -29,6 +31,19 @@ class KubeAttachment:
         self.source = source
         self.client = client
         self.base_mesh: MeshConfig = cp.aggregator.mesh
+        self.publisher: Any = None
+        # Singleton duties (root-cert publishing) run on the Lease holder only.
+        self.leader = LeaderElector(
+            client,
+            cp.aggregator.mesh.root_namespace,
+            lease_duration=float(os.environ.get("ISTIOD_PY_LEASE_DURATION", "15")),
+            retry=float(os.environ.get("ISTIOD_PY_LEASE_RETRY", "2")),
+            on_change=self._leadership,
+        )
+
+    def _leadership(self, leader: bool) -> None:
+        if leader and self.publisher is not None:
+            self.publisher.resync()
 
     def on_change(self, snap: SourceSnapshot) -> None:
         if self.cp.pipeline is not None:
@@ -47,11 +62,19 @@ class KubeAttachment:
         self.on_change(self.source.snapshot)  # the rebuild sees the new mesh: a full push
 
     def extend_ca(self, ca_runtime: Any) -> None:
+        from .rootcert import RootCertPublisher
         from .tokenreview import add_to_ca
 
         add_to_ca(ca_runtime, self.client)
+        self.publisher = RootCertPublisher(
+            self.client, lambda: str(ca_runtime.ca.root_pem), lambda: self.leader.is_leader
+        )
+        self.publisher.start()
 
     async def stop(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+        await self.leader.stop()  # releases the Lease: a successor need not wait it out
         await self.source.stop()
         await asyncio.to_thread(self.client.close)
 
@@ -66,5 +89,6 @@ async def attach(cp: Any, kubeconfig: str, sync_timeout: float = 60.0) -> KubeAt
     source.on_mesh = att.on_mesh
     snap = await source.start(sync_timeout)
     cp.aggregator.set_source(source.name, snap)
+    att.leader.start()
     log.info("kubernetes source: %s (%s)", client.host, client.description)
     return att
