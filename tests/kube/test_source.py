@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import socket
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from istiod_py.kube.client import KubeApiError
+from istiod_py.kube.client import KubeApiError, KubeClient
 from istiod_py.kube.informer import Informer
 from istiod_py.kube.source import CONFIGMAPS, PODS, KubeSource
 from istiod_py.model import MeshConfig, MeshState, Resolution
@@ -301,3 +303,20 @@ async def test_watch_restarts_resume_from_the_last_version(kube: KubeCluster) ->
         assert len(seen) == 12, seen
     finally:
         await inf.stop()
+
+
+async def test_unreachable_api_server_fails_start_naming_it(tmp_path: Path) -> None:
+    """No silent empty mesh: a source that cannot list everything refuses to start."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again: nothing listens there
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c\n"
+        f"clusters: [{{name: c, cluster: {{server: 'https://127.0.0.1:{port}', insecure-skip-tls-verify: true}}}}]\n"
+        "users: [{name: u, user: {token: t}}]\ncontexts: [{name: c, context: {cluster: c, user: u}}]\n"
+    )
+    src = KubeSource(KubeClient.from_kubeconfig(str(kc)), lambda snap: None)
+    with pytest.raises(RuntimeError) as err:
+        await src.start(sync_timeout=2)
+    assert f"https://127.0.0.1:{port}" in str(err.value) and "Service" in str(err.value)
