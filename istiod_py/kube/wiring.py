@@ -11,6 +11,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+from pathlib import Path
 from typing import Any
 
 from istiod_py.model import MeshConfig
@@ -32,6 +34,7 @@ class KubeAttachment:
         self.client = client
         self.base_mesh: MeshConfig = cp.aggregator.mesh
         self.publisher: Any = None
+        self.cacerts_copy: Path | None = None  # the cacerts Secret's files, removed on stop
         # Singleton duties (root-cert publishing) run on the Lease holder only.
         self.leader = LeaderElector(
             client,
@@ -77,14 +80,23 @@ class KubeAttachment:
         await self.leader.stop()  # releases the Lease: a successor need not wait it out
         await self.source.stop()
         await asyncio.to_thread(self.client.close)
+        if self.cacerts_copy is not None:
+            shutil.rmtree(self.cacerts_copy, ignore_errors=True)
 
 
 async def attach(cp: Any, kubeconfig: str, sync_timeout: float = 60.0) -> KubeAttachment:
     path = None if kubeconfig == IN_CLUSTER else kubeconfig
     client = await asyncio.to_thread(KubeClient.from_kubeconfig, path)
     root_ns = cp.aggregator.mesh.root_namespace
-    source = KubeSource(client, lambda snap: None, root_namespace=root_ns)
-    att = KubeAttachment(cp, source, client)
+    att = KubeAttachment(cp, KubeSource(client, lambda snap: None, root_namespace=root_ns), client)
+    if cp.opts.enable_ca and not cp.opts.cacerts_dir:  # the CA starts after this: plug-in CA from the cluster
+        from .cacerts import fetch_cacerts
+
+        plugin = await asyncio.to_thread(fetch_cacerts, client, root_ns)
+        if plugin is not None:
+            cp.opts.cacerts_dir = str(plugin)
+            att.cacerts_copy = plugin
+    source = att.source
     source.on_change = att.on_change
     source.on_mesh = att.on_mesh
     snap = await source.start(sync_timeout)
