@@ -107,6 +107,7 @@ class Informer(Generic[T]):
         # Thread side: resourceVersion and converted object per key.
         self._rv: dict[Key, str] = {}
         self._objs: dict[Key, T] = {}
+        self._listed = False
 
     @property
     def name(self) -> str:
@@ -199,11 +200,15 @@ class Informer(Generic[T]):
             self.version = version
             break
         else:
-            if self.version or not self._rv:
+            # Not served (no CRD yet): an empty store, delivered only when that is news,
+            # so polling for the CRD does not rebuild the mesh every few seconds.
+            news = not self._listed or bool(self._objs)
+            if news:
                 log.debug("%s: not served (%s)", self.name, last_404)
+                self._deliver(Batch({}, replace=True), synced=True)
             self.version = ""
             self._rv, self._objs = {}, {}
-            self._deliver(Batch({}, replace=True), synced=True)
+            self._listed = True
             return ""
         rvs: dict[Key, str] = {}
         objs: dict[Key, T] = {}
@@ -219,6 +224,7 @@ class Informer(Generic[T]):
             if conv is not None:
                 objs[key] = conv
         self._rv, self._objs = rvs, objs
+        self._listed = True
         self.relists += 1
         self._deliver(Batch(dict(objs), replace=True), synced=True)
         return rv

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from istiod_py.kube.client import KubeApiError, KubeClient
-from istiod_py.kube.informer import Informer
+from istiod_py.kube.informer import Informer, Resource
 from istiod_py.kube.source import CONFIGMAPS, PODS, KubeSource
 from istiod_py.model import MeshConfig, MeshState, Resolution
 from istiod_py.registry.aggregate import Aggregator, diff
@@ -320,3 +320,18 @@ async def test_unreachable_api_server_fails_start_naming_it(tmp_path: Path) -> N
     with pytest.raises(RuntimeError) as err:
         await src.start(sync_timeout=2)
     assert f"https://127.0.0.1:{port}" in str(err.value) and "Service" in str(err.value)
+
+
+async def test_a_kind_not_served_is_empty_and_quiet(kube: KubeCluster) -> None:
+    """No CRD (yet): synced with nothing, and polling for it delivers no news."""
+    batches: list[Any] = []
+    res = Resource("Widget", "example.istiod-py.dev", ("v1",), "widgets")
+    inf: Informer[Any] = Informer(kube.client, res, lambda o: o, lambda i, b: batches.append(b))
+    inf.ABSENT_RETRY = 0.1
+    inf.start()
+    try:
+        await until(inf.synced.is_set, what="synced")
+        await asyncio.sleep(1.0)  # about ten more looks for the CRD
+        assert len(batches) == 1 and batches[0].replace and inf.store == {}
+    finally:
+        await inf.stop()
