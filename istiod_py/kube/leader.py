@@ -85,12 +85,17 @@ class LeaderElector:
                 self.on_change(leader)
 
     async def _run(self) -> None:
+        last_error = ""
         while True:
             try:
                 leader = await asyncio.to_thread(self._try_acquire_or_renew)
             except Exception as e:  # the API server is away: keep trying; a leader that cannot renew steps down
-                log.warning("Lease %s/%s: %s", self.namespace, self.name, e)
+                if str(e) != last_error:  # once per distinct problem, not every retry
+                    log.warning("Lease %s/%s: %s; retrying every %ss", self.namespace, self.name, e, self.retry)
+                last_error = str(e)
                 leader = self.is_leader and time.monotonic() - self._observed[1] < self.lease_duration
+            else:
+                last_error = ""
             self._set(leader)
             await asyncio.sleep(self.retry)
 

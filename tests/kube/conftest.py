@@ -26,7 +26,10 @@ COMPACTION = "--etcd-compaction-interval=10s --watch-cache-sizes=configmaps#0"
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if not any(_HERE in Path(str(i.fspath)).resolve().parents for i in items):
+    mine = [i for i in items if _HERE in Path(str(i.fspath)).resolve().parents]
+    for item in mine:  # `-m "not kube"` deselects them
+        item.add_marker(pytest.mark.kube)
+    if not mine:
         return
     reporter = config.pluginmanager.get_plugin("terminalreporter")
     t0 = time.monotonic()
