@@ -93,6 +93,7 @@ def service_entries(
     workload_entries: Sequence[Config],
     domain: str,
     cache: ConversionCache | None = None,
+    pods: PodIndex = EMPTY_INDEX,
 ) -> None:
     cache = cache or ConversionCache()
     we_by_ns: dict[str, list[Config]] = {}
@@ -100,12 +101,23 @@ def service_entries(
         we_by_ns.setdefault(wcfg.meta.namespace, []).append(wcfg)
     for cfg in configs:
         spec: Any = cfg.spec
-        wes = we_by_ns.get(cfg.meta.namespace, []) if spec.HasField("workload_selector") else []
-        inputs: tuple[object, ...] = ("se", cfg, *wes)
-        reg.merge(cache.get(inputs, lambda r, cfg=cfg, wes=wes: _service_entry(r, cfg, wes)))
+        selecting = spec.HasField("workload_selector")
+        wes = we_by_ns.get(cfg.meta.namespace, []) if selecting else []
+        # Istio: a workloadSelector selects the namespace's Pods too (Kubernetes source).
+        sel_pods = _selected_pods(pods, cfg.meta.namespace, spec.workload_selector.labels) if selecting else []
+        inputs: tuple[object, ...] = ("se", cfg, *wes, "pods", *sel_pods)
+        reg.merge(cache.get(inputs, lambda r, cfg=cfg, wes=wes, sp=sel_pods: _service_entry(r, cfg, wes, sp)))
 
 
-def _service_entry(reg: Registry, cfg: Config, workload_entries: Sequence[Config]) -> None:
+def _selected_pods(pods: PodIndex, namespace: str, selector: Mapping[str, str]) -> list[PodInfo]:
+    if not pods:
+        return []
+    return [p for p in pods.in_namespace(namespace) if p.ips and labels_match(selector, p.labels)]
+
+
+def _service_entry(
+    reg: Registry, cfg: Config, workload_entries: Sequence[Config], pods: Sequence[PodInfo] = ()
+) -> None:
     spec: Any = cfg.spec
     ns = cfg.meta.namespace
     ports = tuple(
@@ -136,6 +148,22 @@ def _service_entry(reg: Registry, cfg: Config, workload_entries: Sequence[Config
                     w: Any = wcfg.spec
                     if wcfg.meta.namespace == ns and labels_match(selector, w.labels):
                         reg.add_endpoint(_workload_endpoint(host, port, w, ns, wcfg.meta.name))
+                for pod in pods:
+                    reg.add_endpoint(
+                        Endpoint.make(
+                            host,
+                            port.number,
+                            pod.ips[0],
+                            port.target_port or port.number,
+                            pod.labels,
+                            locality=pod.locality,
+                            service_account=pod.service_account,
+                            namespace=ns,
+                            workload_name=pod.workload_name or pod.name,
+                            healthy=pod.ready,
+                            tls_mode="istio" if pod.labels.get(TLS_MODE_LABEL) == "istio" else "",
+                        )
+                    )
 
 
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
@@ -305,6 +333,6 @@ def build_registry(
     wes = [c for c in configs if c.meta.kind == "WorkloadEntry"]
     ses = [c for c in configs if c.meta.kind == "ServiceEntry"]
     kube_services(reg, services, slices, wes, domain, cache, pods)
-    service_entries(reg, ses, wes, domain, cache)
+    service_entries(reg, ses, wes, domain, cache, pods)
     cache.end_build()
     return reg

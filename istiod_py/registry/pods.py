@@ -33,10 +33,15 @@ class PodIndex:
     def __init__(self, pods: Iterable[PodInfo] = ()) -> None:
         self.by_name: dict[tuple[str, str], PodInfo] = {}
         self.by_ip: dict[tuple[str, str], PodInfo] = {}
+        self.by_namespace: dict[str, list[PodInfo]] = {}
         for p in pods:
             self.by_name[(p.namespace, p.name)] = p
+            self.by_namespace.setdefault(p.namespace, []).append(p)
             for ip in p.ips:
                 self.by_ip.setdefault((p.namespace, ip), p)
+
+    def in_namespace(self, namespace: str) -> list[PodInfo]:
+        return self.by_namespace.get(namespace, [])
 
     def __bool__(self) -> bool:
         return bool(self.by_name)

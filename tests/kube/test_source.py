@@ -335,3 +335,28 @@ async def test_a_kind_not_served_is_empty_and_quiet(kube: KubeCluster) -> None:
         assert len(batches) == 1 and batches[0].replace and inf.store == {}
     finally:
         await inf.stop()
+
+
+async def test_service_entry_workload_selector_selects_pods(kube: KubeCluster, watched: Watched) -> None:
+    """As Istio: a ServiceEntry's workloadSelector selects the namespace's Pods as well as WorkloadEntries."""
+    ns = kube.namespace("sesel")
+    kube.apply(f"""
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: db, namespace: {ns}}}
+spec:
+  hosts: [db.internal]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{{number: 5432, name: tcp-db, protocol: TCP, targetPort: 15432}}]
+  workloadSelector: {{labels: {{app: db}}}}
+""")
+    kube.pod(ns, "db-0", "10.244.9.1", {"app": "db"}, node="none-needed", service_account="db")
+    kube.pod(ns, "web-0", "10.244.9.2", {"app": "web"}, node="none-needed")
+    state = await until(lambda: eps(s := watched.build(), "db.internal") and s, what="the selected Pod")
+    (ep,) = state.endpoints["db.internal"]
+    assert (ep.address, ep.port, ep.service_account, ep.healthy) == ("10.244.9.1", 15432, "db", True)
+    kube.client.patch(f"/api/v1/namespaces/{ns}/pods/web-0", {"metadata": {"labels": {"app": "db"}}})
+    await until(
+        lambda: set(eps(watched.build(), "db.internal")) == {"10.244.9.1", "10.244.9.2"}, what="a relabelled Pod"
+    )
