@@ -23,7 +23,7 @@ from istiod_py.kube.informer import Informer, Resource
 from istiod_py.kube.source import CONFIGMAPS, PODS, KubeSource
 from istiod_py.model import MeshConfig, MeshState, Resolution
 from istiod_py.registry.aggregate import Aggregator, diff
-from tests.support.kube import KubeCluster
+from tests.support.kube import KubeCluster, wait
 
 DOMAIN = "svc.cluster.local"
 
@@ -360,3 +360,37 @@ spec:
     await until(
         lambda: set(eps(watched.build(), "db.internal")) == {"10.244.9.1", "10.244.9.2"}, what="a relabelled Pod"
     )
+
+
+def test_scheduler_binds_pods_to_a_schedulable_node(kube: KubeCluster) -> None:
+    """The session runs the real kube-scheduler: a Pod without nodeName is bound
+    to a Node that reports capacity (what the one-host node of the companion work relies on)."""
+    ns = kube.namespace("sched")
+    node = f"sched-{secrets.token_hex(3)}"
+    kube.node(node, {"kubernetes.io/hostname": node})
+    kube.client.patch(
+        f"/api/v1/nodes/{node}/status",
+        {
+            "status": {
+                "capacity": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "allocatable": {"cpu": "4", "memory": "8Gi", "pods": "110"},
+                "conditions": [{"type": "Ready", "status": "True", "reason": "KubeletReady"}],
+            }
+        },
+    )
+    # The API server taints a new Node not-ready; the node-lifecycle controller (off in the
+    # test cluster: no kubelet renews leases) would lift it once Ready. Lift it by hand.
+    kube.client.patch(f"/api/v1/nodes/{node}", {"spec": {"taints": None}})
+    kube.apply(
+        {
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {"name": "p", "namespace": ns},
+            "spec": {
+                "nodeSelector": {"kubernetes.io/hostname": node},
+                "automountServiceAccountToken": False,
+                "containers": [{"name": "app", "image": "app:1"}],
+            },
+        }
+    )
+    wait(lambda: kube.get(f"/api/v1/namespaces/{ns}/pods/p")["spec"].get("nodeName") == node, 30, "the Pod bound")

@@ -45,7 +45,7 @@ class KubeCluster:
 
     def start(self, timeout: float = 3600.0, apiserver_args: str = "") -> KubeCluster:
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "KUBE_APISERVER_ARGS": apiserver_args}
+        env = {**os.environ, "KUBE_APISERVER_ARGS": apiserver_args, "KUBE_SCHEDULER": "1"}
         out = subprocess.run(
             [str(SCRIPTS / "up.sh"), str(self.run_dir)],
             capture_output=True,
