@@ -23,9 +23,9 @@ from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
 from .gateway.generate import generate as generate_gateway
 from .security import mtls
+from .sidecar import capture, capture_outbound, tcproute
 from .sidecar import listeners as lds
 from .sidecar import routes as rds
-from .sidecar import tcproute
 from .traffic import lb_locality
 
 
@@ -100,6 +100,8 @@ class Translator:
     def clusters(self, ctx: PushContext, proxy: Proxy) -> Resources:
         outbound = self.outbound_clusters(ctx, proxy)
         scope = ctx.sidecar_scope(proxy)
+        if not proxy.capture_none:
+            return resources_of(outbound, capture.inbound_clusters(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
@@ -172,11 +174,17 @@ class Translator:
     def listeners(self, ctx: PushContext, proxy: Proxy) -> Resources:
         scope = ctx.sidecar_scope(proxy)
 
-        def outbound() -> Part:
-            return Part(
-                {lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in lds.outbound_listeners(ctx, proxy, scope)}
-            )
+        # With iptables capture, virtualOutbound joins the per-port listeners.
+        make_outbound = lds.outbound_listeners if proxy.capture_none else capture_outbound.outbound_listeners
 
+        def outbound() -> Part:
+            return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in make_outbound(ctx, proxy, scope)})
+
+        if not proxy.capture_none:
+            l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
+            labels_key = proxy.labels_key if l4_labels else ()
+            key = ("lds-out", scope.key, proxy.interception_mode, labels_key)
+            return resources_of(ctx.cached(key, outbound), capture.inbound_listeners(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:

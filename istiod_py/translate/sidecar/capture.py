@@ -1,0 +1,49 @@
+"""Inbound resources for a sidecar whose traffic iptables captures (INTERCEPTION_MODE
+REDIRECT or TPROXY): the inbound clusters and `virtualInbound`, memoized per
+state. captureMode NONE never comes here (generate.py keeps its own path)."""
+
+from __future__ import annotations
+
+from istiod_py.cache.resources import Part, build
+from istiod_py.model import Proxy
+from istiod_py.xds.types import TypeUrl
+
+from ..context import PushContext, SidecarScope
+from ..security import mtls
+from . import capture_clusters, capture_inbound
+
+
+def inbound_clusters(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> Part:
+    ingress = tuple(capture_inbound.captured_inbound_ports(ctx, proxy, scope))
+
+    def make() -> Part:
+        out = {}
+        for c in (capture_clusters.inbound_passthrough(),):
+            out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+        for ing in ingress:
+            c = capture_clusters.inbound_cluster(ctx, proxy, ing.port, ing.default_endpoint)
+            out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+        return Part(out)
+
+    return ctx.cached(("cds-in-captured", ingress), make)
+
+
+def inbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> Part:
+    ingress = tuple(capture_inbound.captured_inbound_ports(ctx, proxy, scope))
+    # What the chains read besides the ports: PeerAuthentication modes and the
+    # policies selected by the proxy's namespace and labels (authz, authn).
+    key = (
+        "lds-in-captured",
+        proxy.ip,
+        proxy.namespace,
+        proxy.labels_key,
+        proxy.interception_mode,
+        ingress,
+        mtls.inbound_key(ctx, proxy, [0, *(i.port.number for i in ingress)]),
+    )
+
+    def make() -> Part:
+        lst = capture_inbound.virtual_inbound(ctx, proxy, list(ingress))
+        return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst)})
+
+    return ctx.cached(key, make)
