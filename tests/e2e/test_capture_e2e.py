@@ -1,0 +1,168 @@
+"""Transparent capture end to end: two pods as network namespaces, each with
+`istiod-py iptables` rules applied by real iptables, a real Envoy running as UID
+1337 inside each with a REDIRECT bootstrap, and the unchanged sample app on its
+normal port. The client app calls the server's Service VIP with a plain HTTP
+client; the VirtualService routing and fault applied on the way, the headers
+the server app sees and both Envoys' stats show the call went through the
+client sidecar (virtualOutbound -> 0.0.0.0_9080) and the server sidecar
+(virtualInbound -> inbound|9080||). A port excluded by the capture annotations
+reaches the app directly, through neither sidecar."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from istiod_py.inject.iptables import from_annotations
+from tests.support.capture_pods import ADMIN_PORT, PodEnvoy, captured_sidecar, http_get, start_app
+from tests.support.envoy import EnvoyFactory
+from tests.support.mesh import Mesh
+from tests.support.netns import NetnsLab, netns_lab
+
+APP_PORT = 9080
+EXCLUDED_PORT = 9090
+
+CONFIG = """\
+apiVersion: v1
+kind: Service
+metadata: {{name: server, namespace: default}}
+spec:
+  clusterIP: {vip}
+  selector: {{app: server}}
+  ports: [{{name: http, port: {port}}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: server-v1, namespace: default}}
+spec:
+  address: {server_ip}
+  labels: {{app: server, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: client-v1, namespace: default}}
+spec:
+  address: {client_ip}
+  labels: {{app: client, version: v1}}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: server, namespace: default}}
+spec:
+  hosts: [server.default.svc.cluster.local]
+  http:
+  - match: [{{headers: {{x-fault: {{exact: abort}}}}}}]
+    fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}
+    route: [{{destination: {{host: server.default.svc.cluster.local}}}}]
+  - route: [{{destination: {{host: server.default.svc.cluster.local}}}}]
+    headers: {{request: {{set: {{x-routed-by: virtual-service}}}}}}
+"""
+
+# Both pods: Envoy's admin port (reached across the bridge) and the excluded app
+# port stay uncaptured; the client also lets its outbound calls to that port go
+# straight out.
+ANNOTATIONS = {
+    "traffic.sidecar.istio.io/excludeInboundPorts": f"{ADMIN_PORT},{EXCLUDED_PORT}",
+    "traffic.sidecar.istio.io/excludeOutboundPorts": str(EXCLUDED_PORT),
+}
+
+
+@pytest.fixture
+def lab() -> Iterator[NetnsLab]:
+    with netns_lab() as lab:
+        yield lab
+
+
+def _stat(envoy: PodEnvoy, name: str) -> int:
+    return envoy.stat(name)
+
+
+def _outbound_connections(envoy: PodEnvoy) -> int:
+    """Connections any outbound listener accepted (virtualOutbound or the one it handed them to)."""
+    return sum(
+        int(v)
+        for k, v in envoy.stats(r"^listener\.0\.0\.0\.0_\d+\.downstream_cx_total$").items()
+        if k != "listener.0.0.0.0_15006.downstream_cx_total"
+    )
+
+
+def test_traffic_between_pods_goes_through_both_sidecars(
+    lab: NetnsLab, tmp_path: Path, envoy_factory: EnvoyFactory, envoy_bin: str
+) -> None:
+    client, server = lab.pod("client"), lab.pod("server")
+    vip = lab.vip(10)
+    mesh = Mesh(tmp_path, envoy_factory)
+    mesh.write("mesh.yaml", CONFIG.format(vip=vip, port=APP_PORT, server_ip=server.ip, client_ip=client.ip))
+    mesh.start(host=lab.host_ip)
+    envoys: list[PodEnvoy] = []
+    try:
+        cfg = from_annotations(ANNOTATIONS)
+        for pod in (client, server):
+            pod.capture(cfg)
+        start_app(server, "server-v1", APP_PORT)
+        start_app(server, "server-excluded", EXCLUDED_PORT)
+        discovery = f"{lab.host_ip}:{mesh.xds_port}"
+        client_envoy = captured_sidecar(client, discovery, name="client-v1", labels={"app": "client", "version": "v1"})
+        server_envoy = captured_sidecar(server, discovery, name="server-v1", labels={"app": "server", "version": "v1"})
+        envoys += [client_envoy, server_envoy]
+        for e in envoys:
+            e.start()
+        for e in envoys:
+            e.wait_ready(20)
+        mesh.wait_listener(client_envoy, "virtualOutbound")
+        mesh.wait_listener(client_envoy, "0.0.0.0_9080")
+        mesh.wait_listener(server_envoy, "virtualInbound")
+        mesh.wait_synced()
+
+        # The app calls the Service VIP as if there were no mesh.
+        answer = mesh.wait(
+            lambda: (r := http_get(client, vip, APP_PORT, "/hello")) and r["status"] == 200 and r,
+            15,
+            "a 200 from the server app through both sidecars",
+        )
+        seen = json.loads(answer["body"])
+        assert seen["name"] == "server-v1"
+        headers = {k.lower(): v for k, v in seen["headers"].items()}
+        assert headers.get("x-routed-by") == "virtual-service"  # the client sidecar's route
+        assert "x-request-id" in headers  # generated by the client sidecar's HCM
+        assert answer["headers"].get("server") == "envoy" or "x-envoy-upstream-service-time" in {
+            k.lower() for k in answer["headers"]
+        }
+
+        # The fault is the client sidecar's doing: the server app never sees it.
+        faulted = http_get(client, vip, APP_PORT, "/fault", {"x-fault": "abort"})
+        assert faulted["status"] == 418
+
+        # The server sidecar's inbound side carried the request to the app.
+        assert _stat(server_envoy, "cluster.inbound|9080||.upstream_rq_total") >= 1
+        assert _stat(server_envoy, "listener.0.0.0.0_15006.downstream_cx_total") >= 1
+        assert _stat(client_envoy, "cluster.outbound|9080||server.default.svc.cluster.local.upstream_rq_total") >= 1
+        # virtualOutbound (15001) accepted it and handed it to the port's listener, where Envoy counts it.
+        assert _stat(client_envoy, "listener.0.0.0.0_9080.downstream_cx_total") >= 1
+
+        # The pod address instead of the VIP: no service vhost matches the Host,
+        # so allow_any passes it through to its original destination, which the
+        # server sidecar captures.
+        served_before = _stat(server_envoy, "cluster.inbound|9080||.upstream_rq_total")
+        by_ip = http_get(client, server.ip, APP_PORT, "/by-ip")
+        assert by_ip["status"] == 200 and json.loads(by_ip["body"])["name"] == "server-v1"
+        assert _stat(client_envoy, "cluster.PassthroughCluster.upstream_rq_total") >= 1
+        assert _stat(server_envoy, "cluster.inbound|9080||.upstream_rq_total") == served_before + 1
+
+        # The excluded port: straight to the app, through neither sidecar.
+        out_before = _outbound_connections(client_envoy)
+        in_before = _stat(server_envoy, "listener.0.0.0.0_15006.downstream_cx_total")
+        direct = http_get(client, server.ip, EXCLUDED_PORT, "/direct")
+        assert direct["status"] == 200
+        body = json.loads(direct["body"])
+        assert body["name"] == "server-excluded"
+        assert "x-request-id" not in {k.lower() for k in body["headers"]}
+        assert _outbound_connections(client_envoy) == out_before
+        assert _stat(server_envoy, "listener.0.0.0.0_15006.downstream_cx_total") == in_before
+    finally:
+        for e in envoys:
+            e.remove()
+        mesh.stop()

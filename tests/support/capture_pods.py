@@ -1,0 +1,117 @@
+"""Sidecars with real iptables capture: Envoy running inside a network-namespace
+pod (tests/support/netns.py) as the proxy UID 1337, bootstrapped for
+INTERCEPTION_MODE REDIRECT/TPROXY against a control plane on the lab bridge.
+
+The admin listener is on the pod address (port 15000, which the pod's capture
+rules must exclude inbound) so the test process reaches it across the bridge."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from istiod_py.agent.bootstrap import BootstrapOptions, build_bootstrap
+
+from .envoy import EnvoyProcess
+from .netns import PROXY_UID, Pod
+
+ADMIN_PORT = 15000
+
+# A plain HTTP client, run inside a pod: prints {"status", "headers", "body"} as JSON.
+HTTP_GET = r"""
+import http.client, json, sys
+host, port, path = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+headers = json.loads(sys.argv[4]) if len(sys.argv) > 4 else {}
+c = http.client.HTTPConnection(host, port, timeout=5)
+c.request("GET", path, headers=headers)
+r = c.getresponse()
+body = r.read().decode(errors="replace")
+print(json.dumps({"status": r.status, "headers": dict(r.getheaders()), "body": body}))
+"""
+
+
+class PodEnvoy(EnvoyProcess):
+    """Envoy in `pod`'s network namespace, as UID/GID 1337 (excluded from capture)."""
+
+    def __init__(self, pod: Pod, bootstrap: dict[str, Any], *, name: str) -> None:
+        # The proxy user must read the bootstrap: a world-traversable directory.
+        workdir = Path(tempfile.mkdtemp(prefix=f"ipy-envoy-{name}-"))
+        os.chmod(workdir, 0o755)
+        super().__init__(bootstrap, name=name, workdir=workdir)
+        self._own_workdir = True
+        self.pod = pod
+
+    def start(self) -> EnvoyProcess:
+        if self.proc is not None:
+            raise RuntimeError(f"envoy {self.name} already started")
+        self.bootstrap_path.write_text(yaml.safe_dump(self.bootstrap, sort_keys=False))
+        os.chmod(self.bootstrap_path, 0o644)
+        cmd = self.pod.command(
+            [self.binary, "-c", str(self.bootstrap_path), "--use-dynamic-base-id", "--concurrency", "1",
+             "--log-level", self.log_level],
+            uid=PROXY_UID,
+        )  # fmt: skip
+        self._start_time = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
+            )
+        return self
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def captured_sidecar(
+    pod: Pod,
+    discovery: str,
+    *,
+    name: str,
+    labels: Mapping[str, str],
+    namespace: str = "default",
+    mode: str = "REDIRECT",
+) -> PodEnvoy:
+    opts = BootstrapOptions(
+        ip=pod.ip,
+        name=name,
+        namespace=namespace,
+        labels=dict(labels),
+        interception_mode=mode,
+        discovery_address=discovery,
+        admin_address=pod.ip,
+        admin_port=ADMIN_PORT,
+    )
+    return PodEnvoy(pod, build_bootstrap(opts), name=name)
+
+
+def start_app(pod: Pod, name: str, port: int) -> subprocess.Popen[bytes]:
+    """The unchanged sample app, listening on all of the pod's addresses."""
+    return pod.start(
+        [sys.executable, "-m", "istiod_py.demo.app", "--name", name, "--listen", f"0.0.0.0:{port}"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def http_get(
+    pod: Pod, host: str, port: int, path: str = "/", headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """GET from inside `pod` as an ordinary app (not the proxy UID)."""
+    proc = pod.run(
+        [sys.executable, "-c", HTTP_GET, host, str(port), path, json.dumps(dict(headers or {}))], check=False
+    )
+    if proc.returncode != 0:
+        raise AssertionError(f"GET http://{host}:{port}{path} from {pod.name} failed: {proc.stderr.strip()[-800:]}")
+    result: dict[str, Any] = json.loads(proc.stdout)
+    return result
