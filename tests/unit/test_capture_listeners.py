@@ -1,0 +1,185 @@
+"""Listeners and clusters for sidecars whose traffic iptables captures
+(INTERCEPTION_MODE REDIRECT/TPROXY), named and shaped as istiod builds them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from google.protobuf import json_format
+
+from istiod_py.model import MeshConfig, MeshState, parse_proxy
+from istiod_py.translate.generate import Translator
+from istiod_py.xds.types import TypeUrl
+from tests.support.states import mesh_state
+
+SERVICES = """\
+apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: default}
+spec:
+  clusterIP: 10.96.0.20
+  selector: {app: web}
+  ports: [{name: http, port: 8080}, {name: tcp-admin, port: 7070}]
+---
+apiVersion: v1
+kind: Service
+metadata: {name: db, namespace: default}
+spec:
+  clusterIP: 10.96.0.30
+  selector: {app: db}
+  ports: [{name: tcp, port: 5432}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: web-1, namespace: default}
+spec: {address: 10.244.0.5, labels: {app: web}}
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: db-1, namespace: default}
+spec: {address: 10.244.0.6, labels: {app: db}}
+"""
+
+
+def _proxy(mode: str = "REDIRECT", sds: bool = False, ip: str = "10.244.0.5", app: str = "web") -> Any:
+    meta: dict[str, Any] = {"NAMESPACE": "default", "LABELS": {"app": app}, "INTERCEPTION_MODE": mode}
+    if sds:
+        meta["SDS"] = "true"
+    return parse_proxy(f"sidecar~{ip}~{app}-1.default~default.svc.cluster.local", meta)
+
+
+def _resources(state: MeshState, proxy: Any, type_url: str) -> dict[str, dict[str, Any]]:
+    res = Translator().generate(state, proxy, type_url)
+    return {
+        name: json_format.MessageToDict(b.message(), preserving_proto_field_name=True) for name, b in res.index.items()
+    }
+
+
+def _chains(lst: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(c.get("name", ""), c.get("filter_chain_match", {})) for c in lst["filter_chains"]]
+
+
+def test_redirect_proxy_gets_virtual_listeners_and_no_bound_inbound_listener() -> None:
+    listeners = _resources(mesh_state(SERVICES), _proxy(), TypeUrl.LISTENER)
+    assert {"virtualOutbound", "virtualInbound", "0.0.0.0_8080", "0.0.0.0_7070", "0.0.0.0_5432"} <= set(listeners)
+    # The app keeps its port: nothing inbound binds it.
+    assert not any(n.startswith("10.244.0.5_") for n in listeners)
+    vo = listeners["virtualOutbound"]
+    assert vo["use_original_dst"] is True
+    assert vo["address"]["socket_address"]["port_value"] == 15001
+    assert [n for n, _ in _chains(vo)] == ["virtualOutbound-blackhole", "virtualOutbound-catchall-tcp"]
+    assert _chains(vo)[0][1] == {"destination_port": 15001}
+    catchall = vo["filter_chains"][1]["filters"][0]["typed_config"]
+    assert catchall["cluster"] == "PassthroughCluster"
+    for name in ("0.0.0.0_8080", "0.0.0.0_5432"):
+        assert listeners[name]["bind_to_port"] is False
+
+
+def test_virtual_inbound_chains_per_port_and_passthrough_plaintext() -> None:
+    vi = _resources(mesh_state(SERVICES), _proxy(), TypeUrl.LISTENER)["virtualInbound"]
+    assert vi["address"]["socket_address"] == {"address": "0.0.0.0", "port_value": 15006}
+    assert vi["traffic_direction"] == "INBOUND"
+    chains = _chains(vi)
+    assert chains[0] == ("virtualInbound-blackhole", {"destination_port": 15006})
+    # Without workload certificates: plaintext only (DISABLE), sniffed passthrough.
+    assert chains[1] == (
+        "virtualInbound-catchall-http",
+        {"transport_protocol": "raw_buffer", "application_protocols": ["http/1.1", "h2c"]},
+    )
+    assert chains[2] == ("virtualInbound", {"transport_protocol": "raw_buffer"})
+    assert ("0.0.0.0_7070", {"destination_port": 7070, "transport_protocol": "raw_buffer"}) in chains
+    assert ("0.0.0.0_8080", {"destination_port": 8080, "transport_protocol": "raw_buffer"}) in chains
+    filters = [f["name"] for f in vi["listener_filters"]]
+    assert filters == ["envoy.filters.listener.original_dst", "envoy.filters.listener.http_inspector"]
+    # HTTP sniffing only where a chain needs it: not on declared ports, nor on 15006.
+    ranges = vi["listener_filters"][1]["filter_disabled"]["or_match"]["rules"]
+    assert [r["destination_port_range"]["start"] for r in ranges] == [7070, 8080, 15006]
+
+
+def test_permissive_and_strict_passthrough_chains() -> None:
+    strict = """\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: web, namespace: default}
+spec: {selector: {matchLabels: {app: web}}, mtls: {mode: STRICT}}
+"""
+    permissive = _resources(mesh_state(SERVICES), _proxy(sds=True), TypeUrl.LISTENER)["virtualInbound"]
+    names = [n for n, m in _chains(permissive) if "destination_port" not in m]
+    assert names == ["virtualInbound-catchall-http"] * 2 + ["virtualInbound"] * 3
+    tls_matches = [m for _, m in _chains(permissive) if m.get("transport_protocol") == "tls"]
+    assert {"transport_protocol": "tls", "application_protocols": ["istio-peer-exchange", "istio"]} in tls_matches
+    # Plain TLS to an opaque port is passed through (PERMISSIVE), not closed.
+    assert {"destination_port": 7070, "transport_protocol": "tls"} in tls_matches
+    lf = {f["name"]: f for f in permissive["listener_filters"]}
+    # TLS inspection is on by default (passthrough needs it) and off on the blackhole port.
+    assert lf["envoy.filters.listener.tls_inspector"]["filter_disabled"] == {
+        "destination_port_range": {"start": 15006, "end": 15007}
+    }
+
+    vi = _resources(mesh_state(SERVICES, strict), _proxy(sds=True), TypeUrl.LISTENER)["virtualInbound"]
+    passthrough = [(n, m) for n, m in _chains(vi) if "destination_port" not in m]
+    assert passthrough == [
+        (
+            "virtualInbound-catchall-http",
+            {"transport_protocol": "tls", "application_protocols": ["istio-http/1.0", "istio-http/1.1", "istio-h2"]},
+        ),
+        ("virtualInbound", {"transport_protocol": "tls"}),
+    ]
+    # STRICT: no plaintext chain anywhere, every chain but the blackhole terminates TLS.
+    assert all(m.get("transport_protocol") == "tls" for n, m in _chains(vi) if n != "virtualInbound-blackhole")
+    assert all("transport_socket" in c for c in vi["filter_chains"][1:])
+
+
+def test_inbound_clusters_are_original_dst_from_127_0_0_6() -> None:
+    clusters = _resources(mesh_state(SERVICES), _proxy(), TypeUrl.CLUSTER)
+    for name in ("inbound|8080||", "inbound|7070||", "InboundPassthroughCluster"):
+        c = clusters[name]
+        assert c["type"] == "ORIGINAL_DST" and c["lb_policy"] == "CLUSTER_PROVIDED"
+        assert c["upstream_bind_config"]["source_address"] == {"address": "127.0.0.6", "port_value": 0}
+    assert {"BlackHoleCluster", "PassthroughCluster"} <= set(clusters)
+
+
+def test_sidecar_ingress_default_endpoint_stays_static() -> None:
+    sidecar = """\
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: web, namespace: default}
+spec:
+  workloadSelector: {labels: {app: web}}
+  ingress:
+  - port: {number: 8080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:18080
+"""
+    state = mesh_state(SERVICES, sidecar)
+    clusters = _resources(state, _proxy(), TypeUrl.CLUSTER)
+    c = clusters["inbound|8080||"]
+    assert c["type"] == "STATIC"
+    addr = c["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]["address"]["socket_address"]
+    assert addr == {"address": "127.0.0.1", "port_value": 18080}
+    assert "inbound|7070||" not in clusters  # the Sidecar's ingress list replaces the service ports
+
+
+def test_registry_only_blackholes_unknown_destinations() -> None:
+    state = mesh_state(SERVICES, mesh=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
+    listeners = _resources(state, _proxy(), TypeUrl.LISTENER)
+    catchall = listeners["virtualOutbound"]["filter_chains"][1]["filters"][0]["typed_config"]
+    assert catchall["cluster"] == "BlackHoleCluster"
+    fallthrough = listeners["0.0.0.0_5432"]["default_filter_chain"]
+    assert fallthrough["name"] == "PassthroughFilterChain"
+    assert fallthrough["filters"][0]["typed_config"]["cluster"] == "BlackHoleCluster"
+
+
+def test_tproxy_listeners_are_transparent_and_restore_the_source() -> None:
+    listeners = _resources(mesh_state(SERVICES), _proxy("TPROXY"), TypeUrl.LISTENER)
+    assert listeners["virtualOutbound"]["transparent"] is True
+    vi = listeners["virtualInbound"]
+    assert vi["transparent"] is True
+    src = [f for f in vi["listener_filters"] if f["name"] == "envoy.filters.listener.original_src"]
+    assert src and src[0]["typed_config"]["mark"] == 1337
+
+
+def test_capture_none_is_untouched() -> None:
+    listeners = _resources(mesh_state(SERVICES), _proxy("NONE"), TypeUrl.LISTENER)
+    assert "virtualOutbound" not in listeners and "virtualInbound" not in listeners
+    clusters = _resources(mesh_state(SERVICES), _proxy("NONE"), TypeUrl.CLUSTER)
+    assert "InboundPassthroughCluster" not in clusters
