@@ -23,7 +23,7 @@ from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
 from .gateway.generate import generate as generate_gateway
 from .security import mtls
-from .sidecar import capture, capture_outbound, tcproute
+from .sidecar import capture, capture_outbound, headless, tcproute
 from .sidecar import listeners as lds
 from .sidecar import routes as rds
 from .traffic import lb_locality
@@ -101,6 +101,7 @@ class Translator:
         outbound = self.outbound_clusters(ctx, proxy)
         scope = ctx.sidecar_scope(proxy)
         if not proxy.capture_none:
+            outbound = capture.outbound_clusters(ctx, proxy, outbound)
             return resources_of(outbound, capture.inbound_clusters(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
@@ -183,7 +184,7 @@ class Translator:
         if not proxy.capture_none:
             l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
             labels_key = proxy.labels_key if l4_labels else ()
-            key = ("lds-out", scope.key, proxy.interception_mode, labels_key)
+            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx))
             return resources_of(ctx.cached(key, outbound), capture.inbound_listeners(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 

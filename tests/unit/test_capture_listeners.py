@@ -61,7 +61,9 @@ def _chains(lst: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 
 def test_redirect_proxy_gets_virtual_listeners_and_no_bound_inbound_listener() -> None:
     listeners = _resources(mesh_state(SERVICES), _proxy(), TypeUrl.LISTENER)
-    assert {"virtualOutbound", "virtualInbound", "0.0.0.0_8080", "0.0.0.0_7070", "0.0.0.0_5432"} <= set(listeners)
+    # HTTP ports: one wildcard listener; opaque ports of services with a VIP: one per VIP.
+    assert {"virtualOutbound", "virtualInbound", "0.0.0.0_8080", "10.96.0.20_7070", "10.96.0.30_5432"} <= set(listeners)
+    assert "0.0.0.0_7070" not in listeners and "0.0.0.0_5432" not in listeners
     # The app keeps its port: nothing inbound binds it.
     assert not any(n.startswith("10.244.0.5_") for n in listeners)
     vo = listeners["virtualOutbound"]
@@ -71,8 +73,14 @@ def test_redirect_proxy_gets_virtual_listeners_and_no_bound_inbound_listener() -
     assert _chains(vo)[0][1] == {"destination_port": 15001}
     catchall = vo["filter_chains"][1]["filters"][0]["typed_config"]
     assert catchall["cluster"] == "PassthroughCluster"
-    for name in ("0.0.0.0_8080", "0.0.0.0_5432"):
+    for name in ("0.0.0.0_8080", "10.96.0.30_5432"):
         assert listeners[name]["bind_to_port"] is False
+    db = listeners["10.96.0.30_5432"]
+    assert db["address"]["socket_address"] == {"address": "10.96.0.30", "port_value": 5432}
+    assert [c.get("filter_chain_match", {}) for c in db["filter_chains"]] == [{}]
+    assert (
+        db["filter_chains"][0]["filters"][0]["typed_config"]["cluster"] == "outbound|5432||db.default.svc.cluster.local"
+    )
 
 
 def test_virtual_inbound_chains_per_port_and_passthrough_plaintext() -> None:
@@ -159,9 +167,24 @@ spec:
     assert "inbound|7070||" not in clusters  # the Sidecar's ingress list replaces the service ports
 
 
+SUBNET_ENTRY = """\
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: legacy-db, namespace: default}
+spec:
+  hosts: [legacy-db.internal]
+  addresses: [10.200.0.0/16]
+  ports: [{number: 5432, name: tcp, protocol: TCP}]
+  resolution: NONE
+"""
+
+
 def test_registry_only_blackholes_unknown_destinations() -> None:
-    state = mesh_state(SERVICES, mesh=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
+    state = mesh_state(SERVICES, SUBNET_ENTRY, mesh=MeshConfig(outbound_traffic_policy="REGISTRY_ONLY"))
     listeners = _resources(state, _proxy(), TypeUrl.LISTENER)
+    # A subnet is not an address of its own: it stays a matched chain on the wildcard listener.
+    ranges = listeners["0.0.0.0_5432"]["filter_chains"][0]["filter_chain_match"]["prefix_ranges"]
+    assert ranges == [{"address_prefix": "10.200.0.0", "prefix_len": 16}]
     catchall = listeners["virtualOutbound"]["filter_chains"][1]["filters"][0]["typed_config"]
     assert catchall["cluster"] == "BlackHoleCluster"
     fallthrough = listeners["0.0.0.0_5432"]["default_filter_chain"]
@@ -183,3 +206,45 @@ def test_capture_none_is_untouched() -> None:
     assert "virtualOutbound" not in listeners and "virtualInbound" not in listeners
     clusters = _resources(mesh_state(SERVICES), _proxy("NONE"), TypeUrl.CLUSTER)
     assert "InboundPassthroughCluster" not in clusters
+
+
+HEADLESS = """\
+apiVersion: v1
+kind: Service
+metadata: {name: mongo, namespace: default}
+spec:
+  clusterIP: None
+  selector: {app: mongo}
+  ports: [{name: tcp, port: 27017}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: mongo-0, namespace: default}
+spec: {address: 10.244.0.20, labels: {app: mongo}}
+"""
+
+MONGO_1 = """\
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {name: mongo-1, namespace: default}
+spec: {address: 10.244.0.21, labels: {app: mongo}}
+"""
+
+
+def test_headless_service_gets_a_listener_per_endpoint_and_original_dst() -> None:
+    translator = Translator()
+    state = mesh_state(SERVICES, HEADLESS)
+    names = set(translator.generate(state, _proxy(), TypeUrl.LISTENER).index)
+    assert "10.244.0.20_27017" in names and "0.0.0.0_27017" not in names
+    clusters = _resources(state, _proxy(), TypeUrl.CLUSTER)
+    mongo = clusters["outbound|27017||mongo.default.svc.cluster.local"]
+    assert mongo["type"] == "ORIGINAL_DST" and mongo["lb_policy"] == "CLUSTER_PROVIDED"
+    assert "eds_cluster_config" not in mongo
+    # A new endpoint is a new listener, even though nothing but endpoints changed.
+    later = mesh_state(SERVICES, HEADLESS, MONGO_1)
+    translator.context(state)
+    names = set(translator.generate(later, _proxy(), TypeUrl.LISTENER).index)
+    assert {"10.244.0.20_27017", "10.244.0.21_27017"} <= names
+    # captureMode NONE keeps the service's EDS cluster.
+    none = _resources(state, _proxy("NONE"), TypeUrl.CLUSTER)
+    assert none["outbound|27017||mongo.default.svc.cluster.local"]["type"] == "EDS"

@@ -8,9 +8,10 @@ from istiod_py.cache.resources import Part, build
 from istiod_py.model import Proxy
 from istiod_py.xds.types import TypeUrl
 
+from .. import naming
 from ..context import PushContext, SidecarScope
 from ..security import mtls
-from . import capture_clusters, capture_inbound
+from . import capture_clusters, capture_inbound, headless
 
 
 def inbound_clusters(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> Part:
@@ -47,3 +48,27 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> Pa
         return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst)})
 
     return ctx.cached(key, make)
+
+
+def outbound_clusters(ctx: PushContext, proxy: Proxy, base: Part) -> Part:
+    """`base` (the scope's outbound clusters, shared with captureMode NONE
+    proxies) with headless services' clusters made ORIGINAL_DST; `base` itself
+    when the scope has none, so the common case shares it."""
+    hosts = {h for h, _ in headless.digest(ctx)}
+
+    if not hosts:
+        return base
+
+    def make() -> Part:
+        items = dict(base.items)
+        changed = False
+        for name, built in base.items.items():
+            parsed = naming.parse_cluster(name)
+            if parsed is not None and parsed[3] in hosts:
+                c = capture_clusters.headless_original_dst(built.message())
+                items[name] = build(name, TypeUrl.CLUSTER, c)
+                changed = True
+        return Part(items) if changed else base
+
+    # `base` lives in this state's memo, so its id names it for the state's lifetime.
+    return ctx.cached(("cds-out-captured", id(base)), make)

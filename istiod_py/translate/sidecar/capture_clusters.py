@@ -6,7 +6,10 @@ REDIRECT or TPROXY), as istiod builds them:
   127.0.0.6 so the capture rules let it through to the app;
 - `inbound|PORT||` for a service port: the same ORIGINAL_DST shape (the app
   listens on the pod address as it would without a sidecar), unless a Sidecar
-  ingress names a `defaultEndpoint`, which stays a STATIC cluster to it."""
+  ingress names a `defaultEndpoint`, which stays a STATIC cluster to it;
+- `outbound|PORT|SUBSET|HOST` of a headless Kubernetes service: ORIGINAL_DST,
+  as istiod's passthrough resolution, so a connection to one endpoint (a
+  StatefulSet pod) reaches that endpoint, not whichever the balancer picks."""
 
 from __future__ import annotations
 
@@ -53,3 +56,15 @@ def inbound_cluster(ctx: PushContext, proxy: Proxy, port: Port, default_endpoint
     c.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
     _bind_127_0_0_6(c)
     return c
+
+
+def headless_original_dst(c: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
+    """The EDS cluster of a headless service, made to connect to the original destination."""
+    out = cluster_pb2.Cluster()
+    out.CopyFrom(c)
+    out.ClearField("eds_cluster_config")
+    out.type = cluster_pb2.Cluster.ORIGINAL_DST
+    out.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
+    out.ClearField("least_request_lb_config")
+    out.ClearField("common_lb_config")
+    return out

@@ -21,6 +21,7 @@ from ..context import EgressListener, IngressListener, PushContext, SidecarScope
 from ..features import extra_network_filters
 from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..security import mtls
+from . import headless
 from .routes import inbound_route_config
 from .tcproute import L4Chain, filter_chain, normalize_cidrs, tcp_chains, virtual_services_for
 from .tlsroute import tls_chains
@@ -119,7 +120,9 @@ def _l4_specs(
     for svc, proto in targets:
         if proto.is_http:
             continue
-        cidrs = normalize_cidrs(svc.addresses) if _wildcard(bind) else ()
+        # A headless service has no address: captured proxies match its endpoints' (headless.py).
+        addresses = svc.addresses or headless.endpoint_addresses(ctx, proxy, svc, port)
+        cidrs = normalize_cidrs(addresses) if _wildcard(bind) else ()
         vss = virtual_services_for(ctx, svc, proxy.namespace)
         if proto in (Protocol.TLS, Protocol.HTTPS):
             # istiod matches SNI unless the service has an address of its own (not a CIDR).
