@@ -23,6 +23,8 @@ from tests.support.mesh import Mesh
 from tests.support.netns import NetnsLab, netns_lab
 
 APP_PORT = 9080
+OPAQUE_PORT = 7070  # declared TCP: proxied as bytes through the VIP_PORT listener
+HEADLESS_PORT = 7071  # a headless service: one listener per endpoint address
 EXCLUDED_PORT = 9090
 
 CONFIG = """\
@@ -32,7 +34,15 @@ metadata: {{name: server, namespace: default}}
 spec:
   clusterIP: {vip}
   selector: {{app: server}}
-  ports: [{{name: http, port: {port}}}]
+  ports: [{{name: http, port: {port}}}, {{name: tcp-opaque, port: {opaque}}}]
+---
+apiVersion: v1
+kind: Service
+metadata: {{name: server-headless, namespace: default}}
+spec:
+  clusterIP: None
+  selector: {{app: server}}
+  ports: [{{name: tcp, port: {headless}}}]
 ---
 apiVersion: networking.istio.io/v1
 kind: WorkloadEntry
@@ -95,7 +105,17 @@ def test_traffic_between_pods_goes_through_both_sidecars(
     client, server = lab.pod("client"), lab.pod("server")
     vip = lab.vip(10)
     mesh = Mesh(tmp_path, envoy_factory)
-    mesh.write("mesh.yaml", CONFIG.format(vip=vip, port=APP_PORT, server_ip=server.ip, client_ip=client.ip))
+    mesh.write(
+        "mesh.yaml",
+        CONFIG.format(
+            vip=vip,
+            port=APP_PORT,
+            opaque=OPAQUE_PORT,
+            headless=HEADLESS_PORT,
+            server_ip=server.ip,
+            client_ip=client.ip,
+        ),
+    )
     mesh.start(host=lab.host_ip)
     envoys: list[PodEnvoy] = []
     try:
@@ -104,6 +124,8 @@ def test_traffic_between_pods_goes_through_both_sidecars(
             pod.capture(cfg)
         start_app(server, "server-v1", APP_PORT)
         start_app(server, "server-excluded", EXCLUDED_PORT)
+        start_app(server, "server-opaque", OPAQUE_PORT)
+        start_app(server, "server-headless", HEADLESS_PORT)
         discovery = f"{lab.host_ip}:{mesh.xds_port}"
         client_envoy = captured_sidecar(client, discovery, name="client-v1", labels={"app": "client", "version": "v1"})
         server_envoy = captured_sidecar(server, discovery, name="server-v1", labels={"app": "server", "version": "v1"})
@@ -151,6 +173,28 @@ def test_traffic_between_pods_goes_through_both_sidecars(
         assert by_ip["status"] == 200 and json.loads(by_ip["body"])["name"] == "server-v1"
         assert _stat(client_envoy, "cluster.PassthroughCluster.upstream_rq_total") >= 1
         assert _stat(server_envoy, "cluster.inbound|9080||.upstream_rq_total") == served_before + 1
+
+        # An opaque (TCP) port of the Service: the VIP's own listener proxies the
+        # bytes without HTTP processing, to the server sidecar's 7070 chain.
+        mesh.wait_listener(client_envoy, f"{vip}_{OPAQUE_PORT}")
+        opaque = http_get(client, vip, OPAQUE_PORT, "/opaque")
+        assert opaque["status"] == 200 and json.loads(opaque["body"])["name"] == "server-opaque"
+        assert "x-request-id" not in {k.lower() for k in json.loads(opaque["body"])["headers"]}
+        assert _stat(client_envoy, f"listener.{vip}_{OPAQUE_PORT}.downstream_cx_total") >= 1
+        assert _stat(server_envoy, f"cluster.inbound|{OPAQUE_PORT}||.upstream_cx_total") >= 1
+
+        # A headless service: the pod address itself has a listener, to the original destination.
+        mesh.wait_listener(client_envoy, f"{server.ip}_{HEADLESS_PORT}")
+        pod = http_get(client, server.ip, HEADLESS_PORT, "/pod")
+        assert pod["status"] == 200 and json.loads(pod["body"])["name"] == "server-headless"
+        assert (
+            _stat(
+                client_envoy,
+                f"cluster.outbound|{HEADLESS_PORT}||server-headless.default.svc.cluster.local.upstream_cx_total",
+            )
+            >= 1
+        )
+        assert _stat(server_envoy, f"cluster.inbound|{HEADLESS_PORT}||.upstream_cx_total") >= 1
 
         # The excluded port: straight to the app, through neither sidecar.
         out_before = _outbound_connections(client_envoy)
