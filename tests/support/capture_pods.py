@@ -43,13 +43,14 @@ print(json.dumps({"status": r.status, "headers": dict(r.getheaders()), "body": b
 class PodEnvoy(EnvoyProcess):
     """Envoy in `pod`'s network namespace, as UID/GID 1337 (excluded from capture)."""
 
-    def __init__(self, pod: Pod, bootstrap: dict[str, Any], *, name: str) -> None:
+    def __init__(self, pod: Pod, bootstrap: dict[str, Any], *, name: str, caps: tuple[str, ...] = ()) -> None:
         # The proxy user must read the bootstrap: a world-traversable directory.
         workdir = Path(tempfile.mkdtemp(prefix=f"ipy-envoy-{name}-"))
         os.chmod(workdir, 0o755)
         super().__init__(bootstrap, name=name, workdir=workdir)
         self._own_workdir = True
         self.pod = pod
+        self.caps = caps
 
     def start(self) -> EnvoyProcess:
         if self.proc is not None:
@@ -60,6 +61,7 @@ class PodEnvoy(EnvoyProcess):
             [self.binary, "-c", str(self.bootstrap_path), "--use-dynamic-base-id", "--concurrency", "1",
              "--log-level", self.log_level],
             uid=PROXY_UID,
+            caps=self.caps,
         )  # fmt: skip
         self._start_time = time.monotonic()
         with open(self.log_path, "wb") as log:
@@ -92,7 +94,9 @@ def captured_sidecar(
         admin_address=pod.ip,
         admin_port=ADMIN_PORT,
     )
-    return PodEnvoy(pod, build_bootstrap(opts), name=name)
+    # TPROXY listeners are transparent sockets (IP_TRANSPARENT): Istio gives the proxy NET_ADMIN.
+    caps = ("net_admin",) if mode == "TPROXY" else ()
+    return PodEnvoy(pod, build_bootstrap(opts), name=name, caps=caps)
 
 
 def start_app(pod: Pod, name: str, port: int) -> subprocess.Popen[bytes]:

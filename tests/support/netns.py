@@ -88,12 +88,19 @@ class Pod:
     lab: NetnsLab
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
-    def command(self, args: Sequence[str], *, uid: int | None = None, gid: int | None = None) -> list[str]:
-        """`args` run inside this pod's namespace, as `uid`/`gid` when given."""
+    def command(
+        self, args: Sequence[str], *, uid: int | None = None, gid: int | None = None, caps: Sequence[str] = ()
+    ) -> list[str]:
+        """`args` run inside this pod's namespace, as `uid`/`gid` when given, keeping
+        the capabilities `caps` (e.g. "net_admin", which a TPROXY proxy needs)."""
         cmd = ["ip", "netns", "exec", self.netns]
         if uid is not None:
             g = uid if gid is None else gid
-            cmd += ["setpriv", f"--reuid={uid}", f"--regid={g}", "--clear-groups", "--"]
+            cmd += ["setpriv", f"--reuid={uid}", f"--regid={g}", "--clear-groups"]
+            if caps:
+                keep = ",".join(f"+{c}" for c in caps)
+                cmd += [f"--inh-caps={keep}", f"--ambient-caps={keep}"]
+            cmd.append("--")
         return cmd + list(args)
 
     def start(
