@@ -8,7 +8,12 @@ InboundPassthroughCluster) is never recaptured, and the
 `render_restore()` gives the `iptables-restore --noflush` input; `apply()` runs
 it (optionally inside a network namespace). The chain names and rule order are
 istio-iptables', so `iptables-save` in a pod looks as it does under Istio.
-DNS capture (ISTIO_OUTPUT_DNS, agent port 15053) and IPv6 are not written."""
+DNS capture (ISTIO_OUTPUT_DNS, agent port 15053) and IPv6 are not written.
+
+Under TPROXY the proxy must run as UID 0 with GID 1337 and NET_ADMIN (as
+Istio's injector runs it): its transparent sockets need the capability, the
+GID rules exempt its traffic, and its connections to the app over lo (from the
+client's address) must not match the UID-1337 loopback rule."""
 
 from __future__ import annotations
 

@@ -60,7 +60,12 @@ class PodEnvoy(EnvoyProcess):
         cmd = self.pod.command(
             [self.binary, "-c", str(self.bootstrap_path), "--use-dynamic-base-id", "--concurrency", "1",
              "--log-level", self.log_level],
-            uid=PROXY_UID,
+            # Istio's injector runs a TPROXY proxy as UID 0, GID 1337 with NET_ADMIN:
+            # the GID rules exempt its traffic, and as UID 0 its connections to the
+            # app over lo (from the client's address, by original_src) are not
+            # redirected by the UID-1337 loopback rule.
+            uid=0 if self.caps else PROXY_UID,
+            gid=PROXY_UID,
             caps=self.caps,
         )  # fmt: skip
         self._start_time = time.monotonic()
