@@ -20,8 +20,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import subprocess
-import sys
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 
 INBOUND = "ISTIO_INBOUND"
@@ -406,31 +405,7 @@ def config_from_args(args: argparse.Namespace) -> CaptureConfig:
     return cfg
 
 
-def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = config_from_args(args)
-    except (CaptureConfigError, OSError) as e:
-        print(f"istiod-py iptables: {e}", file=sys.stderr)
-        return 2
-    if args.dry_run:
-        for cmd in route_commands(cfg):
-            sys.stdout.write("# " + " ".join(_in_netns(args.netns, cmd)) + "\n")
-        sys.stdout.write(render_restore(cfg))
-        return 0
-    try:
-        apply(cfg, args.netns)
-    except (RuntimeError, subprocess.CalledProcessError, FileNotFoundError) as e:
-        detail = getattr(e, "stderr", "") or ""
-        print(f"istiod-py iptables: {e} {detail}".rstrip(), file=sys.stderr)
-        return 1
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="istiod-py iptables", description=__doc__.split("\n\n")[0] if __doc__ else "")
-    add_arguments(p)
-    return run(p.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+def dry_run_text(cfg: CaptureConfig, netns: str = "") -> str:
+    """What `--dry-run` prints: the `ip` commands TPROXY needs (as comments), then the restore input."""
+    head = "".join("# " + " ".join(_in_netns(netns, cmd)) + "\n" for cmd in route_commands(cfg))
+    return head + render_restore(cfg)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 
+from istiod_py.cli import main as cli_main
 from istiod_py.inject import iptables
 from istiod_py.inject.iptables import CaptureConfig, CaptureConfigError, from_annotations, render_restore
 
@@ -144,7 +145,9 @@ def test_bad_annotations_are_named(annotations: dict[str, str], message: str) ->
 
 
 def test_cli_dry_run_prints_restore_input(capsys: pytest.CaptureFixture[str]) -> None:
-    rc = iptables.main(["--dry-run", "--annotations", '{"traffic.sidecar.istio.io/excludeOutboundPorts": "9999"}'])
+    rc = cli_main(
+        ["iptables", "--dry-run", "--annotations", '{"traffic.sidecar.istio.io/excludeOutboundPorts": "9999"}']
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "-A ISTIO_OUTPUT -p tcp --dport 9999 -j RETURN" in out
@@ -152,5 +155,5 @@ def test_cli_dry_run_prints_restore_input(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_cli_rejects_bad_flag_value(capsys: pytest.CaptureFixture[str]) -> None:
-    assert iptables.main(["--dry-run", "-o", "99999"]) == 2
+    assert cli_main(["iptables", "--dry-run", "-o", "99999"]) == 2
     assert "outbound ports exclude: '99999'" in capsys.readouterr().err
