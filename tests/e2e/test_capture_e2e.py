@@ -119,9 +119,8 @@ def test_traffic_between_pods_goes_through_both_sidecars(
     mesh.start(host=lab.host_ip)
     envoys: list[PodEnvoy] = []
     try:
-        cfg = from_annotations(ANNOTATIONS)
         for pod in (client, server):
-            pod.capture(cfg)
+            pod.capture_init(ANNOTATIONS)  # as the injected init container: `istiod-py iptables`
         start_app(server, "server-v1", APP_PORT)
         start_app(server, "server-excluded", EXCLUDED_PORT)
         start_app(server, "server-opaque", OPAQUE_PORT)

@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import json
 import os
 import re
 import shutil
 import signal
 import subprocess
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,6 +126,10 @@ class Pod:
     def capture(self, cfg: CaptureConfig | None = None) -> None:
         """Install the sidecar capture rules (`istiod-py iptables`) in this pod."""
         apply(cfg or CaptureConfig(), self.netns)
+
+    def capture_init(self, annotations: Mapping[str, str]) -> None:
+        """The injected init step: `istiod-py iptables --annotations ...` run inside the pod."""
+        self.run([sys.executable, "-m", "istiod_py.cli", "iptables", "--annotations", json.dumps(dict(annotations))])
 
     def iptables_save(self) -> str:
         return self.run(["iptables-save"]).stdout
