@@ -248,3 +248,43 @@ def test_headless_service_gets_a_listener_per_endpoint_and_original_dst() -> Non
     # captureMode NONE keeps the service's EDS cluster.
     none = _resources(state, _proxy("NONE"), TypeUrl.CLUSTER)
     assert none["outbound|27017||mongo.default.svc.cluster.local"]["type"] == "EDS"
+
+
+PORT_FILTER = """\
+apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {name: inbound-8080-lua, namespace: default}
+spec:
+  workloadSelector: {labels: {app: web}}
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_INBOUND
+      listener:
+        portNumber: 8080
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager
+            subFilter: {name: envoy.filters.http.router}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.lua
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+          default_source_code: {inline_string: "function envoy_on_request(h) end"}
+"""
+
+
+def test_envoyfilter_port_number_selects_virtual_inbound_chains() -> None:
+    """As istiod: on virtualInbound a listener portNumber matches the chains'
+    destination port (the app's port), not the listener's 15006."""
+    vi = _resources(mesh_state(SERVICES, PORT_FILTER), _proxy(), TypeUrl.LISTENER)["virtualInbound"]
+    patched = set()
+    for fc in vi["filter_chains"]:
+        for f in fc["filters"]:
+            names = [h["name"] for h in f.get("typed_config", {}).get("http_filters", [])]
+            if "envoy.filters.http.lua" in names:
+                assert names.index("envoy.filters.http.lua") == names.index("envoy.filters.http.router") - 1
+                patched.add(fc.get("filter_chain_match", {}).get("destination_port", 0))
+    assert patched == {8080}
