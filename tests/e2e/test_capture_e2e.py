@@ -25,6 +25,7 @@ from tests.support.netns import NetnsLab, netns_lab
 APP_PORT = 9080
 OPAQUE_PORT = 7070  # declared TCP: proxied as bytes through the VIP_PORT listener
 HEADLESS_PORT = 7071  # a headless service: one listener per endpoint address
+SNIFFED_PORT = 7072  # no declared protocol: the server sidecar detects HTTP
 EXCLUDED_PORT = 9090
 
 CONFIG = """\
@@ -34,7 +35,7 @@ metadata: {{name: server, namespace: default}}
 spec:
   clusterIP: {vip}
   selector: {{app: server}}
-  ports: [{{name: http, port: {port}}}, {{name: tcp-opaque, port: {opaque}}}]
+  ports: [{{name: http, port: {port}}}, {{name: tcp-opaque, port: {opaque}}}, {{name: web, port: {sniffed}}}]
 ---
 apiVersion: v1
 kind: Service
@@ -112,6 +113,7 @@ def test_traffic_between_pods_goes_through_both_sidecars(
             port=APP_PORT,
             opaque=OPAQUE_PORT,
             headless=HEADLESS_PORT,
+            sniffed=SNIFFED_PORT,
             server_ip=server.ip,
             client_ip=client.ip,
         ),
@@ -125,6 +127,7 @@ def test_traffic_between_pods_goes_through_both_sidecars(
         start_app(server, "server-excluded", EXCLUDED_PORT)
         start_app(server, "server-opaque", OPAQUE_PORT)
         start_app(server, "server-headless", HEADLESS_PORT)
+        start_app(server, "server-sniffed", SNIFFED_PORT)
         discovery = f"{lab.host_ip}:{mesh.xds_port}"
         client_envoy = captured_sidecar(client, discovery, name="client-v1", labels={"app": "client", "version": "v1"})
         server_envoy = captured_sidecar(server, discovery, name="server-v1", labels={"app": "server", "version": "v1"})
@@ -194,6 +197,12 @@ def test_traffic_between_pods_goes_through_both_sidecars(
             >= 1
         )
         assert _stat(server_envoy, f"cluster.inbound|{HEADLESS_PORT}||.upstream_cx_total") >= 1
+
+        # A port without a declared protocol: virtualInbound's http_inspector finds
+        # HTTP, so the server sidecar's HTTP chain (not its TCP one) serves it.
+        sniffed = http_get(client, vip, SNIFFED_PORT, "/sniffed")
+        assert sniffed["status"] == 200 and json.loads(sniffed["body"])["name"] == "server-sniffed"
+        assert _stat(server_envoy, f"http.inbound_0.0.0.0_{SNIFFED_PORT}.downstream_rq_total") >= 1
 
         # The excluded port: straight to the app, through neither sidecar.
         out_before = _outbound_connections(client_envoy)

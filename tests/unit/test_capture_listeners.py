@@ -288,3 +288,41 @@ def test_envoyfilter_port_number_selects_virtual_inbound_chains() -> None:
                 assert names.index("envoy.filters.http.lua") == names.index("envoy.filters.http.router") - 1
                 patched.add(fc.get("filter_chain_match", {}).get("destination_port", 0))
     assert patched == {8080}
+
+
+UNDECLARED = """\
+apiVersion: v1
+kind: Service
+metadata: {name: web-metrics, namespace: default}
+spec:
+  clusterIP: 10.96.0.21
+  selector: {app: web}
+  ports: [{name: metrics, port: 9100}]
+"""
+
+
+def test_port_without_declared_protocol_is_sniffed_inbound() -> None:
+    vi = _resources(mesh_state(SERVICES, UNDECLARED), _proxy(), TypeUrl.LISTENER)["virtualInbound"]
+    chains = [(n, m) for n, m in _chains(vi) if m.get("destination_port") == 9100]
+    assert chains == [
+        (
+            "0.0.0.0_9100",
+            {
+                "destination_port": 9100,
+                "transport_protocol": "raw_buffer",
+                "application_protocols": ["http/1.1", "h2c"],
+            },
+        ),
+        ("0.0.0.0_9100", {"destination_port": 9100, "transport_protocol": "raw_buffer"}),
+    ]
+    kinds = [
+        c["filters"][-1]["name"]
+        for c in vi["filter_chains"]
+        if c.get("filter_chain_match", {}).get("destination_port") == 9100
+    ]
+    assert kinds == ["envoy.filters.network.http_connection_manager", "envoy.filters.network.tcp_proxy"]
+    http_inspector = next(f for f in vi["listener_filters"] if f["name"] == "envoy.filters.listener.http_inspector")
+    disabled = [r["destination_port_range"]["start"] for r in http_inspector["filter_disabled"]["or_match"]["rules"]]
+    assert 9100 not in disabled and 8080 in disabled
+    # A port named for its protocol is not sniffed.
+    assert all(m.get("application_protocols") is None for n, m in _chains(vi) if m.get("destination_port") == 7070)

@@ -28,7 +28,7 @@ from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.type.v3 import range_pb2
 
 from istiod_py.model import Proxy
-from istiod_py.model.service import Protocol
+from istiod_py.model.service import Port, Protocol
 
 from .. import naming
 from ..clusters import socket_address
@@ -56,11 +56,36 @@ HTTP_DETECTED = frozenset({"http/1.1", "h2c"})
 def captured_inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[IngressListener]:
     """The ports virtualInbound has chains for. Service-derived ports go to the
     original destination (empty default endpoint), not 127.0.0.1: with capture
-    the app listens where it would without a sidecar."""
+    the app listens where it would without a sidecar. A Kubernetes service port
+    that declares no protocol (name without a protocol prefix, no appProtocol)
+    is marked UNSUPPORTED: its chains sniff, as istiod's "auto" ports."""
     ports = lds.inbound_ports(ctx, proxy, scope)
     if scope.ingress:
         return [i if not i.default_endpoint.startswith(f"{WILDCARD}:") else _original(i) for i in ports]
-    return [_original(i) for i in ports]
+    undeclared = _undeclared_ports(ctx, proxy)
+    out = []
+    for i in ports:
+        port = i.port
+        if port.number in undeclared:
+            port = Port(port.name, port.number, Protocol.UNSUPPORTED, port.target_port)
+        out.append(IngressListener(port, "", ""))
+    return out
+
+
+def _undeclared_ports(ctx: PushContext, proxy: Proxy) -> set[int]:
+    """Target ports of this proxy's endpoints whose Kubernetes service port
+    leaves the protocol to detection. (The model keeps no appProtocol: a port
+    named without prefix but with appProtocol tcp counts as undeclared.)"""
+    out: set[int] = set()
+    for ep in ctx.state.endpoints_by_address.get(proxy.ip, ()):
+        svc = ctx.state.services.get(ep.service)
+        sport = svc.port(ep.service_port) if svc is not None else None
+        if svc is None or sport is None or not svc.source.startswith("Service "):
+            continue
+        name = sport.name.lower()
+        if sport.protocol == Protocol.TCP and name != "tcp" and not name.startswith("tcp-"):
+            out.add(ep.port)
+    return out
 
 
 def _original(ing: IngressListener) -> IngressListener:
@@ -92,50 +117,83 @@ def _tls(fc: FilterChain, http: bool) -> FilterChain:
     return fc
 
 
-def passthrough_chains(ctx: PushContext, proxy: Proxy) -> list[FilterChain]:
-    """Chains for traffic to ports no service declares, per the workload's mTLS mode."""
-    mode = mtls.inbound_mode(ctx, proxy, 0)
-    cluster = naming.INBOUND_PASSTHROUGH
-    pre = extra_network_filters(ctx, proxy, "inbound", 0)
+def sniffing_chains(
+    ctx: PushContext,
+    proxy: Proxy,
+    *,
+    port: int,
+    cluster: str,
+    http_name: str,
+    tcp_name: str,
+    http_stat: str,
+) -> list[FilterChain]:
+    """istiod's chains for a protocol it must detect: HTTP (HCM) when the client
+    sidecar's ALPN or the http_inspector says HTTP, TCP otherwise; which of them
+    take mTLS, plaintext or both follows the port's PeerAuthentication mode.
+    Port 0: the passthrough chains (no destination port match)."""
+    mode = mtls.inbound_mode(ctx, proxy, port)
+    pre = extra_network_filters(ctx, proxy, "inbound", port)
 
     def http() -> FilterChain:
-        route = inbound_route_config(0, cluster)
-        route.name = cluster
-        manager = http_connection_manager(ctx, proxy, "inbound", 0, cluster, route_config=route)
+        route = inbound_route_config(port, cluster)
+        if port == 0:
+            route.name = cluster
+        manager = http_connection_manager(ctx, proxy, "inbound", port, http_stat, route_config=route)
         mtls.forward_client_cert(manager)
-        fc = FilterChain(name=CATCHALL_HTTP_CHAIN)
+        fc = FilterChain(name=http_name)
         fc.filters.add(name=HCM_NAME).typed_config.Pack(manager)
         return fc
 
     def tcp() -> FilterChain:
-        return _tcp_proxy_chain(naming.VIRTUAL_INBOUND, cluster, pre)
+        return _tcp_proxy_chain(tcp_name, cluster, pre)
 
     if mode == MTLSMode.STRICT:
-        return [_tls(_match(http(), "tls", MTLS_HTTP_ALPNS), True), _tls(_match(tcp(), "tls"), False)]
-    if mode == MTLSMode.PERMISSIVE:
-        return [
+        chains = [_tls(_match(http(), "tls", MTLS_HTTP_ALPNS), True), _tls(_match(tcp(), "tls"), False)]
+    elif mode == MTLSMode.PERMISSIVE:
+        chains = [
             _tls(_match(http(), "tls", MTLS_HTTP_ALPNS), True),
             _match(http(), "raw_buffer", lds.PLAINTEXT_HTTP_ALPNS[1:]),
             _tls(_match(tcp(), "tls", MTLS_TCP_ALPNS), False),
             _match(tcp(), "raw_buffer"),
             _match(tcp(), "tls"),  # TLS the app itself terminates: passed through
         ]
-    return [_match(http(), "raw_buffer", lds.PLAINTEXT_HTTP_ALPNS[1:]), _match(tcp(), "raw_buffer")]
+    else:
+        chains = [_match(http(), "raw_buffer", lds.PLAINTEXT_HTTP_ALPNS[1:]), _match(tcp(), "raw_buffer")]
+    if port:
+        for fc in chains:
+            fc.filter_chain_match.destination_port.value = port
+    return chains
+
+
+def passthrough_chains(ctx: PushContext, proxy: Proxy) -> list[FilterChain]:
+    """Chains for traffic to ports no service declares, per the workload's mTLS mode."""
+    cluster = naming.INBOUND_PASSTHROUGH
+    return sniffing_chains(
+        ctx, proxy, port=0, cluster=cluster, http_name=CATCHALL_HTTP_CHAIN, tcp_name=naming.VIRTUAL_INBOUND,
+        http_stat=cluster,
+    )  # fmt: skip
 
 
 def port_chains(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> list[FilterChain]:
-    """The chains of one declared port, matched on its destination port."""
+    """The chains of one service or Sidecar ingress port, matched on its destination port."""
     port = ing.port.number
+    name = naming.listener(WILDCARD, port)
+    if ing.port.protocol == Protocol.UNSUPPORTED:
+        # No declared protocol: sniffed, as istiod's protocol "auto".
+        return sniffing_chains(
+            ctx, proxy, port=port, cluster=naming.inbound_cluster(port), http_name=name, tcp_name=name,
+            http_stat=f"inbound_{name}",
+        )  # fmt: skip
     single = lds.inbound_listener(ctx, proxy, IngressListener(ing.port, WILDCARD, ing.default_endpoint))
     out = []
     for fc in single.filter_chains:
-        fc.name = naming.listener(WILDCARD, port)
+        fc.name = name
         fc.filter_chain_match.destination_port.value = port
         if not fc.filter_chain_match.transport_protocol:
             fc.filter_chain_match.transport_protocol = "raw_buffer"
         out.append(fc)
     mode = mtls.inbound_mode(ctx, proxy, port)
-    if mode == MTLSMode.PERMISSIVE and not ing.port.protocol.is_http and ing.port.protocol != Protocol.UNSUPPORTED:
+    if mode == MTLSMode.PERMISSIVE and not ing.port.protocol.is_http:
         # Non-mesh TLS to an opaque port is passed through to the app, as istiod does.
         plain = FilterChain()
         plain.CopyFrom(out[-1])
