@@ -70,11 +70,19 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def _kill_netns_processes(netns: str) -> None:
+    """SIGKILL whatever still runs in `netns` (deleting a namespace does not end its processes)."""
+    for pid in _ip("netns", "pids", netns, check=False).stdout.split():
+        with contextlib.suppress(ProcessLookupError, ValueError):
+            os.kill(int(pid), signal.SIGKILL)
+
+
 def reap_stale() -> None:
-    """Delete namespaces and bridges left by lab owners that no longer run."""
+    """Delete namespaces (and their processes) and bridges left by lab owners that no longer run."""
     for line in _ip("netns", "list", check=False).stdout.splitlines():
         m = re.match(rf"({PREFIX}(\d+)-\S+)", line)
         if m and not _pid_alive(int(m.group(2))):
+            _kill_netns_processes(m.group(1))
             _ip("netns", "del", m.group(1), check=False)
     for line in _ip("-o", "link", "show", check=False).stdout.splitlines():
         m = re.match(rf"\d+: ({PREFIX}[bv](\d+)\w*)[@:]", line)
@@ -214,6 +222,7 @@ class NetnsLab:
         for pod in self.pods.values():
             pod.stop_all()
         for pod in self.pods.values():
+            _kill_netns_processes(pod.netns)  # anything a test started there and did not stop
             _ip("netns", "del", pod.netns, check=False)  # takes the veth pair with it
         _ip("link", "del", self.bridge, check=False)
         atexit.unregister(self.close)
