@@ -212,7 +212,7 @@ class Translator:
             out = {}
             ports: set[int] = set()
             for egress in scope.egress:
-                for port, is_http in lds._egress_ports(egress, scope.services):
+                for port, is_http in lds._egress_ports(egress, scope.services, proxy):
                     if is_http:
                         ports.add(port)
             for port in sorted(ports):
@@ -220,7 +220,8 @@ class Translator:
                 out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
             return Part(out)
 
-        return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)
+        # Captured proxies route ports without a declared protocol too (sidecar/protocols.py).
+        return ctx.cached(("rds", scope.key, proxy.namespace, labels_key, proxy.capture_none), make)
 
 
 def _uses_source_labels(ctx: PushContext) -> bool:

@@ -11,6 +11,7 @@ reaches the app directly, through neither sidecar."""
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,6 +71,14 @@ spec:
     route: [{{destination: {{host: server.default.svc.cluster.local}}}}]
   - route: [{{destination: {{host: server.default.svc.cluster.local}}}}]
     headers: {{request: {{set: {{x-routed-by: virtual-service}}}}}}
+"""
+
+# Sends bytes that are not HTTP and reads what comes back (the app answers 400 to them).
+RAW_HELLO = r"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=5)
+c.sendall(b"HELO not http\r\n\r\n")
+c.recv(100)
 """
 
 # Both pods: Envoy's admin port (reached across the bridge) and the excluded app
@@ -198,11 +207,27 @@ def test_traffic_between_pods_goes_through_both_sidecars(
         )
         assert _stat(server_envoy, f"cluster.inbound|{HEADLESS_PORT}||.upstream_cx_total") >= 1
 
-        # A port without a declared protocol: virtualInbound's http_inspector finds
-        # HTTP, so the server sidecar's HTTP chain (not its TCP one) serves it.
+        # A port without a declared protocol: both sidecars detect HTTP. The client's
+        # routes apply (the VirtualService header), and the server's HTTP chain
+        # (not its TCP one) serves it.
         sniffed = http_get(client, vip, SNIFFED_PORT, "/sniffed")
-        assert sniffed["status"] == 200 and json.loads(sniffed["body"])["name"] == "server-sniffed"
+        assert sniffed["status"] == 200
+        sniffed_seen = json.loads(sniffed["body"])
+        assert sniffed_seen["name"] == "server-sniffed"
+        sniffed_headers = {k.lower(): v for k, v in sniffed_seen["headers"].items()}
+        assert sniffed_headers.get("x-routed-by") == "virtual-service"
+        assert _stat(client_envoy, f"http.outbound_0.0.0.0_{SNIFFED_PORT}.downstream_rq_total") >= 1
         assert _stat(server_envoy, f"http.inbound_0.0.0.0_{SNIFFED_PORT}.downstream_rq_total") >= 1
+        # Not HTTP on the same port: the client sidecar passes the bytes through as TCP.
+        tcp_before = _stat(
+            client_envoy, f"cluster.outbound|{SNIFFED_PORT}||server.default.svc.cluster.local.upstream_cx_total"
+        )
+        raw = client.run([sys.executable, "-c", RAW_HELLO, vip, str(SNIFFED_PORT)], check=False, timeout=20)
+        assert raw.returncode == 0, raw.stderr
+        tcp_after = _stat(
+            client_envoy, f"cluster.outbound|{SNIFFED_PORT}||server.default.svc.cluster.local.upstream_cx_total"
+        )
+        assert tcp_after > tcp_before
 
         # The excluded port: straight to the app, through neither sidecar.
         out_before = _outbound_connections(client_envoy)

@@ -326,3 +326,29 @@ def test_port_without_declared_protocol_is_sniffed_inbound() -> None:
     assert 9100 not in disabled and 8080 in disabled
     # A port named for its protocol is not sniffed.
     assert all(m.get("application_protocols") is None for n, m in _chains(vi) if m.get("destination_port") == 7070)
+
+
+def test_port_without_declared_protocol_is_sniffed_outbound() -> None:
+    state = mesh_state(SERVICES, UNDECLARED)
+    listeners = _resources(state, _proxy(ip="10.244.0.99", app="client"), TypeUrl.LISTENER)
+    assert "10.96.0.21_9100" not in listeners  # a sniffing listener keeps its address chains
+    lst = listeners["0.0.0.0_9100"]
+    matches = [
+        (c["filters"][-1]["name"].rsplit(".", 1)[-1], c.get("filter_chain_match", {})) for c in lst["filter_chains"]
+    ]
+    vip = [{"address_prefix": "10.96.0.21", "prefix_len": 32}]
+    http_alpns = ["http/1.0", "http/1.1", "h2c"]
+    assert matches == [
+        ("http_connection_manager", {"transport_protocol": "raw_buffer", "application_protocols": http_alpns}),
+        (
+            "http_connection_manager",
+            {"prefix_ranges": vip, "transport_protocol": "raw_buffer", "application_protocols": http_alpns},
+        ),
+        ("tcp_proxy", {"prefix_ranges": vip, "transport_protocol": "raw_buffer"}),
+    ]
+    assert [f["name"] for f in lst["listener_filters"]] == ["envoy.filters.listener.http_inspector"]
+    routes = _resources(state, _proxy(ip="10.244.0.99", app="client"), TypeUrl.ROUTE)
+    assert "web-metrics.default.svc.cluster.local:9100" in [v["name"] for v in routes["9100"]["virtual_hosts"]]
+    # captureMode NONE keeps the port opaque: no route configuration, no HTTP chain.
+    none = Translator().generate(state, _proxy("NONE", ip="10.244.0.99", app="client"), TypeUrl.ROUTE)
+    assert "9100" not in none.index

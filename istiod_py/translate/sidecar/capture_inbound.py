@@ -38,6 +38,7 @@ from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..security import mtls
 from ..security.peer_authentication import MTLSMode
 from . import listeners as lds
+from . import protocols
 from .routes import inbound_route_config
 
 INBOUND_CAPTURE_PORT = 15006
@@ -73,17 +74,12 @@ def captured_inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) 
 
 
 def _undeclared_ports(ctx: PushContext, proxy: Proxy) -> set[int]:
-    """Target ports of this proxy's endpoints whose Kubernetes service port
-    leaves the protocol to detection. (The model keeps no appProtocol: a port
-    named without prefix but with appProtocol tcp counts as undeclared.)"""
+    """Target ports of this proxy's endpoints whose service port declares no protocol."""
     out: set[int] = set()
     for ep in ctx.state.endpoints_by_address.get(proxy.ip, ()):
         svc = ctx.state.services.get(ep.service)
         sport = svc.port(ep.service_port) if svc is not None else None
-        if svc is None or sport is None or not svc.source.startswith("Service "):
-            continue
-        name = sport.name.lower()
-        if sport.protocol == Protocol.TCP and name != "tcp" and not name.startswith("tcp-"):
+        if svc is not None and sport is not None and protocols.undeclared(svc, sport):
             out.add(ep.port)
     return out
 

@@ -90,7 +90,8 @@ def split_address_listeners(lst: listener_pb2.Listener) -> list[listener_pb2.Lis
     """`0.0.0.0_PORT` -> itself (what is left of it) and one `ADDR_PORT` per address
     opaque chains match exactly."""
     sock = lst.address.socket_address
-    if sock.address != "0.0.0.0":
+    if sock.address != "0.0.0.0" or any(f.name == HCM_NAME for fc in lst.filter_chains for f in fc.filters):
+        # A listener with an HTTP chain sniffs: its address chains stay beside it.
         return [lst]
     port = sock.port_value
     keep: list[listener_components_pb2.FilterChain] = []

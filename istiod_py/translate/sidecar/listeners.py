@@ -21,7 +21,7 @@ from ..context import EgressListener, IngressListener, PushContext, SidecarScope
 from ..features import extra_network_filters
 from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..security import mtls
-from . import headless
+from . import headless, protocols
 from .routes import inbound_route_config
 from .tcproute import L4Chain, filter_chain, normalize_cidrs, tcp_chains, virtual_services_for
 from .tlsroute import tls_chains
@@ -58,9 +58,12 @@ def _listener(name: str, bind: str, port: int, direction: str) -> listener_pb2.L
     return lst
 
 
-def _egress_ports(egress: EgressListener, services: tuple[Service, ...]) -> list[tuple[int, bool]]:
+def _egress_ports(
+    egress: EgressListener, services: tuple[Service, ...], proxy: Proxy | None = None
+) -> list[tuple[int, bool]]:
     """(port, is_http) for one egress listener. An explicit Sidecar port wins;
-    otherwise every service port in scope, HTTP if any service there speaks HTTP."""
+    otherwise every service port in scope, HTTP if any service there speaks HTTP
+    (or, for a captured `proxy`, may: protocols.py)."""
     if egress.port is not None:
         proto = egress.port.protocol
         if proto == Protocol.TCP and egress.port.name == "":
@@ -71,7 +74,7 @@ def _egress_ports(egress: EgressListener, services: tuple[Service, ...]) -> list
         if not egress.hosts.allows(svc.namespace, svc.hostname):
             continue
         for p in svc.ports:
-            ports[p.number] = ports.get(p.number, False) or p.protocol.is_http
+            ports[p.number] = ports.get(p.number, False) or p.protocol.is_http or protocols.sniffed(proxy, svc, p)
     return sorted(ports.items())
 
 
@@ -98,6 +101,15 @@ def _listener_protocols(
         if sport is None or not egress.hosts.allows(svc.namespace, svc.hostname):
             continue
         out.append((svc, explicit or sport.protocol))
+    return out
+
+
+def _sniffed_ranges(proxy: Proxy, port: int, targets: list[tuple[Service, Protocol]]) -> set[str]:
+    out: set[str] = set()
+    for svc, _ in targets:
+        sport = svc.port(port)
+        if sport is not None and protocols.sniffed(proxy, svc, sport):
+            out.update(normalize_cidrs(svc.addresses))
     return out
 
 
@@ -173,7 +185,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
     seen: set[str] = set()
     for egress in scope.egress:
         bind = egress.bind or (DEFAULT_NONE_BIND if proxy.capture_none else "0.0.0.0")
-        for port, is_http in _egress_ports(egress, scope.services):
+        for port, is_http in _egress_ports(egress, scope.services, proxy):
             name = naming.listener(bind, port)
             if name in seen:
                 continue
@@ -194,11 +206,19 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
                     chain.filter_chain_match.transport_protocol = "raw_buffer"
                     chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
                 lst.filter_chains.append(chain)
+            sniffed_ranges = _sniffed_ranges(proxy, port, targets) if sniff else set()
             for spec in specs:
                 fc = filter_chain(spec)
                 if sniff and not spec.server_names:
                     # Envoy does not fall back from the raw_buffer branch the HTTP chain opens.
                     fc.filter_chain_match.transport_protocol = "raw_buffer"
+                    if spec.prefix_ranges and set(spec.prefix_ranges) <= sniffed_ranges:
+                        # Destination addresses are matched before protocols: a sniffed
+                        # service's own address needs its own HTTP chain too.
+                        http_fc = _filter_chain_http(manager)
+                        http_fc.filter_chain_match.CopyFrom(fc.filter_chain_match)
+                        http_fc.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
+                        lst.filter_chains.append(http_fc)
                 lst.filter_chains.append(fc)
             if not lst.filter_chains:
                 lst.filter_chains.append(_filter_chain_tcp(stat, naming.BLACKHOLE))
