@@ -352,3 +352,40 @@ def test_port_without_declared_protocol_is_sniffed_outbound() -> None:
     # captureMode NONE keeps the port opaque: no route configuration, no HTTP chain.
     none = Translator().generate(state, _proxy("NONE", ip="10.244.0.99", app="client"), TypeUrl.ROUTE)
     assert "9100" not in none.index
+
+
+CAPTURE_NONE_ENTRIES = """\
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: web, namespace: default}
+spec:
+  workloadSelector: {labels: {app: web}}
+  ingress:
+  - port: {number: 8080, protocol: HTTP, name: http}
+    defaultEndpoint: 127.0.0.1:18080
+    captureMode: NONE
+  - port: {number: 7070, protocol: TCP, name: tcp-admin}
+  egress:
+  - port: {number: 5432, protocol: TCP, name: tcp}
+    captureMode: NONE
+    hosts: ["./*"]
+  - hosts: ["./*"]
+"""
+
+
+def test_sidecar_capture_mode_none_entries_bind_their_ports() -> None:
+    """As istiod's getBindToPort: a Sidecar entry with captureMode NONE gets a listener
+    that binds (ingress on the proxy's address, egress on 127.0.0.1), the rest stays captured."""
+    state = mesh_state(SERVICES, CAPTURE_NONE_ENTRIES)
+    listeners = _resources(state, _proxy(), TypeUrl.LISTENER)
+    bound_in = listeners["10.244.0.5_8080"]
+    assert "bind_to_port" not in bound_in
+    assert bound_in["address"]["socket_address"] == {"address": "10.244.0.5", "port_value": 8080}
+    vi_ports = {m.get("destination_port") for _, m in _chains(listeners["virtualInbound"])}
+    assert 7070 in vi_ports and 8080 not in vi_ports
+    bound_out = listeners["127.0.0.1_5432"]
+    assert "bind_to_port" not in bound_out
+    assert listeners["0.0.0.0_8080"]["bind_to_port"] is False
+    clusters = _resources(state, _proxy(), TypeUrl.CLUSTER)
+    assert clusters["inbound|8080||"]["type"] == "STATIC"
+    assert clusters["inbound|7070||"]["type"] == "ORIGINAL_DST"

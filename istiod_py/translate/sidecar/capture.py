@@ -12,6 +12,7 @@ from .. import naming
 from ..context import PushContext, SidecarScope
 from ..security import mtls
 from . import capture_clusters, capture_inbound, headless
+from . import listeners as lds
 
 
 def inbound_clusters(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> Part:
@@ -44,8 +45,10 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> Pa
     )
 
     def make() -> Part:
-        lst = capture_inbound.virtual_inbound(ctx, proxy, list(ingress))
-        return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst)})
+        listeners = [capture_inbound.virtual_inbound(ctx, proxy, list(ingress))]
+        # Sidecar ingress entries with captureMode NONE bind their port, as without iptables.
+        listeners += [lds.inbound_listener(ctx, proxy, ing) for ing in ingress if ing.capture_none]
+        return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in listeners})
 
     return ctx.cached(key, make)
 

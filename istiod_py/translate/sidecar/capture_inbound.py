@@ -18,6 +18,8 @@ connection counts as `raw_buffer`, so a plaintext-only port never waits on it.""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.config.listener.v3.listener_components_pb2 import FilterChain
 from envoy.extensions.filters.listener.http_inspector.v3 import http_inspector_pb2
@@ -62,7 +64,16 @@ def captured_inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) 
     is marked UNSUPPORTED: its chains sniff, as istiod's "auto" ports."""
     ports = lds.inbound_ports(ctx, proxy, scope)
     if scope.ingress:
-        return [i if not i.default_endpoint.startswith(f"{WILDCARD}:") else _original(i) for i in ports]
+        out = []
+        for i in ports:
+            if i.capture_none:
+                # A listener of its own that binds the port: to the given endpoint, else 127.0.0.1.
+                out.append(replace(i, default_endpoint=i.default_endpoint or f"127.0.0.1:{i.port.number}"))
+            elif i.default_endpoint.startswith(f"{WILDCARD}:"):
+                out.append(_original(i))
+            else:
+                out.append(i)
+        return out
     undeclared = _undeclared_ports(ctx, proxy)
     out = []
     for i in ports:
@@ -273,7 +284,8 @@ def virtual_inbound(ctx: PushContext, proxy: Proxy, ports: list[IngressListener]
         lst.transparent.value = True
     chains = [_blackhole_chain(), *passthrough_chains(ctx, proxy)]
     for ing in sorted(ports, key=lambda i: i.port.number):
-        chains += port_chains(ctx, proxy, ing)
+        if not ing.capture_none:
+            chains += port_chains(ctx, proxy, ing)
     lst.filter_chains.extend(chains)
     lst.listener_filters.extend(listener_filters(proxy, chains))
     return lst

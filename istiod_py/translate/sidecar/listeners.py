@@ -184,14 +184,15 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
     out: list[listener_pb2.Listener] = []
     seen: set[str] = set()
     for egress in scope.egress:
-        bind = egress.bind or (DEFAULT_NONE_BIND if proxy.capture_none else "0.0.0.0")
+        bound = proxy.capture_none or egress.capture_none
+        bind = egress.bind or (DEFAULT_NONE_BIND if bound else "0.0.0.0")
         for port, is_http in _egress_ports(egress, scope.services, proxy):
             name = naming.listener(bind, port)
             if name in seen:
                 continue
             seen.add(name)
             lst = _listener(name, bind, port, "outbound")
-            if not proxy.capture_none:
+            if not bound:
                 lst.bind_to_port.value = False
             stat = f"outbound_{bind}_{port}"
             targets = _listener_protocols(egress, port, scope.services)
