@@ -389,3 +389,34 @@ def test_sidecar_capture_mode_none_entries_bind_their_ports() -> None:
     clusters = _resources(state, _proxy(), TypeUrl.CLUSTER)
     assert clusters["inbound|8080||"]["type"] == "STATIC"
     assert clusters["inbound|7070||"]["type"] == "ORIGINAL_DST"
+
+
+PORT_LEVEL = """\
+apiVersion: security.istio.io/v1
+kind: PeerAuthentication
+metadata: {name: web, namespace: default}
+spec:
+  selector: {matchLabels: {app: web}}
+  mtls: {mode: STRICT}
+  portLevelMtls:
+    "9901": {mode: DISABLE}
+    "8080": {mode: PERMISSIVE}
+"""
+
+
+def test_port_level_mode_on_an_undeclared_port_gets_its_own_passthrough_chains() -> None:
+    vi = _resources(mesh_state(SERVICES, PORT_LEVEL), _proxy(sds=True), TypeUrl.LISTENER)["virtualInbound"]
+    at_9901 = [(n, m) for n, m in _chains(vi) if m.get("destination_port") == 9901]
+    assert at_9901 == [
+        (
+            "virtualInbound-catchall-http",
+            {
+                "destination_port": 9901,
+                "transport_protocol": "raw_buffer",
+                "application_protocols": ["http/1.1", "h2c"],
+            },
+        ),
+        ("virtualInbound", {"destination_port": 9901, "transport_protocol": "raw_buffer"}),
+    ]
+    # 8080 is a service port: its own chains carry its mode, no passthrough copy.
+    assert all(n == "0.0.0.0_8080" for n, m in _chains(vi) if m.get("destination_port") == 8080)

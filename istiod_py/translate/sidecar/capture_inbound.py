@@ -38,6 +38,7 @@ from ..context import IngressListener, PushContext, SidecarScope
 from ..features import extra_network_filters
 from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..security import mtls
+from ..security import peer_authentication as pa
 from ..security.peer_authentication import MTLSMode
 from . import listeners as lds
 from . import protocols
@@ -133,6 +134,7 @@ def sniffing_chains(
     http_name: str,
     tcp_name: str,
     http_stat: str,
+    passthrough: bool = False,
 ) -> list[FilterChain]:
     """istiod's chains for a protocol it must detect: HTTP (HCM) when the client
     sidecar's ALPN or the http_inspector says HTTP, TCP otherwise; which of them
@@ -142,8 +144,8 @@ def sniffing_chains(
     pre = extra_network_filters(ctx, proxy, "inbound", port)
 
     def http() -> FilterChain:
-        route = inbound_route_config(port, cluster)
-        if port == 0:
+        route = inbound_route_config(0 if passthrough else port, cluster)
+        if passthrough:
             route.name = cluster
         manager = http_connection_manager(ctx, proxy, "inbound", port, http_stat, route_config=route)
         mtls.forward_client_cert(manager)
@@ -172,13 +174,23 @@ def sniffing_chains(
     return chains
 
 
-def passthrough_chains(ctx: PushContext, proxy: Proxy) -> list[FilterChain]:
-    """Chains for traffic to ports no service declares, per the workload's mTLS mode."""
+def passthrough_chains(ctx: PushContext, proxy: Proxy, declared: set[int]) -> list[FilterChain]:
+    """Chains for traffic to ports no service declares, per the workload's mTLS mode;
+    as istiod, a port-level PeerAuthentication mode on such a port gets passthrough
+    chains of its own (matched on that port) when it differs from the workload's."""
     cluster = naming.INBOUND_PASSTHROUGH
-    return sniffing_chains(
-        ctx, proxy, port=0, cluster=cluster, http_name=CATCHALL_HTTP_CHAIN, tcp_name=naming.VIRTUAL_INBOUND,
-        http_stat=cluster,
-    )  # fmt: skip
+    chains = []
+    base = mtls.inbound_mode(ctx, proxy, 0)
+    ports = [0]
+    if mtls.sds_capable(proxy):
+        port_modes = pa.workload_policy(ctx, proxy.namespace, proxy.labels).ports
+        ports += sorted(p for p in port_modes if p not in declared and mtls.inbound_mode(ctx, proxy, p) != base)
+    for port in ports:
+        chains += sniffing_chains(
+            ctx, proxy, port=port, cluster=cluster, http_name=CATCHALL_HTTP_CHAIN, tcp_name=naming.VIRTUAL_INBOUND,
+            http_stat=cluster, passthrough=True,
+        )  # fmt: skip
+    return chains
 
 
 def port_chains(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> list[FilterChain]:
@@ -282,7 +294,8 @@ def virtual_inbound(ctx: PushContext, proxy: Proxy, ports: list[IngressListener]
     lst.listener_filters_timeout.SetInParent()
     if proxy.interception_mode == "TPROXY":
         lst.transparent.value = True
-    chains = [_blackhole_chain(), *passthrough_chains(ctx, proxy)]
+    declared = {i.port.number for i in ports if not i.capture_none}
+    chains = [_blackhole_chain(), *passthrough_chains(ctx, proxy, declared)]
     for ing in sorted(ports, key=lambda i: i.port.number):
         if not ing.capture_none:
             chains += port_chains(ctx, proxy, ing)
