@@ -13,10 +13,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from istiod_py.cli import analyze, proxy_config, proxy_status, serve, validate, version, workload
+from istiod_py.cli import analyze, describe, proxy_config, proxy_status, serve, validate, version, workload
 from istiod_py.cli.common import EXIT_CODES_HELP, CliError
 
-GROUPS = (serve, workload, validate, analyze, version, proxy_status, proxy_config)
+GROUPS = (serve, workload, validate, analyze, version, proxy_status, proxy_config, describe)
 
 
 def parser() -> argparse.ArgumentParser:

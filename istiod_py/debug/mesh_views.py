@@ -20,12 +20,30 @@ class MeshViews:
     def __init__(self, state: Callable[[], MeshState], xds_views: XdsViews) -> None:
         self.state = state
         self.xds_views = xds_views
+        self._translator: Any = None  # its own Translator, made on first use: describe is rare
+
+    async def handle_describez(self, req: web.Request) -> web.Response:
+        from istiod_py.debug import describe
+        from istiod_py.translate.generate import Translator
+
+        if self._translator is None:
+            self._translator = Translator()
+        kind, name = req.query.get("kind", "workload"), req.query.get("name", "")
+        namespace = req.query.get("namespace", "default")
+        if kind not in ("workload", "service") or not name:
+            return json_response({"error": "kind=workload|service and name= are required"}, status=400)
+        fn = describe.describe_service if kind == "service" else describe.describe_workload
+        try:
+            return json_response(fn(self._translator, self.state(), name, namespace))
+        except describe.DescribeError as e:
+            return json_response({"error": str(e)}, status=404)
 
     def routes(self) -> list[tuple[str, Any, str]]:
         return [
             ("/debug/instancesz", self.handle_instancesz, "endpoints (service instances) per service host"),
             ("/debug/sidecarz", self.handle_sidecarz, "?proxyID=: the proxy's Sidecar scope"),
             ("/debug/mesh", self.handle_mesh, "the mesh config in effect"),
+            ("/debug/describez", self.handle_describez, "?kind=workload|service&name=: what applies (describe)"),
         ]
 
     async def handle_instancesz(self, _: web.Request) -> web.Response:

@@ -253,3 +253,15 @@ def test_debug_index_and_force_disconnect(env: Env) -> None:
 
     env.mesh.wait(reconnected, 15, "the client to reconnect")
     env.mesh.wait_synced(15)
+
+
+def test_describe_live(env: Env) -> None:
+    """`describe` against the running control plane (/debug/describez)."""
+    r = env.cli_json("describe", "workload", "productpage")
+    assert r["workload"]["address"] == env.server.node_ip  # type: ignore[attr-defined]
+    assert [s["service"] for s in r["services"]] == ["productpage.default.svc.cluster.local"]
+    assert r["sidecar"] == "default/productpage" and r["peerAuthentication"]["mode"] == "PERMISSIVE"
+    svc = env.cli_json("describe", "service", "productpage.default")
+    assert [w["name"] for w in svc["workloads"]] == ["productpage"]
+    missing = env.cli("describe", "service", "nope")
+    assert missing.returncode == 1 and "no service default/nope" in missing.stderr
