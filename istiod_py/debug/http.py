@@ -15,6 +15,7 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from istiod_py.debug.mesh_page import MeshPage
 from istiod_py.debug.mesh_views import MeshViews
 from istiod_py.debug.xds_views import XdsViews
 
@@ -50,6 +51,7 @@ class DebugServer:
         # ACK from their first connection on.
         self.xds_views = XdsViews(xds)
         self.mesh_views = MeshViews(lambda: self.pipeline.state, self.xds_views)
+        self.mesh_page = MeshPage(lambda: self.pipeline.state, self.xds_views, lambda: self.pipeline.history)
 
     def endpoints(self) -> list[tuple[str, Handler, str]]:
         """Every endpoint once, with what it shows: the routes and the /debug index."""
@@ -64,6 +66,7 @@ class DebugServer:
             ("/debug/push_status", self.handle_push_status, "state version, proxies in sync, recent pushes"),
             *self.xds_views.routes(),
             *self.mesh_views.routes(),
+            *self.mesh_page.routes(),
             *((path, handler, "") for path, handler in self.extra_routes),
         ]
 
