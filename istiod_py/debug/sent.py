@@ -12,12 +12,14 @@ xDS server keeps protocol state only, so this record hangs off its public
   the bodies come from the previous record or the stream state's resources, matched
   by content version (a content hash), so a body is never a guess.
 
-Cost: one reference per SotW ACK; one copy of the name->version map per Delta ACK.
+Cost: two references per SotW ACK (filtered when a dump is asked for); one pass
+over the name->version map per Delta ACK.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -60,10 +62,23 @@ class Held:
     version: str
     nonce: str
     at: float
-    resources: dict[str, Built] = field(default_factory=dict)
+    built: dict[str, Built] = field(default_factory=dict)
     # Delta names whose body could not be matched by version (content moved on
     # before the ACK was recorded): listed, never invented.
     unknown: dict[str, str] = field(default_factory=dict)
+    # SotW: the sent Resources and the subscription (None: wildcard), filtered only
+    # when a dump is asked for, so an ACK costs two references, not a copy.
+    source: Resources | None = None
+    names: AbstractSet[str] | None = None
+
+    @property
+    def resources(self) -> dict[str, Built]:
+        if self.source is None:
+            return self.built
+        index = self.source.index
+        if self.names is None:
+            return dict(index)
+        return {n: index[n] for n in self.names if n in index}
 
 
 class SentRecorder:
@@ -90,15 +105,14 @@ class SentRecorder:
                         current = self.xds.generate(stream.state, stream.proxy, w.type_url)
                     b = current.get(name)
                 if b is not None and b.version == version:
-                    held.resources[name] = b
+                    held.built[name] = b
                 else:
                     held.unknown[name] = version
         else:
-            res = sent_resources(stream, w.type_url)
-            if res is not None:
-                index = res.index
-                names = index.keys() if w.wildcard else (n for n in w.names if n in index)
-                held.resources = {n: index[n] for n in names}
+            # SotW replaces `w.names` with a new set on each subscription change (never
+            # mutates it), so keeping the reference keeps the ACKed subscription.
+            held.source = sent_resources(stream, w.type_url)
+            held.names = None if w.wildcard else w.names
         per[w.type_url] = held
 
     def _gc(self) -> None:

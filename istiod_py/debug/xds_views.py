@@ -154,7 +154,7 @@ class XdsViews:
             res = self.xds.generate(state, s.info.proxy, t)
             index = res.index
             names = index.keys() if w.wildcard else [n for n in w.names if n in index]
-            out[t] = Held(res.version, "", time.time(), {n: index[n] for n in names})
+            out[t] = Held(res.version, "", time.time(), built={n: index[n] for n in names})
         return out
 
     async def handle_force_disconnect(self, req: web.Request) -> web.Response:
