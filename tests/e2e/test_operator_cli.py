@@ -265,3 +265,28 @@ def test_describe_live(env: Env) -> None:
     assert [w["name"] for w in svc["workloads"]] == ["productpage"]
     missing = env.cli("describe", "service", "nope")
     assert missing.returncode == 1 and "no service default/nope" in missing.stderr
+
+
+def test_proxy_config_secret_with_agent(tmp_path: Path, envoy_bin: str) -> None:
+    """`proxy-config secret` on a real agent's Envoy: the workload certificate and root
+    from SDS, with validity and serial read from the PEM Envoy holds."""
+    with envoy_factory_context(tmp_path / "envoy") as envoys:
+        mesh = Mesh(tmp_path, envoys)
+        mesh.write("svc.yaml", service("app"))
+        mesh.start_with_ca()
+        try:
+            mesh.agent_sidecar("app-v1", labels={"app": "app"})
+            addr = f"{mesh.host}:{mesh.debug_port}"
+
+            def secrets() -> list[list[str]]:
+                r = subprocess.run([sys.executable, "-m", "istiod_py.cli", "proxy-config", "secret", "app-v1.default",
+                                    "--debug-address", addr], capture_output=True, text=True, timeout=60)  # fmt: skip
+                assert r.returncode == 0, r.stderr
+                rows = [ln.split() for ln in r.stdout.splitlines()[1:]]
+                return rows if len(rows) == 2 else []
+
+            rows = {r[0]: r for r in mesh.wait(secrets, 20, "two secrets")}
+            assert rows["default"][1:5] == ["Cert", "Chain", "ACTIVE", "true"]
+            assert rows["ROOTCA"][1:4] == ["CA", "ACTIVE", "true"]
+        finally:
+            mesh.stop()
