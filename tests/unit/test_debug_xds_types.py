@@ -53,3 +53,33 @@ async def test_syncz_and_config_dump_payloads(mesh: Mesh) -> None:
     assert xds_debug.resources(views, xds_debug.CONFIG_DUMP, ["nobody.default"]) == []
     assert xds_debug.resources(views, "istio.io/debug/other", []) is None
     await c.close()
+
+
+async def test_delta_config_dump_holds_acked_not_nacked(mesh: Mesh) -> None:
+    """Delta: /debug/config_dump is what the client ACKed; a NACKed update is not in it."""
+    from tests.unit.test_xds_delta import delta_versions
+    from tests.unit.xds_client import SERVICES, DeltaClient, cluster, edit
+
+    c = await DeltaClient(mesh.channel, make_node()).start()
+    await c.send(CDS, [])
+    cds = await c.recv_type(CDS)
+    await c.ack(cds)
+    await c.expect_none(0.2)
+
+    async def held() -> set[str]:
+        dump = await mesh.get_json("/debug/config_dump?proxyID=reviews-v1.default")
+        [cd] = [x for x in dump["configs"] if x["@type"].endswith("ClustersConfigDump")]
+        return {x["cluster"]["name"] for x in cd["dynamic_active_clusters"]}
+
+    first = set(delta_versions(cds))
+    assert await held() == first
+    edit(mesh.root / "services.yaml", SERVICES.replace("name: ratings", "name: details"))
+    update = await c.recv_type(CDS)
+    assert cluster("details") in delta_versions(update)
+    await c.nack(update)
+    await c.expect_none(0.2)
+    assert await held() == first  # the rejected update is not what the proxy holds
+    sync = await mesh.syncz()
+    # resources_sent is what the last responses carried (ratings replaced by details), ACKed or not.
+    assert sync["types"]["CDS"]["resources_sent"] == len(first)
+    await c.close()
