@@ -2,9 +2,12 @@
 connected proxies with their sync state, recent pushes and NACKs, and a graph of
 who may call whom.
 
-An edge A -> W (client workload A to workload W behind service S) exists when A's
-Sidecar scope makes S visible to A (PushContext.sidecar_scope, as the translator
-decides which clusters A gets). Its state is what W's AuthorizationPolicies decide
+An edge A -> W (client workload A to workload W) exists when A's Sidecar scope
+makes a service S visible to A (PushContext.sidecar_scope, as the translator
+decides which clusters A gets) and S's routing as A sees it sends traffic to W:
+the VirtualService PushContext.vs_for_host picks for S from A's namespace routes
+to hosts and subsets (DestinationRule subset labels select W); without one, every
+workload of S. Its state is what W's AuthorizationPolicies decide
 for A's identity (spiffe principal from its service account, its namespace), by
 Istio's order: a DENY rule matching A -> "deny"; ALLOW policies present and none
 matching -> "deny"; otherwise "allow". A rule that matches A's identity but also
@@ -24,6 +27,7 @@ from istiod_py.model.service import labels_match
 if TYPE_CHECKING:
     from istiod_py.config.model import Config
     from istiod_py.model import MeshState, Proxy
+    from istiod_py.translate.context import PushContext
 
 
 @dataclass(frozen=True)
@@ -150,6 +154,32 @@ def decide(policies: list[Config], principal: str, namespace: str) -> tuple[str,
     return "allow", []
 
 
+def routed(ctx: PushContext, host: str, viewer_ns: str) -> tuple[str | None, list[tuple[str, dict[str, str] | None]]]:
+    """Where traffic for `host` from `viewer_ns` goes: the VirtualService (if any) and
+    its destinations as (host, subset labels or None for every workload)."""
+    from istiod_py.translate.context import fqdn
+
+    vs = ctx.vs_for_host(host, viewer_ns)
+    if vs is None:
+        return None, [(host, None)]
+    spec: Any = vs.spec
+    # A weight of 0 among several destinations sends nothing there.
+    dests = [d.destination for kind in (spec.http, spec.tcp, spec.tls) for r in kind for d in r.route
+             if d.weight or len(r.route) == 1]  # fmt: skip
+    out: list[tuple[str, dict[str, str] | None]] = []
+    for d in dests:
+        h = fqdn(d.host, vs.meta.namespace, ctx.domain)
+        labels: dict[str, str] | None = None
+        if d.subset:
+            dr = ctx.destination_rule(h, viewer_ns)
+            subsets = {s.name: dict(s.labels) for s in dr.spec.subsets} if dr is not None else {}  # type: ignore[attr-defined]
+            if d.subset not in subsets:
+                continue  # an undefined subset sends nowhere (503 NC)
+            labels = subsets[d.subset]
+        out.append((h, labels))
+    return f"{vs.meta.namespace}/{vs.meta.name}", out
+
+
 def graph(state: MeshState, connected: list[Proxy]) -> dict[str, Any]:
     from istiod_py.translate.context import PushContext
     from istiod_py.translate.security.rbac import applies
@@ -167,14 +197,21 @@ def graph(state: MeshState, connected: list[Proxy]) -> dict[str, Any]:
     for a in ns_nodes:
         visible = {s.hostname for s in ctx.sidecar_scope(a.proxy()).services}
         principal = f"{domain}/ns/{a.namespace}/sa/{a.service_account}"
+        seen: set[str] = set()
         for host in sorted(visible):
-            for w in by_service.get(host, []):
-                if w.id == a.id:
-                    continue
-                wp = w.proxy()
-                applying = [p for p in policies if applies(p, wp, root)]
-                state_, by = decide(applying, principal, a.namespace)
-                edges.append({"from": a.id, "to": w.id, "service": host, "state": state_, "policies": by})
+            vs, targets = routed(ctx, host, a.namespace)
+            for dest_host, subset_labels in targets:
+                for w in by_service.get(dest_host, []):
+                    if w.id == a.id or w.id in seen:
+                        continue
+                    if subset_labels is not None and not labels_match(subset_labels, w.labels):
+                        continue
+                    seen.add(w.id)
+                    wp = w.proxy()
+                    applying = [p for p in policies if applies(p, wp, root)]
+                    state_, by = decide(applying, principal, a.namespace)
+                    edges.append({"from": a.id, "to": w.id, "service": host, "via": vs, "state": state_,
+                                  "policies": by})  # fmt: skip
     return {
         "nodes": [
             {

@@ -52,3 +52,31 @@ def test_request_conditions_make_it_partial() -> None:
 def test_allow_nothing_denies_everyone() -> None:
     ps = policies(ap("allow-nothing", "ALLOW", "[]"))
     assert decide(ps, PRINCIPAL, "default")[0] == "deny"
+
+
+def test_graph_edges_follow_routing_and_policy() -> None:
+    """The demo's services and workloads: a VirtualService that sends reviews only to v1
+    removes the edges to reviews-v2; a DENY policy on ratings turns those edges red."""
+    from pathlib import Path
+
+    from istiod_py.debug.mesh_graph import graph
+    from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
+
+    demo = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "demo"
+    text = "\n---\n".join((demo / f).read_text() for f in ("services.yaml", "workloads.yaml", "routing.yaml"))
+    text = text.replace("weight: 20", "weight: 0").replace("weight: 80", "weight: 100")
+    text += "\n---\n" + ap("deny-all", "DENY", '[{from: [{source: {namespaces: ["default"]}}]}]').replace(
+        "spec: {", "spec: {selector: {matchLabels: {app: ratings}}, "
+    )
+    res = load_text(text, "demo.yaml")
+    assert not res.errors, res.errors
+    agg = Aggregator()
+    agg.set_source("files", SourceSnapshot(tuple(res.configs), tuple(res.services), tuple(res.endpoint_slices)))
+    g = graph(agg.build(), [])
+    edges = {(e["from"], e["to"]): e for e in g["edges"]}
+    pp = "productpage-v1.default"
+    assert (pp, "reviews-v1.default") in edges and (pp, "reviews-v2.default") not in edges
+    assert edges[(pp, "reviews-v1.default")]["via"] == "default/reviews"
+    assert edges[(pp, "reviews-v1.default")]["state"] == "allow"
+    assert edges[(pp, "ratings-v1.default")]["state"] == "deny"
+    assert edges[(pp, "ratings-v1.default")]["policies"] == ["default/deny-all"]
