@@ -5,7 +5,9 @@ a proxy's configuration as its Envoy holds it (admin /config_dump, /clusters,
 PROXY is name.namespace (or a connection/node id) of a proxy connected to the
 control plane at --debug-address; its Envoy admin address comes from its node
 metadata. With --admin HOST:PORT the control plane is not asked and PROXY may be
-omitted. -o json|yaml prints the matching resources exactly as Envoy dumped them.
+omitted; with -f FILE a saved config_dump is read (also the control plane's own
+/debug/config_dump?proxyID=, which has Envoy's shape). -o json|yaml prints the
+matching resources exactly as Envoy dumped them.
 
 `log` shows Envoy's log levels; --level LEVEL or --level name:level,name:level
 changes them; --reset sets every logger to warning (istioctl's default)."""
@@ -36,6 +38,8 @@ def register(sub: SubParsers) -> None:
     p.add_argument("proxy", nargs="?", default="", help="name.namespace of a connected proxy")
     add_debug_flags(p)
     p.add_argument("--admin", default="", metavar="HOST:PORT", help="the Envoy admin address (default: from metadata)")
+    p.add_argument("-f", "--file", default="", metavar="CONFIG_DUMP.json",
+                   help="read a saved Envoy /config_dump instead of a live proxy (not for endpoint/log)")  # fmt: skip
     p.add_argument("--fqdn", default="", help="cluster/endpoint: only this service FQDN")
     p.add_argument("--port", type=int, default=0, help="cluster/listener/endpoint: only this port")
     p.add_argument("--subset", default="", help="cluster: only this subset")
@@ -80,12 +84,20 @@ def run_proxy_config(args: argparse.Namespace) -> int:
     from istiod_py.debug import pc_tables as tables
 
     kind = ALIASES.get(args.kind, args.kind)
+    dump: dict[str, Any]
+    clusters: dict[str, Any] = {}
     try:
-        admin = admin_of(args)
-        if kind == "log":
-            return _log(args, admin)
-        dump = client.get_json(admin, "/config_dump", args.timeout)
-        clusters = client.get_json(admin, "/clusters?format=json", args.timeout) if kind in ("endpoint", "all") else {}
+        if args.file:
+            if kind in ("endpoint", "log"):
+                raise CliError(f"proxy-config {kind} needs a live proxy (--admin or PROXY), not --file", ExitCode.USAGE)
+            dump = _read_dump(args.file)
+        else:
+            admin = admin_of(args)
+            if kind == "log":
+                return _log(args, admin)
+            dump = client.get_json(admin, "/config_dump", args.timeout)
+            want_eds = kind in ("endpoint", "all")
+            clusters = client.get_json(admin, "/clusters?format=json", args.timeout) if want_eds else {}
     except client.ClientError as e:
         code = ExitCode.FAILED if "is not connected" in str(e) else ExitCode.UNAVAILABLE
         raise CliError(str(e), code) from None
@@ -130,6 +142,21 @@ def run_proxy_config(args: argparse.Namespace) -> int:
         items, table = tables.secrets(dump, f), tables.secret_table
     emit(items, args.output, table)
     return ExitCode.OK
+
+
+def _read_dump(path: str) -> dict[str, Any]:
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except OSError as e:
+        raise CliError(f"{path}: cannot read: {e.strerror or e}", ExitCode.INPUT) from None
+    except ValueError as e:
+        raise CliError(f"{path}: not JSON: {e}", ExitCode.INPUT) from None
+    if not isinstance(data, dict) or "configs" not in data:
+        raise CliError(f"{path}: not an Envoy config_dump (no 'configs' list)", ExitCode.INPUT)
+    return data
 
 
 def _log(args: argparse.Namespace, admin: str) -> int:

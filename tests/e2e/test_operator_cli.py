@@ -226,6 +226,12 @@ def test_config_dump_is_what_envoy_holds(env: Env) -> None:
     assert routes == dynamic(env.client, "RoutesConfigDump", "dynamic_route_configs", "route_config")
     syncz = {e["proxy"]: e for e in env.mesh.debug("/debug/syncz")}
     assert syncz["client.default"]["types"]["CDS"]["resources_sent"] == len(held)
+    # The control plane's dump reads like Envoy's: `proxy-config -f` on it lists the same clusters.
+    saved = env.mesh.workdir / "cp-dump.json"
+    saved.write_text(json.dumps(dump))
+    from_cp = env.cli_json("proxy-config", "cluster", "--file", str(saved), "--direction", "outbound")
+    live = env.cli_json("proxy-config", "cluster", "client.default", "--direction", "outbound")
+    assert from_cp == live and from_cp
 
 
 def test_debug_index_and_force_disconnect(env: Env) -> None:

@@ -3,7 +3,8 @@
 - IST0109: VirtualServices bound to the mesh gateway that define the same host
   (scoped by where they are exported) -- istiod would pick one, arbitrarily.
 - IST0112: a destination without a port to a service with more than one port.
-- IST0132: hosts of a VirtualService that no server of its Gateway accepts."""
+- IST0132: hosts of a VirtualService that no server of its Gateway accepts.
+- IST0101 "host:port": a destination port the destination service does not expose."""
 
 from __future__ import annotations
 
@@ -56,11 +57,16 @@ def _destinations(spec: Any) -> Iterator[tuple[str, Any]]:
 def port_selector_required(ctx: Context) -> Iterator[Message]:
     for vs in ctx.of("VirtualService"):
         for path, dest in _destinations(vs.spec):
-            if not dest.host or dest.HasField("port"):
+            if not dest.host:
                 continue
             svc = ctx.service(fqdn(dest.host, vs.meta.namespace, ctx.domain))
-            if svc is not None and len(svc.ports) > 1:
-                yield new("IST0112", vs, dest.host, go_list(p.number for p in svc.ports), field=path)
+            if svc is None:
+                continue  # IST0101 "host", reported by references.py
+            if not dest.HasField("port"):
+                if len(svc.ports) > 1:
+                    yield new("IST0112", vs, dest.host, go_list(p.number for p in svc.ports), field=path)
+            elif dest.port.number and svc.port(dest.port.number) is None:
+                yield new("IST0101", vs, "host:port", f"{dest.host}:{dest.port.number}", field=f"{path}.port")
 
 
 def _gateway_accepts(gw_host: str, gw_ns: str, vs_host: str, vs_ns: str) -> bool:
