@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from istiod_py.config import gatewayapi
 from istiod_py.config.kube_types import (
     EndpointSlice,
     KubeParseError,
@@ -150,6 +151,8 @@ def _load_object(doc: _Doc, result: LoadResult) -> None:
         result.errors.append(doc.error("'apiVersion' is required", "apiVersion", kind))
     elif kind == "List":
         _load_list(doc, result)
+    elif gatewayapi.is_gateway_api(api_version):
+        _load_gateway_api(doc, api_version, result)
     elif kind in KINDS:
         _load_istio(doc, KINDS[kind], api_version, result)
     elif kind == "Service" and api_version == "v1":
@@ -157,7 +160,14 @@ def _load_object(doc: _Doc, result: LoadResult) -> None:
     elif kind == "EndpointSlice" and api_version == "discovery.k8s.io/v1":
         _load_kube(doc, result, kind, parse_endpoint_slice)
     elif kind not in IGNORED_KINDS:
-        supported = ", ".join([*sorted(KINDS), "Service (v1)", "EndpointSlice (discovery.k8s.io/v1)"])
+        supported = ", ".join(
+            [
+                *sorted(KINDS),
+                "Service (v1)",
+                "EndpointSlice (discovery.k8s.io/v1)",
+                f"{', '.join(sorted(gatewayapi.KINDS))} ({gatewayapi.GROUP})",
+            ]
+        )
         result.errors.append(
             doc.error(
                 f"unknown kind {kind!r} (apiVersion {api_version!r}): supported kinds are {supported}",
@@ -178,6 +188,13 @@ def _load_list(doc: _Doc, result: LoadResult) -> None:
             _load_object(_Doc(doc.source, doc.index, doc.line, item, prefix), result)
         else:
             result.errors.append(doc.error("expected a Kubernetes object (a mapping)", prefix, "List"))
+
+
+def _load_gateway_api(doc: _Doc, api_version: str, result: LoadResult) -> None:
+    config, errors = gatewayapi.load(doc.body, api_version, doc.source, doc.index, doc.error)
+    result.errors.extend(errors)
+    if config is not None:
+        result.configs.append(config)
 
 
 def _load_kube(doc: _Doc, result: LoadResult, kind: str, parse: Any) -> None:

@@ -136,6 +136,11 @@ class DebugServer:
                 "configs": configs,
                 "errors": [str(e) for e in self.errors()],
                 "warnings": [str(w) for w in self.warnings()],
+                # Gateway API status conditions (what istiod writes to the resources' status).
+                "gatewayApiStatus": [
+                    {"kind": st.kind, "namespace": st.namespace, "name": st.name, "status": st.as_dict()}
+                    for st in self.state.gateway_api_status
+                ],
             }
         )
 

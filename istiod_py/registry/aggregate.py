@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from istiod_py.config.gatewayapi.convert import Converter
 from istiod_py.config.kube_types import EndpointSlice, KubeService
 from istiod_py.config.model import Config, ConfigError
 from istiod_py.model import Endpoint, MeshConfig, MeshState, Service, endpoint_digest
@@ -42,6 +43,8 @@ class Aggregator:
     _spec_bytes: dict[int, tuple[Config, bytes]] = field(default_factory=dict)
     _eps: dict[tuple[int, ...], tuple[list[Endpoint], tuple[Endpoint, ...], str]] = field(default_factory=dict)
     _svc_text: dict[int, tuple[Service, str]] = field(default_factory=dict)
+    # Gateway API resources become Istio Gateways/VirtualServices here, where the whole config is known.
+    _gateway_api: Converter = field(default_factory=Converter)
 
     def _spec(self, c: Config) -> bytes:
         hit = self._spec_bytes.get(id(c))
@@ -76,6 +79,11 @@ class Aggregator:
         # Deterministic order: output (and so versions) depends only on content.
         configs.sort(key=lambda c: (c.meta.kind, c.meta.namespace, c.meta.name))
         services.sort(key=lambda s: (s.namespace, s.name))
+        gateway_api = self._gateway_api(configs, services)
+        if gateway_api.configs:
+            configs = sorted(
+                [*configs, *gateway_api.configs], key=lambda c: (c.meta.kind, c.meta.namespace, c.meta.name)
+            )
         reg = build_registry(configs, services, slices, self.mesh.trust_domain, self._conversions)
         by_kind: dict[str, list[Config]] = {}
         for c in configs:
@@ -107,6 +115,7 @@ class Aggregator:
             configs=MappingProxyType({k: tuple(v) for k, v in by_kind.items()}),
             mesh=self.mesh,
             endpoint_digests=MappingProxyType(digests),
+            gateway_api_status=gateway_api.statuses,
         )
         # The same digests MeshState derives, from bytes cached across builds.
         state.__dict__["kind_digests"] = kind_digests

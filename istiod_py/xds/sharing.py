@@ -9,8 +9,12 @@ push wave is being delivered, so the oldest are the least useful."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable
-from typing import Generic, TypeVar
+from collections.abc import Hashable, Set
+from typing import Any, Generic, TypeVar
+
+from istiod_py.cache.resources import Resources, sotw_response
+
+from .wire import names_digest
 
 V = TypeVar("V")
 
@@ -45,3 +49,72 @@ class SharedCache(Generic[V]):
     @property
     def nbytes(self) -> int:
         return self._bytes
+
+
+class SharedResponses:
+    """What streams share, by content version: encoded SotW responses (full sets
+    and partial pushes), Delta updates, subscription digests, encoded name lists
+    and the changed EDS names of a push. One per server."""
+
+    def __init__(self) -> None:
+        # Full-set SotW responses shared by proxies with the same resources.
+        self._full: SharedCache[tuple[str, bytes]] = SharedCache()
+        self._seq = 1
+        self._blocks: SharedCache[bytes] = SharedCache()
+        # SotW partial responses (what changed since a version), shared likewise.
+        self.partial: SharedCache[tuple[str, bytes]] = SharedCache()
+        # Delta updates shared by streams reconciled to the same resources.
+        self.delta: SharedCache[tuple[Any, ...]] = SharedCache()
+        self._digests: SharedCache[str] = SharedCache()
+        self._eds_names: SharedCache[frozenset[str]] = SharedCache(1024)
+
+    def nonce(self, version: str) -> str:
+        """A nonce for a shared response: nonces need only differ between one
+        stream's successive responses, and a shared one changes with the version."""
+        self._seq += 1
+        return f"v{self._seq}-{version[:16]}"
+
+    def full_response(
+        self, key: tuple[str, str, str], res: Resources, version: str, names: Set[str]
+    ) -> tuple[str, bytes]:
+        """A full-set SotW response, built once per (type, content version,
+        subscription): proxies whose resources were built separately but are
+        equal (other namespaces, same services) share the bytes too."""
+        hit = self._full.get(key)
+        if hit is not None:
+            return hit
+        t = key[0]
+        if key[2] == "*":
+            entries = res.joined()
+        else:
+            entries = b"".join(b.sotw_entry for n in sorted(names) if (b := res.get(n)) is not None)
+        nonce = self.nonce(version)
+        data = sotw_response(version, t, nonce, entries)
+        return self._full.put(key, (nonce, data), len(data))
+
+    def names_digest(self, names: Set[str]) -> str:
+        """Digest of a subscription, computed once per distinct set of names
+        (sorting a thousand names costs more than the rest of a first request)."""
+        key = frozenset(names)
+        hit = self._digests.get(key)
+        if hit is None:
+            hit = self._digests.put(key, names_digest(key))
+        return hit
+
+    def intern_block(self, block: bytes) -> bytes:
+        """One copy of each encoded name list: proxies of one scope share it."""
+        hit = self._blocks.get(block)
+        return hit if hit is not None else self._blocks.put(block, block, len(block))
+
+    def eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> frozenset[str]:
+        """The cluster names of `res` whose host is in `hosts`: computed once per
+        (resources, hosts), as the proxies of one scope share both."""
+        key = (res.version, hosts)
+        hit = self._eds_names.get(key)
+        if hit is not None:
+            return hit
+        by_host = res.names_by_host()
+        out: set[str] = set()
+        for h in hosts:
+            out.update(by_host.get(h, ()))
+        return self._eds_names.put(key, frozenset(out))

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from istiod_py.xds.server import _names_block, _names_start
+from istiod_py.xds.wire import names_block as _names_block
+from istiod_py.xds.wire import names_start as _names_start
 
 EDS = "type.googleapis.com/envoy.config.endpoint.v3.ClusterLoadAssignment"
 Request = discovery_pb2.DiscoveryRequest

@@ -266,6 +266,62 @@ async def test_stale_nonce_is_ignored(mesh: Mesh) -> None:
     await c.close()
 
 
+@pytest.mark.parametrize("node_every_request", [False, True])
+@pytest.mark.parametrize(
+    ("t", "names"),
+    [(CDS, [cluster("ratings"), cluster("reviews")]), (LDS, ["127.0.0.11_9080"]), (CDS, [cluster("ratings")])],
+)
+async def test_explicit_cds_lds_ack_then_rerequest_is_never_closed(
+    mesh: Mesh, t: str, names: list[str], node_every_request: bool
+) -> None:
+    """Issue 9: explicit CDS/LDS names, an ACK (the raw-bytes path), then the same
+    and other re-requests with version and nonce: the stream stays open and is
+    answered exactly when the subscription changes."""
+    c = await client(mesh)
+    if node_every_request:  # Envoy without set_node_on_first_message_only
+        node = make_node()
+        c._take_node = lambda req: req.node.CopyFrom(node)  # type: ignore[method-assign]
+    r = await c.subscribe(t, names)
+    assert names_of(r) == sorted(names)
+    await c.ack(r, names)
+    await c.expect_none(0.2)
+    await c.send(t, names, version=r.version_info, nonce=r.nonce)  # the same again: an ACK
+    await c.expect_none(0.2)
+    # another subscription: one name fewer, or one more that does not exist
+    other = names[:1] if len(names) > 1 else [*names, "not-in-the-mesh"]
+    await c.send(t, other, version=r.version_info, nonce=r.nonce)
+    r2 = await c.recv_type(t)
+    assert names_of(r2) == names[:1]
+    await c.ack(r2, other)
+    await c.send(t, ["*"], version=r2.version_info, nonce=r2.nonce)  # back to wildcard
+    r3 = await c.recv_type(t)
+    assert len(names_of(r3)) >= len(names)
+    await c.ack(r3, ["*"])
+    await c.expect_none(0.2)
+    assert c.closed is None
+    w = (await mesh.syncz())["types"][SHORT[t]]
+    assert w["nonce_acked"] == r3.nonce and w["nacks"] == 0
+    await c.close()
+
+
+@pytest.mark.parametrize("t", [CDS, EDS, LDS, RDS])
+async def test_first_request_with_nonce_of_an_earlier_stream_is_answered(mesh: Mesh, t: str) -> None:
+    """A client reconnecting may send the version and nonce it last had: on a new
+    stream nothing is stale yet, so the request is answered (as istiod does), not
+    ignored as a stale nonce (found by tests/fuzz/test_xds_fuzz.py)."""
+    names = _default_names(t)
+    old = await client(mesh)
+    r = await old.subscribe(t, names)
+    await old.close()
+    c = await client(mesh)
+    await c.send(t, names, version=r.version_info, nonce=r.nonce)
+    again = await c.recv_type(t)
+    assert names_of(again) == names_of(r)
+    await c.ack(again, names)
+    await c.expect_none(0.2)
+    await c.close()
+
+
 # --- named subscriptions (EDS, RDS) ----------------------------------------------------
 
 

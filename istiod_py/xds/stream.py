@@ -1,0 +1,328 @@
+"""One ADS stream's runtime, shared by the SotW and Delta protocols.
+
+Each stream runs one task that handles, in order, the requests its reader hands
+over and the pushes the push queue signals; so protocol state needs no locks and
+responses leave in the order they were decided. The protocol subclasses
+(sotw.py, delta.py) say what a request means and what a push sends; this module
+owns registration, the request queue, writes, ACK/NACK records and lifecycle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import os
+import random
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from typing import Any, Protocol
+
+import grpc
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+
+from istiod_py.cache.resources import Resources
+from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
+
+from .connection import ConnectionInfo, Nack, PushRequest, Watch
+from .metrics import XdsMetrics
+from .nacklog import STORED_DETAIL_CHARS, NackLog, truncate
+from .sharing import SharedResponses
+from .slots import PushSlots
+from .types import TypeUrl
+
+log = logging.getLogger("istiod_py.xds")
+
+# Events a stream's task handles besides raw requests.
+PUSH = object()
+CLOSE = object()
+RECYCLE = object()
+
+# Requests read from a client but not yet handled, per stream: past this the
+# reader stops reading, so HTTP/2 flow control pushes back on the client.
+MAX_QUEUED_REQUESTS = 32
+
+
+class StreamError(Exception):
+    """Ends a stream with a gRPC status (the message is the status detail)."""
+
+    def __init__(self, code: grpc.StatusCode, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class StreamHost(Protocol):
+    """What a stream needs from the server that owns it (XdsServer). Streams are
+    typed against this rather than XdsServer so that stream.py, sotw.py and
+    delta.py never import server.py, which imports them."""
+
+    state: Callable[[], MeshState]
+    metrics: XdsMetrics
+    send_timeout: float
+    max_connection_age: float
+    push_slots: PushSlots
+    initial_slots: PushSlots
+    live: set[Stream]
+    sharing: SharedResponses
+    nack_log: NackLog
+
+    def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources: ...
+    def new_conn_id(self, proxy: Proxy) -> str: ...
+    def ensure_watchdog(self) -> None: ...
+    def register(self, stream: Stream) -> None: ...
+    def unregister(self, stream: Stream) -> None: ...
+    def on_ack(self, stream: Stream, w: Watch) -> None: ...
+    def on_pushed(self, stream: Stream, req: PushRequest) -> None: ...
+    def count_sent(self, type_url: str, size: int) -> None: ...
+
+
+class Stream:
+    """One ADS stream (one Envoy). Subclassed per protocol: SotwStream, DeltaStream."""
+
+    delta = False
+    request_class: Any = None  # the protocol's request message class
+
+    def __init__(self, server: StreamHost, context: grpc.aio.ServicerContext) -> None:
+        self.server = server
+        self.context = context
+        self.info: ConnectionInfo | None = None
+        self.events: asyncio.Queue[object] = asyncio.Queue()
+        self.pending: PushRequest | None = None
+        self.state: MeshState = server.state()
+        self._nonce = itertools.count(1)
+        self._nonce_prefix = os.urandom(3).hex()
+        self.closing = False
+        self.task: asyncio.Task[Any] | None = None
+        self.writing_since = 0.0
+        self.recycle_at = 0.0
+        self.stuck = False
+        # Bounds the requests read but not yet handled (see MAX_QUEUED_REQUESTS).
+        self._room = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
+        # Requests queued or being handled by the stream's task (see _reader).
+        self._requests_open = 0
+
+    # --- the protocol's part ----------------------------------------------------
+
+    def fast_ack(self, raw: bytes) -> bool:
+        """Handle `raw` if it is a plain ACK/NACK that sends nothing; False: not
+        one, the full path must decode it."""
+        raise NotImplementedError
+
+    async def on_request(self, req: Any, raw: bytes) -> None:
+        """Handle a decoded request of a known type on a registered stream."""
+        raise NotImplementedError
+
+    async def push_type(self, w: Watch, res: Resources, only: frozenset[str] | None, cds_changed: bool) -> bool:
+        """Send what a push changed of one type; True if something was sent."""
+        raise NotImplementedError
+
+    # --- plumbing -----------------------------------------------------------
+
+    @property
+    def proxy(self) -> Proxy:
+        assert self.info is not None
+        return self.info.proxy
+
+    @property
+    def conn_id(self) -> str:
+        return self.info.conn_id if self.info else "?"
+
+    def next_nonce(self) -> str:
+        return f"{self._nonce_prefix}-{next(self._nonce)}"
+
+    def request_push(self, req: PushRequest) -> None:
+        """At most one push is pending per stream: a request that arrives while one
+        waits (for a push slot, or behind a slow send) is merged into it, so a busy
+        stream gets one push of the newest state, never a backlog."""
+        if self.pending is None:
+            self.pending = req
+            self.events.put_nowait(PUSH)
+        else:
+            self.pending = self.pending.merge(req)
+
+    async def write(self, data: bytes, type_url: str) -> None:
+        # No timer per write: the server's watchdog cancels a stream whose write
+        # has been blocked longer than the send timeout (a stuck client).
+        assert self.info is not None
+        self.writing_since = time.monotonic()
+        try:
+            await self.context.write(data)
+        finally:
+            self.writing_since = 0.0
+        self.info.bytes_sent += len(data)
+        self.server.count_sent(type_url, len(data))
+
+    def mark_sent(self, w: Watch, version: str, nonce: str) -> None:
+        w.nonce_sent = nonce
+        w.version_sent = version
+        w.sends += 1
+        w.sent_at = time.monotonic()
+        w.state_version = self.state.version
+
+    async def _reader(self, requests: AsyncIterator[bytes]) -> None:
+        try:
+            async for raw in requests:
+                # A plain ACK (SotW or Delta: the answer to every response) is
+                # handled right here when no earlier request is waiting or being
+                # handled: it sends nothing, so it needs neither the queue nor a
+                # task switch.
+                if not self._requests_open and self.info is not None and not self.closing:
+                    try:
+                        if self.fast_ack(raw):
+                            continue
+                    except Exception:  # leave it to the full path, which reports errors
+                        log.debug("fast ACK path failed", exc_info=True)
+                await self._room.acquire()
+                self._requests_open += 1
+                self.events.put_nowait(raw)
+        except (asyncio.CancelledError, grpc.aio.AioRpcError):
+            pass
+        except Exception as e:  # the client went away mid-read
+            log.debug("stream reader ended: %s", e)
+        finally:
+            self.events.put_nowait(CLOSE)
+
+    async def run(self, requests: AsyncIterator[bytes]) -> None:
+        self.task = asyncio.current_task()
+        max_age = self.server.max_connection_age
+        # Recycled after the maximum age, with jitter, so proxies rebalance.
+        self.recycle_at = time.monotonic() + max_age * (0.9 + 0.2 * random.random()) if max_age else 0.0
+        self.server.ensure_watchdog()
+        self.server.live.add(self)
+        reader = asyncio.create_task(self._reader(requests))
+        try:
+            await self._loop()
+        except asyncio.CancelledError:
+            if not self.stuck:
+                raise
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()  # the watchdog's cancel is handled: end the RPC normally
+            log.warning("closing xDS stream %s: a send blocked for over %ss", self.conn_id, self.server.send_timeout)
+            self.server.metrics.stream_errors.labels("DEADLINE_EXCEEDED").inc()
+            self.context.set_code(grpc.StatusCode.DEADLINE_EXCEEDED)
+            self.context.set_details(f"a send blocked for over {self.server.send_timeout}s")
+        except StreamError as e:
+            log.info("closing xDS stream %s: %s", self.conn_id, e.message)
+            self.server.metrics.stream_errors.labels(e.code.name).inc()
+            await self.context.abort(e.code, e.message)
+        finally:
+            reader.cancel()
+            self.server.live.discard(self)
+            if self.info is not None:
+                self.server.unregister(self)
+
+    async def _loop(self) -> None:
+        while True:
+            ev = await self.events.get()
+            if ev is RECYCLE:
+                log.info("recycling xDS stream %s after max connection age", self.conn_id)
+                return  # ends the stream with OK; the proxy reconnects (rebalancing)
+            if ev is CLOSE or self.closing:
+                return
+            if ev is PUSH:
+                if self.pending is None or self.info is None:
+                    continue
+                async with self.server.push_slots:
+                    # Taken only now: what arrived while this stream waited for a
+                    # slot was merged into it, so one push carries the newest state.
+                    req, self.pending = self.pending, None
+                    if req is not None and not self.closing:
+                        await self._push(req)
+                continue
+            assert isinstance(ev, bytes)
+            self._room.release()
+            try:
+                await self._on_raw(ev)
+            finally:
+                self._requests_open -= 1
+
+    # --- requests -----------------------------------------------------------
+
+    def _parse(self, raw: bytes) -> Any:
+        cls = self.request_class
+        try:
+            return cls.FromString(raw)
+        except DecodeError as e:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, f"malformed {cls.__name__}: {e}") from None
+
+    def _register(self, req: Any) -> None:
+        if not req.HasField("node") or not req.node.id:
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                "the first request on a stream must carry a node with an id "
+                "(sidecar~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local)",
+            )
+        metadata = json_format.MessageToDict(req.node.metadata) if req.node.HasField("metadata") else {}
+        try:
+            proxy = parse_proxy(req.node.id, metadata)
+        except ProxyError as e:
+            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        peer = self.context.peer() or ""
+        self.info = ConnectionInfo(self.server.new_conn_id(proxy), proxy, self.delta, peer)
+        self.info.last_push_state = self.state.version
+        self.server.register(self)
+
+    async def _on_raw(self, raw: bytes) -> None:
+        if self.info is not None and self.fast_ack(raw):
+            return
+        req = self._parse(raw)
+        if self.info is None:
+            self._register(req)
+        if not TypeUrl.known(req.type_url):
+            raise StreamError(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"unknown type_url {req.type_url!r}; served: {', '.join(TypeUrl.PUSH_ORDER)}",
+            )
+        await self.on_request(req, raw)
+
+    def record_nack(self, w: Watch, req: Any, version: str, names: Iterable[str]) -> None:
+        w.nacks += 1
+        w.last_nack = Nack(
+            version=version,
+            nonce=req.response_nonce,
+            message=truncate(req.error_detail.message, STORED_DETAIL_CHARS),
+            code=req.error_detail.code,
+            names=tuple(names),
+            at=time.time(),
+        )
+        self.server.metrics.rejects.labels(TypeUrl.SHORT.get(w.type_url, "other")).inc()
+        self.server.nack_log.nack(
+            self.proxy.id, TypeUrl.SHORT.get(w.type_url, w.type_url), version, req.error_detail.message
+        )
+
+    def record_ack(self, w: Watch, version: str, nonce: str) -> None:
+        w.acks += 1
+        w.version_acked = version
+        w.nonce_acked = nonce
+        w.acked_at = time.monotonic()
+        self.server.on_ack(self, w)
+
+    # --- pushes ---------------------------------------------------------------
+
+    async def _push(self, req: PushRequest) -> None:
+        assert self.info is not None
+        self.state = req.state
+        self.info.pushes += 1
+        if not req.full and self.proxy.ip in req.addresses:
+            req = PushRequest(req.state, True, req.eds_hosts, req.reason, req.addresses, req.start)
+        cds_changed = False
+        for t in TypeUrl.PUSH_ORDER:
+            w = self.info.watches.get(t)
+            if w is None:
+                continue
+            if not req.full and t != TypeUrl.ENDPOINT:
+                continue
+            res = self.server.generate(self.state, self.proxy, t)
+            only: frozenset[str] | None = None
+            if not req.full and t == TypeUrl.ENDPOINT:
+                only = self.server.sharing.eds_changed_names(res, req.eds_hosts)
+                if not only:
+                    continue
+            sent = await self.push_type(w, res, only, cds_changed)
+            if t == TypeUrl.CLUSTER and sent:
+                cds_changed = True
+        self.info.last_push_state = self.state.version
+        self.server.on_pushed(self, req)
