@@ -78,7 +78,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     )
     state = agg.build()
     ctx = Context(list(merged.configs), state.services, state.endpoints, state.mesh.trust_domain,
-                  state.mesh.root_namespace)  # fmt: skip
+                  state.mesh.root_namespace, tuple(state.gateway_api_status))  # fmt: skip
     found = run(ctx, merged.errors, suppressions)
     shown = at_least(found, args.output_threshold)
     failing = at_least(found, args.failure_threshold)

@@ -56,6 +56,8 @@ class Context:
     endpoints: Mapping[str, tuple[Endpoint, ...]] = field(default_factory=dict)
     domain: str = "cluster.local"
     root_namespace: str = "istio-system"
+    # Gateway API status (MeshState.gateway_api_status) for gateway_api_status.py.
+    gateway_api_status: tuple[Any, ...] = ()
 
     @cached_property
     def by_kind(self) -> dict[str, list[Config]]:

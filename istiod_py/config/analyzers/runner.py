@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from istiod_py.config.analyzers import (
     destination_rules,
     envoyfilter,
+    gateway_api_status,
     gateways,
     jwt_routes,
     references,
@@ -40,6 +41,7 @@ ANALYZERS: tuple[Callable[[Context], Iterator[Message]], ...] = (
     gateways.analyze,
     jwt_routes.analyze,
     envoyfilter.analyze,
+    gateway_api_status.analyze,
 )
 SUPPRESS_ANNOTATION = "galley.istio.io/analyze-suppress"
 
