@@ -145,6 +145,8 @@ class DebugServer:
                 "configs": configs,
                 "errors": [str(e) for e in self.errors()],
                 "warnings": [str(w) for w in self.warnings()],
+                # istioctl analyze's view of the running state (IST codes, levels, origins).
+                "analysis": [m.to_json() for m in self.mesh_page.analysis(self.state)],
                 # Gateway API status conditions (what istiod writes to the resources' status).
                 "gatewayApiStatus": [
                     {"kind": st.kind, "namespace": st.namespace, "name": st.name, "status": st.as_dict()}

@@ -36,6 +36,7 @@ class MeshPage:
         self.xds_views = xds_views
         self.history = history
         self._graph: tuple[tuple[int, tuple[str, ...]], dict[str, Any]] | None = None
+        self._analysis: tuple[int, list[Any]] = (-1, [])
 
     def routes(self) -> list[tuple[str, Any, str]]:
         return [
@@ -56,6 +57,18 @@ class MeshPage:
         if self._graph is None or self._graph[0] != key:  # once per state and set of proxies
             self._graph = (key, graph(state, proxies))
         return self._graph[1]
+
+    def analysis(self, state: MeshState) -> list[Any]:
+        """istioctl-analyze messages for the running state, once per state version."""
+        if self._analysis[0] != state.version:
+            from istiod_py.config.analyzers.context import Context
+            from istiod_py.config.analyzers.runner import run
+
+            configs = [c for items in state.configs.values() for c in items]
+            ctx = Context(configs, state.services, state.endpoints, state.mesh.trust_domain,
+                          state.mesh.root_namespace, tuple(state.gateway_api_status))  # fmt: skip
+            self._analysis = (state.version, run(ctx))
+        return self._analysis[1]
 
     async def handle_meshz(self, _: web.Request) -> web.Response:
         st = self.state()
@@ -104,5 +117,6 @@ class MeshPage:
                 "nacks": sorted(nacks, key=lambda n: -float(n["at"]))[:20],
                 "pushes": list(reversed(self.history()[-15:])),
                 "graph": self.graph(st),
+                "analysis": [str(m) for m in self.analysis(st)][:50],
             }
         )

@@ -151,6 +151,10 @@ def test_mesh_page_live(mesh: tuple[Mesh, EnvoyProcess], tmp_path: Path) -> None
         client_nack = '#nacks li[data-proxy="client.default"][data-type="LDS"]'
         nack = until(lambda: drv.find_element(By.CSS_SELECTOR, client_nack), "the NACK listed")
         assert nack.get_attribute("data-current") == "true" and "lua" in nack.text.lower()
+        # The running state's analysis: the filter inserts without a priority (Istio's IST0151).
+        until(lambda: any("[IST0151] (EnvoyFilter default/broken-lua" in e.text
+                          for e in drv.find_elements(By.CSS_SELECTOR, "#analysis li")), "IST0151 listed")  # fmt: skip
+        assert any(msg["code"] == "IST0151" for msg in m.debug("/debug/configz")["analysis"])
 
         m.write("authz.yaml", DENY_CLIENT)
         assert until(lambda: edge() == "deny", "the client -> reviews-v1 edge redrawn as denied")
