@@ -103,3 +103,17 @@ spec:
     assert tls_modes(cla(state, "outbound|80||vm.example.com")) == {"127.9.0.5": "istio", "127.9.0.6": ""}
 
 
+
+
+# --- 3. default retries -----------------------------------------------------------------------
+
+
+def test_inbound_route_retries_reset_before_request_except_grpc() -> None:
+    from istiod_py.translate.sidecar.routes import inbound_route_config
+
+    (vh,) = inbound_route_config(9080, "inbound|9080||").virtual_hosts
+    p = vh.routes[0].route.retry_policy
+    assert (p.retry_on, p.num_retries.value) == ("reset-before-request", 2)
+    assert not p.retriable_status_codes and not p.retry_host_predicate
+    (gvh,) = inbound_route_config(9090, "inbound|9090||", grpc=True).virtual_hosts
+    assert not gvh.routes[0].route.HasField("retry_policy")

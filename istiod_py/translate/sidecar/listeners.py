@@ -239,9 +239,8 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
     pre = extra_network_filters(ctx, proxy, "inbound", port)
     http = ing.port.protocol.is_http
     if http:
-        manager = http_connection_manager(
-            ctx, proxy, "inbound", port, stat, route_config=inbound_route_config(port, cluster)
-        )
+        routes = inbound_route_config(port, cluster, grpc=ing.port.protocol == Protocol.GRPC)
+        manager = http_connection_manager(ctx, proxy, "inbound", port, stat, route_config=routes)
         mtls.forward_client_cert(manager)
         chain = _filter_chain_http(manager, pre)
     else:

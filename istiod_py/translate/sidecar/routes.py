@@ -83,7 +83,14 @@ def sidecar_route_config(
     return rcfg
 
 
-def inbound_route_config(port: int, cluster: str) -> route_pb2.RouteConfiguration:
+INBOUND_RETRY_ON = "reset-before-request"
+INBOUND_RETRIES = 2
+
+
+def inbound_route_config(port: int, cluster: str, *, grpc: bool = False) -> route_pb2.RouteConfiguration:
+    """istiod's BuildDefaultHTTPInboundRoute: one catch-all route to the app. It
+    retries twice a request the app reset before reading any of it (a connection
+    to the app that died while idle in the pool), except on gRPC ports."""
     rcfg = route_pb2.RouteConfiguration(name=naming.inbound_cluster(port), validate_clusters={"value": False})
     vh = rcfg.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
     r = vh.routes.add(name="default", match=rc.RouteMatch(prefix="/"))
@@ -91,4 +98,7 @@ def inbound_route_config(port: int, cluster: str) -> route_pb2.RouteConfiguratio
     r.route.timeout.seconds = 0
     r.route.max_stream_duration.grpc_timeout_header_max.seconds = 0
     r.decorator.operation = f"{cluster}/*"
+    if not grpc:
+        r.route.retry_policy.retry_on = INBOUND_RETRY_ON
+        r.route.retry_policy.num_retries.value = INBOUND_RETRIES
     return rcfg

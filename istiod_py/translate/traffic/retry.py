@@ -14,7 +14,8 @@ DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriab
 def _base_policy(attempts: int) -> rc.RetryPolicy:
     p = rc.RetryPolicy(retry_on=DEFAULT_RETRY_ON, host_selection_retry_max_attempts=5)
     p.num_retries.value = attempts
-    p.retriable_status_codes.append(503)
+    # No retriable status codes: istiod's default retries connection-level
+    # failures only, so a 503 from the app reaches the client unretried.
     pred = p.retry_host_predicate.add()
     pred.name = "envoy.retry_host_predicates.previous_hosts"
     pred.typed_config.Pack(previous_hosts_pb2.PreviousHostsPredicate())
