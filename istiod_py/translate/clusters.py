@@ -86,6 +86,11 @@ def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, vi
         c.eds_cluster_config.service_name = name
     if port.protocol.is_http2:
         _http2(c)
+    # Panic mode off, as istiod 1.31+ (PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS): with
+    # most endpoints unhealthy or ejected Envoy answers 503 ("no healthy upstream")
+    # instead of spreading traffic over all of them. A DestinationRule
+    # outlierDetection.minHealthPercent replaces it (traffic/traffic_policy.py).
+    c.common_lb_config.healthy_panic_threshold.SetInParent()
     c.metadata.filter_metadata["istio"].update(
         {"services": [{"host": svc.hostname, "name": svc.hostname.split(".")[0], "namespace": svc.namespace}]}
     )

@@ -117,3 +117,38 @@ def test_inbound_route_retries_reset_before_request_except_grpc() -> None:
     assert not p.retriable_status_codes and not p.retry_host_predicate
     (gvh,) = inbound_route_config(9090, "inbound|9090||", grpc=True).virtual_hosts
     assert not gvh.routes[0].route.HasField("retry_policy")
+
+
+# --- 2. panic threshold -----------------------------------------------------------------------
+
+
+def clusters_of(state: MeshState, proxy: Proxy | None = None) -> dict[str, Any]:
+    from envoy.config.cluster.v3 import cluster_pb2
+
+    built = Translator().generate(state, proxy or client(), TypeUrl.CLUSTER)
+    out: dict[str, Any] = {}
+    for name, b in built.index.items():
+        c = cluster_pb2.Cluster()
+        c.ParseFromString(b.body)
+        out[name] = c
+    return out
+
+
+def test_outbound_clusters_turn_panic_mode_off() -> None:
+    dr = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}]
+"""
+    cs = clusters_of(mesh_state(SERVICE, we("a", "127.9.0.1"), dr))
+    for name in (f"outbound|9080||{HOST}", f"outbound|9080|v1|{HOST}"):
+        lb = cs[name].common_lb_config
+        assert lb.HasField("healthy_panic_threshold") and lb.healthy_panic_threshold.value == 0, name
+    for name in ("PassthroughCluster", "BlackHoleCluster"):
+        assert not cs[name].HasField("common_lb_config"), name
+    with_min = dr.replace("subsets:", "trafficPolicy: {outlierDetection: {minHealthPercent: 30}}\n  subsets:")
+    cs = clusters_of(mesh_state(SERVICE, we("a", "127.9.0.1"), with_min))
+    assert cs[f"outbound|9080||{HOST}"].common_lb_config.healthy_panic_threshold.value == 30
