@@ -152,3 +152,25 @@ spec:
     with_min = dr.replace("subsets:", "trafficPolicy: {outlierDetection: {minHealthPercent: 30}}\n  subsets:")
     cs = clusters_of(mesh_state(SERVICE, we("a", "127.9.0.1"), with_min))
     assert cs[f"outbound|9080||{HOST}"].common_lb_config.healthy_panic_threshold.value == 30
+
+
+# --- 4. virtual host domains ------------------------------------------------------------------
+
+
+def test_vhost_domains_as_istiod_with_trailing_dot_and_no_port_variants() -> None:
+    from envoy.config.route.v3 import route_pb2
+
+    state = mesh_state(SERVICE, we("a", "127.9.0.1"))
+    built = Translator().generate(state, client(), TypeUrl.ROUTE)
+    b = built.get("9080")
+    assert b is not None
+    rcfg = route_pb2.RouteConfiguration()
+    rcfg.ParseFromString(b.body)
+    assert rcfg.ignore_port_in_host_matching
+    vh = next(v for v in rcfg.virtual_hosts if v.name == f"{HOST}:9080")
+    assert list(vh.domains)[:5] == [HOST, HOST + ".", "reviews", "reviews.default.svc", "reviews.default"]
+    assert not [d for d in vh.domains if ":" in d]
+    from istiod_py.translate.sidecar.routes import service_domains
+
+    svc = state.services[HOST]
+    assert service_domains(svc, 9080, "other")[:4] == [HOST, HOST + ".", "reviews.default", "reviews.default.svc"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -16,22 +17,36 @@ from ..route import delegate
 from ..route.httproute import build_routes, default_route
 
 
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 def service_domains(svc: Service, port: int, proxy_ns: str) -> list[str]:
-    """Host names a client may use for a service: the FQDN, the short forms for
-    Kubernetes-style names (the bare name only within the same namespace), and
-    the service addresses; each with and without the port."""
+    """Host names a client may use for a service, in istiod's order
+    (generateVirtualHostDomains): the FQDN, the FQDN with a trailing dot, the
+    short forms of a Kubernetes-style name (the bare name only within the same
+    namespace), then the service addresses (IPv6 in brackets). No `:port`
+    variants: the route configuration ignores the port in Host matching."""
+    del port  # kept for callers; istiod adds port variants only to listenerPort 0 (HTTP proxy) routes
     names = [svc.hostname]
+    if not _is_ip(svc.hostname):
+        names.append(svc.hostname + ".")
     parts = svc.hostname.split(".")
     if len(parts) >= 3 and parts[2] == "svc":
         name, ns = parts[0], parts[1]
-        names += [f"{name}.{ns}.svc", f"{name}.{ns}"]
         if ns == proxy_ns:
-            names.append(name)
-    names += [a for a in svc.addresses if "/" not in a]
-    out = []
-    for n in names:
-        out += [n, f"{n}:{port}"]
-    return out
+            names += [name, f"{name}.{ns}.svc", f"{name}.{ns}"]
+        else:
+            names += [f"{name}.{ns}", f"{name}.{ns}.svc"]
+    for a in svc.addresses:
+        if "/" in a or a == "0.0.0.0":
+            continue
+        names.append(f"[{a}]" if ":" in a else a)
+    return names
 
 
 def _vhost_routes(ctx: PushContext, proxy: Proxy, svc: Service, port: int, gateway: str) -> list[rc.Route]:
@@ -58,6 +73,10 @@ def sidecar_route_config(
     ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int
 ) -> route_pb2.RouteConfiguration:
     rcfg = route_pb2.RouteConfiguration(name=naming.sidecar_route(port), validate_clusters={"value": False})
+    # As istiod's sidecar outbound routes: `Host: reviews:9080` and `Host: reviews`
+    # pick the same virtual host; direct responses may carry up to 1 MiB.
+    rcfg.ignore_port_in_host_matching = True
+    rcfg.max_direct_response_body_size_bytes.value = 1048576
     used: set[str] = set()
     for svc in scope.services:
         sport = svc.port(port)
@@ -80,6 +99,8 @@ def sidecar_route_config(
         r = catch_all.routes.add(name="allow_any", match=rc.RouteMatch(prefix="/"))
         r.route.cluster = naming.PASSTHROUGH
         r.route.timeout.seconds = 0
+        r.route.max_grpc_timeout.seconds = 0
+    catch_all.include_request_attempt_count = True
     return rcfg
 
 
