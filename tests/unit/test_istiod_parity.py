@@ -8,7 +8,7 @@ from typing import Any
 
 from envoy.config.endpoint.v3 import endpoint_pb2
 
-from istiod_py.model import MeshState, Proxy, parse_proxy
+from istiod_py.model import MeshConfig, MeshState, Proxy, parse_proxy
 from istiod_py.translate.generate import Translator
 from istiod_py.xds.types import TypeUrl
 from tests.support.states import mesh_state
@@ -174,3 +174,30 @@ def test_vhost_domains_as_istiod_with_trailing_dot_and_no_port_variants() -> Non
 
     svc = state.services[HOST]
     assert service_domains(svc, 9080, "other")[:4] == [HOST, HOST + ".", "reviews.default", "reviews.default.svc"]
+
+
+# --- 5. inbound peer identity -----------------------------------------------------------------
+
+
+def inbound_mtls_sans(mesh: MeshConfig | None = None) -> list[str]:
+    from envoy.config.listener.v3 import listener_pb2
+    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+    state = mesh_state(SERVICE, we("a", "127.9.0.1", sa="reviews"), mesh=mesh)
+    server = client("127.9.0.1", {"app": "reviews"})
+    built = Translator().generate(state, server, TypeUrl.LISTENER)
+    b = built.get("127.9.0.1_9080")
+    assert b is not None
+    lst = listener_pb2.Listener()
+    lst.ParseFromString(b.body)
+    (chain,) = [c for c in lst.filter_chains if c.name == "mtls"]
+    ctx = tls_pb2.DownstreamTlsContext()
+    assert chain.transport_socket.typed_config.Unpack(ctx)
+    vc = ctx.common_tls_context.combined_validation_context.default_validation_context
+    return [m.prefix for m in vc.match_subject_alt_names]
+
+
+def test_inbound_mtls_checks_the_peer_trust_domain_and_aliases() -> None:
+    assert inbound_mtls_sans() == ["spiffe://cluster.local/"]
+    mesh = MeshConfig.from_dict({"trustDomain": "td.example", "trustDomainAliases": ["old.example", "td.example"]})
+    assert inbound_mtls_sans(mesh) == ["spiffe://td.example/", "spiffe://old.example/"]

@@ -251,10 +251,27 @@ def inbound_key(ctx: PushContext, proxy: Proxy, ports: Iterable[int]) -> tuple[o
     return tuple(inbound_mode(ctx, proxy, p).value for p in ports)
 
 
-def downstream_tls_context(http: bool) -> tls_pb2.DownstreamTlsContext:
+def validation_trust_domains(ctx: PushContext) -> tuple[str, ...]:
+    """istiod's TrustDomainsForValidation: the mesh trust domain and its aliases,
+    deduplicated, empty ones dropped."""
+    out: list[str] = []
+    for td in (ctx.state.mesh.trust_domain, *ctx.state.mesh.trust_domain_aliases):
+        if td and td not in out:
+            out.append(td)
+    return tuple(out)
+
+
+def downstream_tls_context(http: bool, trust_domains: Sequence[str]) -> tls_pb2.DownstreamTlsContext:
+    """The server side of mesh mTLS. As istiod, the peer certificate must not only
+    chain to the root but carry a SPIFFE URI in one of `trust_domains`
+    (`match_subject_alt_names` prefixes, the field istiod uses): a certificate of
+    another trust domain signed by the same root is refused."""
     alpn = INBOUND_HTTP_ALPN if http else INBOUND_TCP_ALPN
     ctx = tls_pb2.DownstreamTlsContext(common_tls_context=mesh_common_tls_context(alpn))
     ctx.require_client_certificate.value = True
+    vc = ctx.common_tls_context.combined_validation_context.default_validation_context
+    for td in trust_domains:
+        vc.match_subject_alt_names.add(prefix=f"spiffe://{td}/")
     return ctx
 
 
@@ -280,10 +297,12 @@ def apply_inbound(
     mode: MTLSMode,
     *,
     http: bool,
+    trust_domains: Sequence[str],
 ) -> None:
     """Put the filter chains for `mode` on an inbound listener. `plaintext` is the
     chain that serves the app without TLS; the mTLS chain is a copy of it with the
-    match and the DownstreamTlsContext."""
+    match and the DownstreamTlsContext; `trust_domains` is
+    `validation_trust_domains(ctx)`: the peer SANs the chain accepts."""
     if mode == MTLSMode.DISABLE:
         lst.filter_chains.append(plaintext)
         return
@@ -294,7 +313,7 @@ def apply_inbound(
     secure.filter_chain_match.transport_protocol = "tls"
     secure.filter_chain_match.application_protocols.extend(INBOUND_MTLS_ALPN_MATCH)
     secure.transport_socket.name = TLS_SOCKET
-    secure.transport_socket.typed_config.Pack(downstream_tls_context(http))
+    secure.transport_socket.typed_config.Pack(downstream_tls_context(http, trust_domains))
     lst.filter_chains.append(secure)
     if mode == MTLSMode.PERMISSIVE:
         plaintext.name = "plaintext"

@@ -246,5 +246,6 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
     else:
         chain = _filter_chain_tcp(stat, cluster, pre)
     # PeerAuthentication decides the chains: mTLS, plaintext, or both (security/mtls.py).
-    mtls.apply_inbound(lst, chain, mtls.inbound_mode(ctx, proxy, port), http=http)
+    mode = mtls.inbound_mode(ctx, proxy, port)
+    mtls.apply_inbound(lst, chain, mode, http=http, trust_domains=mtls.validation_trust_domains(ctx))
     return lst
