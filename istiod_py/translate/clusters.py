@@ -124,23 +124,57 @@ def blackhole() -> cluster_pb2.Cluster:
     )
 
 
+def default_circuit_breakers() -> circuit_breaker_pb2.CircuitBreakers:
+    """istiod's getDefaultCircuitBreakerThresholds: no limits (Envoy's own
+    defaults, 1024 connections and 3 parallel retries, would 503 under load)."""
+    return circuit_breaker_pb2.CircuitBreakers(
+        thresholds=[
+            circuit_breaker_pb2.CircuitBreakers.Thresholds(
+                max_connections={"value": 4294967295},
+                max_pending_requests={"value": 4294967295},
+                max_requests={"value": 4294967295},
+                max_retries={"value": 4294967295},
+            )
+        ]
+    )
+
+
+def _downstream_protocol(cluster: cluster_pb2.Cluster, idle_timeout_s: int = 0) -> None:
+    """Speak upstream what the client spoke downstream (HTTP/1.1 or h2)."""
+    opts = http_protocol_options_pb2.HttpProtocolOptions()
+    opts.use_downstream_protocol_config.http_protocol_options.SetInParent()
+    opts.use_downstream_protocol_config.http2_protocol_options.SetInParent()
+    if idle_timeout_s:
+        opts.common_http_protocol_options.idle_timeout.seconds = idle_timeout_s
+    cluster.typed_extension_protocol_options[H2_OPTIONS_KEY].Pack(opts)
+
+
 def passthrough() -> cluster_pb2.Cluster:
-    return cluster_pb2.Cluster(
+    """istiod's PassthroughCluster: to the original destination, HTTP in the
+    client's protocol with a 5 minute idle timeout."""
+    c = cluster_pb2.Cluster(
         name=naming.PASSTHROUGH,
         type=cluster_pb2.Cluster.ORIGINAL_DST,
         lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
         connect_timeout=duration_pb2.Duration(seconds=10),
-        circuit_breakers=circuit_breaker_pb2.CircuitBreakers(
-            thresholds=[
-                circuit_breaker_pb2.CircuitBreakers.Thresholds(
-                    max_connections={"value": 4294967295},
-                    max_pending_requests={"value": 4294967295},
-                    max_requests={"value": 4294967295},
-                    max_retries={"value": 4294967295},
-                )
-            ]
-        ),
+        circuit_breakers=default_circuit_breakers(),
     )
+    _downstream_protocol(c, idle_timeout_s=300)
+    return c
+
+
+INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"
+
+
+def inbound_passthrough() -> cluster_pb2.Cluster:
+    """istiod's InboundPassthroughCluster: PassthroughCluster for traffic captured
+    inbound to a port no Service declares, sent from 127.0.0.6 so that the
+    capture rules (which exempt that source) do not loop it back into Envoy.
+    Used by the capture listener (virtualInbound) only."""
+    c = passthrough()
+    c.name = naming.INBOUND_PASSTHROUGH
+    c.upstream_bind_config.source_address.CopyFrom(socket_address(INBOUND_PASSTHROUGH_SOURCE, 0).socket_address)
+    return c
 
 
 def inbound_cluster(ctx: PushContext, proxy: Proxy, port: Port, target: tuple[str, int]) -> cluster_pb2.Cluster:

@@ -103,7 +103,9 @@ class Translator:
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
-            out = {}
+            # Sidecars only (gateways share outbound_clusters), as istiod.
+            passthrough = cds.inbound_passthrough()
+            out = {passthrough.name: build(passthrough.name, TypeUrl.CLUSTER, passthrough)}
             for ing in ingress:
                 target = lds.parse_endpoint(ing.default_endpoint, ing.port.target_port or ing.port.number)
                 c = cds.inbound_cluster(ctx, proxy, ing.port, target)

@@ -201,3 +201,24 @@ def test_inbound_mtls_checks_the_peer_trust_domain_and_aliases() -> None:
     assert inbound_mtls_sans() == ["spiffe://cluster.local/"]
     mesh = MeshConfig.from_dict({"trustDomain": "td.example", "trustDomainAliases": ["old.example", "td.example"]})
     assert inbound_mtls_sans(mesh) == ["spiffe://td.example/", "spiffe://old.example/"]
+
+
+# --- 6. passthrough clusters ------------------------------------------------------------------
+
+
+def test_inbound_passthrough_cluster_and_passthrough_http_options() -> None:
+    from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2 as hpo
+
+    cs = clusters_of(mesh_state(SERVICE, we("a", "127.9.0.1")))
+    inbound = cs["InboundPassthroughCluster"]
+    assert inbound.type == inbound.ORIGINAL_DST and inbound.lb_policy == inbound.CLUSTER_PROVIDED
+    assert inbound.upstream_bind_config.source_address.address == "127.0.0.6"
+    assert inbound.upstream_bind_config.source_address.port_value == 0
+    for name in ("PassthroughCluster", "InboundPassthroughCluster"):
+        opts = hpo.HttpProtocolOptions()
+        assert cs[name].typed_extension_protocol_options[
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
+        ].Unpack(opts)
+        assert opts.HasField("use_downstream_protocol_config")
+        assert opts.common_http_protocol_options.idle_timeout.seconds == 300
+        assert cs[name].circuit_breakers.thresholds[0].max_retries.value == 4294967295
