@@ -222,3 +222,42 @@ def test_inbound_passthrough_cluster_and_passthrough_http_options() -> None:
         assert opts.HasField("use_downstream_protocol_config")
         assert opts.common_http_protocol_options.idle_timeout.seconds == 300
         assert cs[name].circuit_breakers.thresholds[0].max_retries.value == 4294967295
+
+
+# --- 7. HTTP connection manager defaults ------------------------------------------------------
+
+
+def hcms(direction: str) -> list[Any]:
+    from envoy.config.listener.v3 import listener_pb2
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+
+    state = mesh_state(SERVICE, we("a", "127.9.0.1", sa="reviews"))
+    proxy = client("127.9.0.1", {"app": "reviews"})
+    out = []
+    for b in Translator().generate(state, proxy, TypeUrl.LISTENER).index.values():
+        lst = listener_pb2.Listener()
+        lst.ParseFromString(b.body)
+        if (lst.traffic_direction == 1) != (direction == "inbound"):
+            continue
+        for fc in lst.filter_chains:
+            for f in fc.filters:
+                if f.name == "envoy.filters.network.http_connection_manager":
+                    m = hcm.HttpConnectionManager()
+                    assert f.typed_config.Unpack(m)
+                    out.append(m)
+    assert out, direction
+    return out
+
+
+def test_hcm_defaults_as_istiod() -> None:
+    from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
+    from envoy.extensions.request_id.uuid.v3 import uuid_pb2
+
+    for direction, server in (("inbound", "istio-envoy"), ("outbound", "")):
+        for m in hcms(direction):
+            assert m.server_name == server, direction
+            assert m.path_with_escaped_slashes_action == hcm.HttpConnectionManager.KEEP_UNCHANGED
+            assert m.proxy_100_continue
+            uuid = uuid_pb2.UuidRequestIdConfig()
+            assert m.request_id_extension.typed_config.Unpack(uuid)
+            assert uuid.use_request_id_for_trace_sampling.value
