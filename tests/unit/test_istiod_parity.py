@@ -261,3 +261,23 @@ def test_hcm_defaults_as_istiod() -> None:
             uuid = uuid_pb2.UuidRequestIdConfig()
             assert m.request_id_extension.typed_config.Unpack(uuid)
             assert uuid.use_request_id_for_trace_sampling.value
+
+
+def test_listener_defaults_as_istiod() -> None:
+    from envoy.config.listener.v3 import listener_pb2
+
+    state = mesh_state(SERVICE, we("a", "127.9.0.1", sa="reviews"))
+    proxy = client("127.9.0.1", {"app": "reviews"})
+    seen = set()
+    for b in Translator().generate(state, proxy, TypeUrl.LISTENER).index.values():
+        lst = listener_pb2.Listener()
+        lst.ParseFromString(b.body)
+        assert lst.max_connections_to_accept_per_socket_event.value == 1, lst.name
+        outbound = lst.traffic_direction == 2
+        seen.add(outbound)
+        for fc in lst.filter_chains:
+            # 15 s to finish a TLS handshake on outbound chains only.
+            assert fc.HasField("transport_socket_connect_timeout") == outbound, lst.name
+            if outbound:
+                assert fc.transport_socket_connect_timeout.seconds == 15
+    assert seen == {True, False}

@@ -197,6 +197,13 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
                     # Envoy does not fall back from the raw_buffer branch the HTTP chain opens.
                     fc.filter_chain_match.transport_protocol = "raw_buffer"
                 lst.filter_chains.append(fc)
+            for fc in lst.filter_chains:
+                # As istiod (listener.go): a TLS handshake must finish within 15 s.
+                fc.transport_socket_connect_timeout.seconds = 15
+            if proxy.capture_none:
+                # istiod sets this on listeners that bind their own socket: each
+                # wake-up accepts one connection, spreading them over the workers.
+                lst.max_connections_to_accept_per_socket_event.value = 1
             if not lst.filter_chains:
                 lst.filter_chains.append(_filter_chain_tcp(stat, naming.BLACKHOLE))
             _add_inspectors(lst, tls=any(s.server_names for s in specs), http=sniff)
@@ -246,6 +253,7 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
     else:
         chain = _filter_chain_tcp(stat, cluster, pre)
     # PeerAuthentication decides the chains: mTLS, plaintext, or both (security/mtls.py).
+    lst.max_connections_to_accept_per_socket_event.value = 1  # as istiod's inbound listeners
     mode = mtls.inbound_mode(ctx, proxy, port)
     mtls.apply_inbound(lst, chain, mode, http=http, trust_domains=mtls.validation_trust_domains(ctx))
     return lst

@@ -117,6 +117,7 @@ def inbound_route_config(port: int, cluster: str, *, grpc: bool = False) -> rout
     r = vh.routes.add(name="default", match=rc.RouteMatch(prefix="/"))
     r.route.cluster = cluster
     r.route.timeout.seconds = 0
+    r.route.max_stream_duration.max_stream_duration.seconds = 0
     r.route.max_stream_duration.grpc_timeout_header_max.seconds = 0
     r.decorator.operation = f"{cluster}/*"
     if not grpc:
