@@ -91,9 +91,7 @@ def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, vi
     # instead of spreading traffic over all of them. A DestinationRule
     # outlierDetection.minHealthPercent replaces it (traffic/traffic_policy.py).
     c.common_lb_config.healthy_panic_threshold.SetInParent()
-    c.metadata.filter_metadata["istio"].update(
-        {"services": [{"host": svc.hostname, "name": svc.hostname.split(".")[0], "namespace": svc.namespace}]}
-    )
+    c.metadata.filter_metadata["istio"].update({"services": [_service_metadata(svc)]})
     apply_cluster_features(ctx, c, svc, port, subset, viewer_ns)
     return c
 
@@ -177,6 +175,13 @@ def inbound_passthrough() -> cluster_pb2.Cluster:
     return c
 
 
+def _service_metadata(svc: Service) -> dict[str, str]:
+    """istiod's istio.services entry: FQDN, name (a ServiceEntry's is its host) and namespace."""
+    kube = svc.hostname.split(".")[2:3] == ["svc"]
+    name = svc.hostname.split(".")[0] if kube else svc.hostname
+    return {"host": svc.hostname, "name": name, "namespace": svc.namespace}
+
+
 def inbound_cluster(ctx: PushContext, proxy: Proxy, port: Port, target: tuple[str, int]) -> cluster_pb2.Cluster:
     name = naming.inbound_cluster(port.number)
     c = cluster_pb2.Cluster(
@@ -184,7 +189,16 @@ def inbound_cluster(ctx: PushContext, proxy: Proxy, port: Port, target: tuple[st
         type=cluster_pb2.Cluster.STATIC,
         connect_timeout=_timeout(ctx),
         load_assignment=static_load_assignment(name, [target]),
+        circuit_breakers=default_circuit_breakers(),  # as istiod: no limits to the local app
     )
     if port.protocol.is_http2:
         _http2(c)
+    services: list[dict[str, str]] = []
+    for ep in ctx.state.endpoints_by_address.get(proxy.ip, ()):
+        svc = ctx.state.services.get(ep.service)
+        if svc is not None and ep.port == port.number and _service_metadata(svc) not in services:
+            services.append(_service_metadata(svc))
+    if services:
+        # The services this port serves (telemetry and EnvoyFilter matches read it).
+        c.metadata.filter_metadata["istio"].update({"services": sorted(services, key=lambda s: s["host"])})
     return c

@@ -281,3 +281,11 @@ def test_listener_defaults_as_istiod() -> None:
             if outbound:
                 assert fc.transport_socket_connect_timeout.seconds == 15
     assert seen == {True, False}
+
+
+def test_inbound_cluster_circuit_breakers_and_service_metadata() -> None:
+    state = mesh_state(SERVICE, we("a", "127.9.0.1", sa="reviews"))
+    c = clusters_of(state, client("127.9.0.1", {"app": "reviews"}))["inbound|9080||"]
+    assert c.circuit_breakers.thresholds[0].max_connections.value == 4294967295
+    services = [dict(s) for s in c.metadata.filter_metadata["istio"]["services"]]
+    assert services == [{"host": HOST, "name": "reviews", "namespace": "default"}]
