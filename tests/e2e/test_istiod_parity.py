@@ -187,9 +187,7 @@ def mint_client_cert(s: Setup, spiffe_uri: str) -> tuple[Path, Path]:
     cert_path, key_path = s.tmp / f"{name}-cert.pem", s.tmp / f"{name}-key.pem"
     cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     key_path.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return cert_path, key_path
 

@@ -103,8 +103,6 @@ spec:
     assert tls_modes(cla(state, "outbound|80||vm.example.com")) == {"127.9.0.5": "istio", "127.9.0.6": ""}
 
 
-
-
 # --- 3. default retries -----------------------------------------------------------------------
 
 
@@ -216,9 +214,11 @@ def test_inbound_passthrough_cluster_and_passthrough_http_options() -> None:
     assert inbound.upstream_bind_config.source_address.port_value == 0
     for name in ("PassthroughCluster", "InboundPassthroughCluster"):
         opts = hpo.HttpProtocolOptions()
-        assert cs[name].typed_extension_protocol_options[
-            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
-        ].Unpack(opts)
+        assert (
+            cs[name]
+            .typed_extension_protocol_options["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+            .Unpack(opts)
+        )
         assert opts.HasField("use_downstream_protocol_config")
         assert opts.common_http_protocol_options.idle_timeout.seconds == 300
         assert cs[name].circuit_breakers.thresholds[0].max_retries.value == 4294967295
