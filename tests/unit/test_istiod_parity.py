@@ -289,3 +289,11 @@ def test_inbound_cluster_circuit_breakers_and_service_metadata() -> None:
     assert c.circuit_breakers.thresholds[0].max_connections.value == 4294967295
     services = [dict(s) for s in c.metadata.filter_metadata["istio"]["services"]]
     assert services == [{"host": HOST, "name": "reviews", "namespace": "default"}]
+
+
+def test_eds_workload_metadata_string() -> None:
+    state = mesh_state(SERVICE, we("reviews-1", "127.9.0.1").replace("app: reviews", "app: reviews, version: v2"))
+    (group,) = cla(state, f"outbound|9080||{HOST}").endpoints
+    (lb,) = group.lb_endpoints
+    assert dict(lb.metadata.filter_metadata["istio"]) == {"workload": "reviews-1;default;reviews;v2;Kubernetes"}
+    assert group.load_balancing_weight.value == 1 and lb.load_balancing_weight.value == 1
