@@ -92,6 +92,13 @@ def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, vi
     # outlierDetection.minHealthPercent replaces it (traffic/traffic_policy.py).
     c.common_lb_config.healthy_panic_threshold.SetInParent()
     c.metadata.filter_metadata["istio"].update({"services": [_service_metadata(svc)]})
+    dr = ctx.destination_rule(svc.hostname, viewer_ns)
+    if dr is not None:
+        # Which DestinationRule shaped this cluster (istiod's AddConfigInfoMetadata).
+        config = naming.config_path("destination-rule", dr.meta.namespace, dr.meta.name)
+        c.metadata.filter_metadata["istio"].update({"config": config})
+        if subset:
+            c.metadata.filter_metadata["istio"].update({"subset": subset})
     apply_cluster_features(ctx, c, svc, port, subset, viewer_ns)
     return c
 

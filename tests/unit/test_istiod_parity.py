@@ -297,3 +297,44 @@ def test_eds_workload_metadata_string() -> None:
     (lb,) = group.lb_endpoints
     assert dict(lb.metadata.filter_metadata["istio"]) == {"workload": "reviews-1;default;reviews;v2;Kubernetes"}
     assert group.load_balancing_weight.value == 1 and lb.load_balancing_weight.value == 1
+
+
+def test_route_decorators_and_config_metadata() -> None:
+    from envoy.config.route.v3 import route_pb2
+
+    vs = """
+apiVersion: networking.istio.io/v1alpha3
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /one}}]
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+"""
+    dr = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews-dr, namespace: default}
+spec:
+  host: reviews
+  subsets: [{name: v1, labels: {version: v1}}, {name: v2, labels: {version: v2}}]
+"""
+    state = mesh_state(SERVICE, we("a", "127.9.0.1"), vs, dr)
+    b = Translator().generate(state, client(), TypeUrl.ROUTE).get("9080")
+    assert b is not None
+    rcfg = route_pb2.RouteConfiguration()
+    rcfg.ParseFromString(b.body)
+    vh = next(v for v in rcfg.virtual_hosts if v.name == f"{HOST}:9080")
+    assert [r.decorator.operation for r in vh.routes] == [f"{HOST}:9080/one*", "reviews:9080/*"]
+    for r in vh.routes:
+        assert r.metadata.filter_metadata["istio"]["config"] == (
+            "/apis/networking.istio.io/v1/namespaces/default/virtual-service/reviews"
+        )
+    cs = clusters_of(state)
+    meta = cs[f"outbound|9080|v1|{HOST}"].metadata.filter_metadata["istio"]
+    assert meta["config"] == "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews-dr"
+    assert meta["subset"] == "v1"

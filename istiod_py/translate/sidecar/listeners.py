@@ -237,6 +237,18 @@ def parse_endpoint(default_endpoint: str, port: int) -> tuple[str, int]:
     return host, int(p)
 
 
+def _inbound_operation(ctx: PushContext, proxy: Proxy, port: int) -> str:
+    """istiod's inbound route decorator: `<service FQDN>:<service port>/*` of the
+    first service (by name) this proxy serves on `port`."""
+    found = sorted(
+        (ep.service, ep.service_port)
+        for ep in ctx.state.endpoints_by_address.get(proxy.ip, ())
+        if ep.port == port and ep.service in ctx.state.services
+    )
+    host, service_port = found[0] if found else ("", 0)
+    return f"{host}:{service_port}/*"
+
+
 def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> listener_pb2.Listener:
     port = ing.port.number
     bind = ing.bind or proxy.ip
@@ -246,7 +258,9 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
     pre = extra_network_filters(ctx, proxy, "inbound", port)
     http = ing.port.protocol.is_http
     if http:
-        routes = inbound_route_config(port, cluster, grpc=ing.port.protocol == Protocol.GRPC)
+        routes = inbound_route_config(
+            port, cluster, grpc=ing.port.protocol == Protocol.GRPC, operation=_inbound_operation(ctx, proxy, port)
+        )
         manager = http_connection_manager(ctx, proxy, "inbound", port, stat, route_config=routes)
         mtls.forward_client_cert(manager)
         chain = _filter_chain_http(manager, pre)

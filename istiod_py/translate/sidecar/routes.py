@@ -108,7 +108,9 @@ INBOUND_RETRY_ON = "reset-before-request"
 INBOUND_RETRIES = 2
 
 
-def inbound_route_config(port: int, cluster: str, *, grpc: bool = False) -> route_pb2.RouteConfiguration:
+def inbound_route_config(
+    port: int, cluster: str, *, grpc: bool = False, operation: str = ""
+) -> route_pb2.RouteConfiguration:
     """istiod's BuildDefaultHTTPInboundRoute: one catch-all route to the app. It
     retries twice a request the app reset before reading any of it (a connection
     to the app that died while idle in the pool), except on gRPC ports."""
@@ -119,7 +121,7 @@ def inbound_route_config(port: int, cluster: str, *, grpc: bool = False) -> rout
     r.route.timeout.seconds = 0
     r.route.max_stream_duration.max_stream_duration.seconds = 0
     r.route.max_stream_duration.grpc_timeout_header_max.seconds = 0
-    r.decorator.operation = f"{cluster}/*"
+    r.decorator.operation = operation or ":0/*"  # istiod's operation for no known service
     if not grpc:
         r.route.retry_policy.retry_on = INBOUND_RETRY_ON
         r.route.retry_policy.num_retries.value = INBOUND_RETRIES
