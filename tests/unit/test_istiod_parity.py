@@ -338,3 +338,57 @@ spec:
     meta = cs[f"outbound|9080|v1|{HOST}"].metadata.filter_metadata["istio"]
     assert meta["config"] == "/apis/networking.istio.io/v1/namespaces/default/destination-rule/reviews-dr"
     assert meta["subset"] == "v1"
+
+
+# --- 8. validation where istiod is stricter ---------------------------------------------------
+
+
+def sidecar_with(endpoint: str) -> str:
+    return f"""
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: s, namespace: default}}
+spec:
+  ingress:
+  - port: {{number: 9080, protocol: HTTP, name: http}}
+    defaultEndpoint: "{endpoint}"
+"""
+
+
+def test_analyzer_flags_default_endpoints_istiod_refuses() -> None:
+    from istiod_py.config.analysis import analyze
+    from tests.support.states import load_docs
+
+    for endpoint, flagged in (
+        ("127.0.1.10:9080", True),
+        ("10.0.0.1:9080", True),
+        ("localhost:9080", True),
+        ("127.0.0.1:9080", False),
+        ("0.0.0.0:9080", False),
+        (":9080", False),
+        ("[::1]:9080", False),
+        ("[::]:9080", False),
+        ("unix:///var/run/app.sock", False),
+    ):
+        res = load_docs(sidecar_with(endpoint))  # still accepted: a warning, not an error
+        warnings = [str(w) for w in analyze(res.configs, ())]
+        hits = [w for w in warnings if "ISTPY0003 NotPortableToIstiod" in w]
+        assert bool(hits) == flagged, (endpoint, warnings)
+        if flagged:
+            assert "spec.ingress[0].defaultEndpoint" in hits[0] and "Sidecar default/s" in hits[0]
+
+
+def test_plain_istio_samples_are_portable_and_one_host_samples_say_they_are_not() -> None:
+    from pathlib import Path
+
+    from istiod_py.config.analysis import analyze
+    from istiod_py.config.loader import load_text
+
+    root = Path(__file__).resolve().parents[2] / "deploy" / "samples"
+    for path in sorted(root.glob("*/*.yaml")):
+        res = load_text(path.read_text(encoding="utf-8"), str(path))
+        flagged = [w for w in analyze(res.configs, ()) if "ISTPY0003" in str(w)]
+        one_host = path.parent.name in ("demo", "bookinfo-local")
+        assert bool(flagged) == (one_host and path.name == "sidecars.yaml"), (path, flagged)
+        if flagged:
+            assert "not portable to istiod" in path.read_text(encoding="utf-8")
