@@ -8,6 +8,7 @@ from typing import Any
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.network.dns_resolver.cares.v3 import cares_dns_resolver_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import any_pb2, duration_pb2
 
@@ -60,6 +61,19 @@ def _http2(cluster: cluster_pb2.Cluster) -> None:
     cluster.typed_extension_protocol_options[H2_OPTIONS_KEY].CopyFrom(packed)
 
 
+def _istiod_dns(c: cluster_pb2.Cluster) -> None:
+    """istiod's DNS settings: re-resolve every 60 s or at the record's TTL, with
+    100 ms of jitter (PILOT_DNS_JITTER_DURATION), through c-ares with at most 100
+    UDP queries per socket (PILOT_DNS_CARES_UDP_MAX_QUERIES)."""
+    c.dns_refresh_rate.seconds = 60
+    c.respect_dns_ttl = True
+    c.dns_jitter.nanos = 100_000_000
+    c.typed_dns_resolver_config.name = "envoy.network.dns_resolver.cares"
+    cares = cares_dns_resolver_pb2.CaresDnsResolverConfig()
+    cares.udp_max_queries.value = 100
+    c.typed_dns_resolver_config.typed_config.Pack(cares)
+
+
 def _timeout(ctx: PushContext) -> duration_pb2.Duration:
     secs = ctx.state.mesh.connect_timeout_s
     return duration_pb2.Duration(seconds=int(secs), nanos=int((secs % 1) * 1e9))
@@ -71,6 +85,7 @@ def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, vi
     if svc.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
         c.type = cluster_pb2.Cluster.STRICT_DNS if svc.resolution == Resolution.DNS else cluster_pb2.Cluster.LOGICAL_DNS
         c.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        _istiod_dns(c)
         targets = [(ep.address, ep.port) for ep in ctx.state.endpoints_for(svc.hostname, port.number)]
         if not targets:
             targets = [(svc.hostname, port.target_port or port.number)]

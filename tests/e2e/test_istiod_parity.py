@@ -59,6 +59,16 @@ spec:
   labels: {{app: server}}
 ---
 apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {{name: dns-local, namespace: default}}
+spec:
+  hosts: [dns-local.example.internal]
+  location: MESH_EXTERNAL
+  resolution: DNS
+  ports: [{{name: http, number: 9080, protocol: HTTP}}]
+  endpoints: [{{address: localhost}}]
+---
+apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {{name: server, namespace: default}}
 spec:
@@ -150,6 +160,12 @@ def test_workload_entry_with_service_account_gets_mtls_and_istiod_routing(setup:
     assert inbound, [rc.get("name") for rc in route_configs(server)]
     policy = inbound[0]["virtual_hosts"][0]["routes"][0]["route"]["retry_policy"]
     assert policy == {"retry_on": "reset-before-request", "num_retries": 2}, policy
+
+    # 7. istiod's DNS cluster settings (c-ares resolver, TTL, jitter) are accepted.
+    dns = {e["cluster"]["name"]: e["cluster"] for e in client.dynamic_resources("ClustersConfigDump")}
+    assert dns["outbound|9080||dns-local.example.internal"]["typed_dns_resolver_config"]["name"] == (
+        "envoy.network.dns_resolver.cares"
+    )
 
     # 6. InboundPassthroughCluster is accepted by Envoy (the capture listener uses it).
     clusters = {e["cluster"]["name"]: e["cluster"] for e in server.dynamic_resources("ClustersConfigDump")}

@@ -392,3 +392,19 @@ def test_plain_istio_samples_are_portable_and_one_host_samples_say_they_are_not(
         assert bool(flagged) == (one_host and path.name == "sidecars.yaml"), (path, flagged)
         if flagged:
             assert "not portable to istiod" in path.read_text(encoding="utf-8")
+
+
+def test_dns_cluster_settings_as_istiod() -> None:
+    state = mesh_state("""
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: ext, namespace: default}
+spec:
+  hosts: [api.example.com]
+  resolution: DNS
+  ports: [{name: https, number: 443, protocol: TLS}]
+""")
+    c = clusters_of(state)["outbound|443||api.example.com"]
+    assert c.dns_refresh_rate.seconds == 60 and c.respect_dns_ttl
+    assert c.dns_jitter.nanos == 100_000_000
+    assert c.typed_dns_resolver_config.name == "envoy.network.dns_resolver.cares"

@@ -262,6 +262,8 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
             port, cluster, grpc=ing.port.protocol == Protocol.GRPC, operation=_inbound_operation(ctx, proxy, port)
         )
         manager = http_connection_manager(ctx, proxy, "inbound", port, stat, route_config=routes)
+        if ing.port.protocol.is_http2:
+            manager.http2_protocol_options.SetInParent()  # as istiod's inbound HTTP2/gRPC ports
         mtls.forward_client_cert(manager)
         chain = _filter_chain_http(manager, pre)
     else:
