@@ -191,6 +191,10 @@ def inbound_mtls_sans(mesh: MeshConfig | None = None) -> list[str]:
     (chain,) = [c for c in lst.filter_chains if c.name == "mtls"]
     ctx = tls_pb2.DownstreamTlsContext()
     assert chain.transport_socket.typed_config.Unpack(ctx)
+    assert list(ctx.common_tls_context.tls_params.cipher_suites)[:2] == [
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+    ]
     vc = ctx.common_tls_context.combined_validation_context.default_validation_context
     return [m.prefix for m in vc.match_subject_alt_names]
 

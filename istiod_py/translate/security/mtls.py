@@ -67,6 +67,16 @@ ALPN_IN_MESH_H2 = ("istio-peer-exchange", "istio", "h2")
 INBOUND_MTLS_ALPN_MATCH = ("istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2")
 INBOUND_HTTP_ALPN = ("h2", "http/1.1")
 INBOUND_TCP_ALPN = ("istio-peer-exchange", "h2", "http/1.1")
+# istiod's inbound mTLS ciphers (TLS 1.2; TLS 1.3 suites are not configurable):
+# AEAD only, ECDHE first.
+INBOUND_CIPHER_SUITES = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+)
 
 Mode = dr_pb.ClientTLSSettings.TLSmode
 MTLSMode = pa.MTLSMode
@@ -269,6 +279,7 @@ def downstream_tls_context(http: bool, trust_domains: Sequence[str]) -> tls_pb2.
     alpn = INBOUND_HTTP_ALPN if http else INBOUND_TCP_ALPN
     ctx = tls_pb2.DownstreamTlsContext(common_tls_context=mesh_common_tls_context(alpn))
     ctx.require_client_certificate.value = True
+    ctx.common_tls_context.tls_params.cipher_suites.extend(INBOUND_CIPHER_SUITES)
     vc = ctx.common_tls_context.combined_validation_context.default_validation_context
     for td in trust_domains:
         vc.match_subject_alt_names.add(prefix=f"spiffe://{td}/")
