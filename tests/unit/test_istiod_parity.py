@@ -412,3 +412,24 @@ spec:
     assert c.dns_refresh_rate.seconds == 60 and c.respect_dns_ttl
     assert c.dns_jitter.nanos == 100_000_000
     assert c.typed_dns_resolver_config.name == "envoy.network.dns_resolver.cares"
+
+
+def test_consistent_hash_default_retries_have_no_previous_hosts_predicate() -> None:
+    from envoy.config.route.v3 import route_pb2
+
+    dr = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+"""
+    state = mesh_state(SERVICE, we("a", "127.9.0.1"), dr)
+    b = Translator().generate(state, client(), TypeUrl.ROUTE).get("9080")
+    assert b is not None
+    rcfg = route_pb2.RouteConfiguration()
+    rcfg.ParseFromString(b.body)
+    (route,) = next(v for v in rcfg.virtual_hosts if v.name == f"{HOST}:9080").routes
+    assert route.route.hash_policy and route.route.retry_policy.num_retries.value == 2
+    assert not route.route.retry_policy.retry_host_predicate
