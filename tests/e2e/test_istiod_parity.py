@@ -59,6 +59,14 @@ spec:
   labels: {{app: server}}
 ---
 apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {{name: alias, namespace: default}}
+spec:
+  hosts: [server-alias.internal]
+  http:
+  - route: [{{destination: {{host: server}}}}]
+---
+apiVersion: networking.istio.io/v1
 kind: ServiceEntry
 metadata: {{name: dns-local, namespace: default}}
 spec:
@@ -151,7 +159,8 @@ def test_workload_entry_with_service_account_gets_mtls_and_istiod_routing(setup:
     assert client.stat(f"cluster.outbound|9080||{FQDN}.ssl.handshake") >= 1
 
     # 4. The trailing-dot FQDN (with or without a port) picks the service's virtual host.
-    for host in (f"{FQDN}.", f"{FQDN}.:9080", FQDN, "server"):
+    # A VirtualService host with no service of its own routes too (its own virtual host).
+    for host in (f"{FQDN}.", f"{FQDN}.:9080", FQDN, "server", "server-alias.internal"):
         r = http_request(s.client_bind, 9080, "/dot", host=host)
         assert r.status == 200 and r.json()["server"] == "server-app", (host, r.status, r.text[:200])
 

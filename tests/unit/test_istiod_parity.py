@@ -433,3 +433,26 @@ spec:
     (route,) = next(v for v in rcfg.virtual_hosts if v.name == f"{HOST}:9080").routes
     assert route.route.hash_policy and route.route.retry_policy.num_retries.value == 2
     assert not route.route.retry_policy.retry_host_predicate
+
+
+def test_virtual_service_host_without_service_gets_a_virtual_host() -> None:
+    from envoy.config.route.v3 import route_pb2
+
+    vs = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: alias, namespace: default}
+spec:
+  hosts: [reviews-alias.internal]
+  http:
+  - route: [{destination: {host: reviews}}]
+"""
+    state = mesh_state(SERVICE, we("a", "127.9.0.1"), vs)
+    b = Translator().generate(state, client(), TypeUrl.ROUTE).get("9080")
+    assert b is not None
+    rcfg = route_pb2.RouteConfiguration()
+    rcfg.ParseFromString(b.body)
+    vh = next(v for v in rcfg.virtual_hosts if v.name == "reviews-alias.internal:9080")
+    assert list(vh.domains) == ["reviews-alias.internal"]
+    assert [r.route.cluster for r in vh.routes] == [f"outbound|9080||{HOST}"]
+    assert rcfg.virtual_hosts[-1].name == "allow_any"

@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
+from istiod_py.config.model import Config
 from istiod_py.model import Proxy, Service
 
 from .. import naming
-from ..context import PushContext, SidecarScope
+from ..context import PushContext, SidecarScope, fqdn
 from ..features import RouteInput
 from ..route import delegate
 from ..route.httproute import build_routes, default_route
+from ..scope import host_matches
 
 
 def _is_ip(host: str) -> bool:
@@ -60,6 +63,24 @@ def _vhost_routes(ctx: PushContext, proxy: Proxy, svc: Service, port: int, gatew
     return [default_route(inp, naming.outbound_cluster(port, svc.hostname))]
 
 
+def _hosts_without_service(ctx: PushContext, scope: SidecarScope, proxy_ns: str) -> list[tuple[Config, str]]:
+    """(VirtualService, host) for the hosts of visible mesh VirtualServices that
+    no service in scope covers: istiod gives each a virtual host of its own
+    (`host:port`, domains [host]) on every HTTP route configuration."""
+    out: list[tuple[Config, str]] = []
+    for vs in ctx.virtual_services(proxy_ns, "mesh"):
+        spec: Any = vs.spec
+        for h in spec.hosts:
+            host = fqdn(h, vs.meta.namespace, ctx.domain)
+            if host == "*":
+                continue  # the catch-all virtual host owns "*"
+            if any(host_matches(host, svc.hostname) for svc in scope.services):
+                continue
+            if any(e.hosts.allows(vs.meta.namespace, host) for e in scope.egress):
+                out.append((vs, host))
+    return out
+
+
 def _unique_domains(domains: Iterable[str], used: set[str]) -> list[str]:
     out = []
     for d in domains:
@@ -88,6 +109,16 @@ def sidecar_route_config(
         vh = rcfg.virtual_hosts.add(name=naming.vhost(svc.hostname, port))
         vh.domains.extend(domains)
         vh.routes.extend(_vhost_routes(ctx, proxy, svc, port, "mesh"))
+        vh.include_request_attempt_count = True
+    for vs, host in _hosts_without_service(ctx, scope, proxy.namespace):
+        domains = _unique_domains([host], used)
+        routes: list[rc.Route] = []
+        for http in delegate.http_routes(ctx, vs):
+            routes += build_routes(RouteInput(ctx, vs, http, port, proxy.namespace, "mesh"), proxy)
+        if not domains or not routes:
+            continue
+        vh = rcfg.virtual_hosts.add(name=naming.vhost(host, port), domains=domains)
+        vh.routes.extend(routes)
         vh.include_request_attempt_count = True
     catch_all = rcfg.virtual_hosts.add()
     catch_all.domains.append("*")
