@@ -456,3 +456,18 @@ spec:
     assert list(vh.domains) == ["reviews-alias.internal"]
     assert [r.route.cluster for r in vh.routes] == [f"outbound|9080||{HOST}"]
     assert rcfg.virtual_hosts[-1].name == "allow_any"
+
+
+def test_client_side_sans_include_trust_domain_aliases() -> None:
+    from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
+
+    mesh = MeshConfig.from_dict({"trustDomainAliases": ["old.example"]})
+    state = mesh_state(SERVICE, we("a", "127.9.0.1", sa="reviews"), mesh=mesh)
+    c = clusters_of(state)[f"outbound|9080||{HOST}"]
+    ctx = tls_pb2.UpstreamTlsContext()
+    assert c.transport_socket_matches[0].transport_socket.typed_config.Unpack(ctx)
+    vc = ctx.common_tls_context.combined_validation_context.default_validation_context
+    assert sorted(m.matcher.exact for m in vc.match_typed_subject_alt_names) == [
+        "spiffe://cluster.local/ns/default/sa/reviews",
+        "spiffe://old.example/ns/default/sa/reviews",
+    ]

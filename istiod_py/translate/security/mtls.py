@@ -156,6 +156,12 @@ def service_accounts(ctx: PushContext, svc: Service, port: Port) -> tuple[str, .
                     out.add(ep.service_account)
                 else:
                     out.add(spiffe(ctx.domain, ep.namespace or svc.namespace, ep.service_account))
+        # istiod's ExpandWithTrustDomains: a peer may present its identity in any
+        # trust domain the mesh treats as its own (trustDomainAliases).
+        prefix = f"spiffe://{ctx.domain}/"
+        for uri in list(out):
+            if uri.startswith(prefix):
+                out.update(f"spiffe://{alias}/{uri[len(prefix):]}" for alias in ctx.state.mesh.trust_domain_aliases)
         return tuple(sorted(out))
 
     return ctx.cached(("mtls-sans", svc.hostname, port.number), build)
