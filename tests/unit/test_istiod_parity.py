@@ -471,3 +471,28 @@ def test_client_side_sans_include_trust_domain_aliases() -> None:
         "spiffe://cluster.local/ns/default/sa/reviews",
         "spiffe://old.example/ns/default/sa/reviews",
     ]
+
+
+def test_min_health_percent_leaves_not_ready_endpoints_out_of_eds() -> None:
+    slices = """
+apiVersion: discovery.k8s.io/v1
+kind: EndpointSlice
+metadata: {name: reviews-1, namespace: default, labels: {kubernetes.io/service-name: reviews}}
+addressType: IPv4
+ports: [{name: http, port: 9080, protocol: TCP}]
+endpoints:
+- {addresses: [127.9.0.1], conditions: {ready: true}}
+- {addresses: [127.9.0.2], conditions: {ready: false}}
+"""
+    dr = """
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: reviews, namespace: default}
+spec:
+  host: reviews
+  trafficPolicy: {outlierDetection: {minHealthPercent: MIN}}
+"""
+    for minimum, expected in ((0, {"127.9.0.1", "127.9.0.2"}), (30, {"127.9.0.1"})):
+        state = mesh_state(SERVICE, slices, dr.replace("MIN", str(minimum)))
+        got = cla(state, f"outbound|9080||{HOST}")
+        assert {e.endpoint.address.socket_address.address for g in got.endpoints for e in g.lb_endpoints} == expected
