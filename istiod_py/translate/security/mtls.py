@@ -5,7 +5,7 @@ PeerAuthentication (peer_authentication.py) picks the filter chains:
 
 - STRICT: only a chain matching `transport_protocol: tls` with Istio's ALPN
   values, terminating mTLS (client certificate required, SDS `default`,
-  validated by SDS `ROOTCA`). Plaintext matches no chain and is closed.
+  validated by SDS `ROOTCA`, SPIFFE URI in the mesh trust domain or an alias). Plaintext matches no chain and is closed.
 - PERMISSIVE: that chain plus a plaintext chain matching everything else.
 - DISABLE: the plaintext chain only.
 
@@ -13,8 +13,9 @@ Client side (outbound clusters): a DestinationRule `tls.mode: ISTIO_MUTUAL`
 gets the mesh's UpstreamTlsContext; with no DestinationRule TLS and auto mTLS
 on (MeshConfig `enableAutoMtls`, default true) the cluster gets
 `transport_socket_matches`: endpoints whose EDS metadata says
-`envoy.transport_socket_match: {tlsMode: istio}` (workloads labelled
-`security.istio.io/tlsMode: istio`) are dialled with mTLS, all others in
+`envoy.transport_socket_match: {tlsMode: istio}` (pods labelled
+`security.istio.io/tlsMode: istio`; WorkloadEntries with that label or, without
+the label, with a serviceAccount) are dialled with mTLS, all others in
 plaintext. A destination whose PeerAuthentication resolves to DISABLE, and a
 MESH_EXTERNAL service, get no auto mTLS (as istiod). Other DestinationRule TLS
 modes are traffic/traffic_policy.py's.
