@@ -13,10 +13,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from istiod_py.cli import inject, serve, validate, version, workload
+from istiod_py.cli import inject, install, serve, validate, version, workload
 from istiod_py.cli.common import EXIT_CODES_HELP, CliError
 
-GROUPS = (serve, workload, inject, validate, version)
+GROUPS = (serve, workload, inject, install, validate, version)
 
 
 def parser() -> argparse.ArgumentParser:
