@@ -6,6 +6,7 @@ so the webhook and `kube-inject` inject the same pod."""
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -57,13 +58,18 @@ class InjectionValues:
         return self.proxy_image if "/" in self.proxy_image else f"{self.hub}/{self.proxy_image}:{self.tag}"
 
     def to_env(self) -> dict[str, str]:
-        """Scalar values as environment variables (INJECT_<FIELD>), how the istiod
-        Deployment `install` renders carries them to the webhook."""
+        """The values as environment variables (INJECT_<FIELD>; maps as JSON), how
+        the istiod Deployment `install` renders carries them to the webhook."""
         out: dict[str, str] = {}
         for f in fields(self):
             v = getattr(self, f.name)
-            if isinstance(v, (str, int, bool)):
-                out["INJECT_" + f.name.upper()] = str(v).lower() if isinstance(v, bool) else str(v)
+            key = "INJECT_" + f.name.upper()
+            if isinstance(v, bool):
+                out[key] = str(v).lower()
+            elif isinstance(v, dict):
+                out[key] = json.dumps(v, sort_keys=True)
+            else:
+                out[key] = str(v)
         return out
 
     @staticmethod
@@ -83,4 +89,9 @@ class InjectionValues:
                 changes[f.name] = int(raw)
             elif isinstance(cur, str):
                 changes[f.name] = raw
+            elif isinstance(cur, dict):
+                try:
+                    changes[f.name] = json.loads(raw)
+                except ValueError:
+                    raise ValueError(f"environment {key}: not JSON") from None
         return replace(base, **changes)
