@@ -70,4 +70,9 @@ def kube_inject(text: str, values: InjectionValues, where: str = "") -> str:
         if doc is None:
             continue
         out.append(inject_object(doc, values, f"{where}document {i + 1}: "))
-    return yaml.safe_dump_all(out, sort_keys=False, default_flow_style=False)
+    return yaml.dump_all(out, Dumper=_NoAliases, sort_keys=False, default_flow_style=False)
+
+
+class _NoAliases(yaml.SafeDumper):
+    def ignore_aliases(self, data: Any) -> bool:
+        return True

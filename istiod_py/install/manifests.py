@@ -260,5 +260,12 @@ def render(v: dict[str, Any]) -> list[Obj]:
     return out
 
 
+class _NoAliases(yaml.SafeDumper):
+    """Objects share label dicts; a manifest spells each out (no &id001 anchors)."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
 def to_yaml(objs: list[Obj]) -> str:
-    return yaml.safe_dump_all(objs, sort_keys=False, default_flow_style=False)
+    return yaml.dump_all(objs, Dumper=_NoAliases, sort_keys=False, default_flow_style=False)
