@@ -1,3 +1,4 @@
+# syntax=docker/dockerfile:1
 # Images of istiod-py (not built by the tests: no Docker here).
 #   docker build --target pilot -t ghcr.io/istiod-py/pilot:dev .   # control plane: istiod-py serve
 #   docker build --target proxy -t ghcr.io/istiod-py/proxy:dev .   # sidecar/gateway: istiod-py agent + Envoy,

@@ -130,6 +130,9 @@ def register(sub: SubParsers) -> None:
     a.add_argument("--no-envoy", action="store_true", help="run only the certificate + SDS part")
     a.add_argument("--envoy-binary", default="envoy")
     a.add_argument("--envoy-log-level", default="warning")
+    a.add_argument("--status-address", default="127.0.0.1", help="address of the status/readiness ports")
+    a.add_argument("--status-port", type=int, default=0, help="status port: /healthz/ready, /app-health (15020; 0 off)")
+    a.add_argument("--readiness-port", type=int, default=0, help="readiness port: /healthz/ready (15021; 0 off)")
     a.set_defaults(func=run_agent)
 
 
@@ -168,5 +171,8 @@ def run_agent(args: argparse.Namespace) -> int:
             envoy=not args.no_envoy,
             envoy_binary=args.envoy_binary,
             envoy_log_level=args.envoy_log_level,
+            status_address=args.status_address,
+            status_port=args.status_port,
+            readiness_port=args.readiness_port,
         )
     )

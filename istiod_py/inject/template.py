@@ -202,6 +202,10 @@ def proxy_container(
         "--trust-domain", values.trust_domain,
         "--workdir", PROXY_DIR,
         "--envoy-log-level", _ann(annotations, SC + "logLevel", values.log_level),
+        # the kubelet probes the pod's address: the status ports listen on all of the pod's
+        "--status-address", "0.0.0.0",
+        "--status-port", "15020",
+        "--readiness-port", "15021",
     ]  # fmt: skip
     mounts: list[dict[str, Any]] = [
         {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},

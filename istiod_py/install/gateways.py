@@ -67,6 +67,12 @@ def gateway(v: dict[str, Any], which: str, inj: InjectionValues) -> list[dict[st
             "/etc/istio/proxy",
             "--envoy-log-level",
             inj.log_level,
+            "--status-address",
+            "0.0.0.0",
+            "--status-port",
+            "15020",
+            "--readiness-port",
+            "15021",
         ],
         "env": [
             _env("POD_NAME", "metadata.name"),

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -412,6 +412,8 @@ class Mesh:
         wait: bool = True,
         timeout: float = 20.0,
         proxy_type: str = "sidecar",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> AgentSidecar:
         """A sidecar with workload certificates: `istiod-py agent` (key + CSR to the
         CA with a bearer token, SDS on a unix socket, Envoy). Stopped with the
@@ -448,7 +450,8 @@ class Mesh:
             args.append("--xds-tls")  # xDS over TLS on the secure port, verified by the mesh root
         if proxy_type != "sidecar":
             args += ["--type", proxy_type]
-        proc = AgentSidecar(args, name=name, workdir=workdir, admin=(admin_host, admin_port))
+        args += list(extra_args)
+        proc = AgentSidecar(args, name=name, workdir=workdir, admin=(admin_host, admin_port), env=env)
         proc.node_ip = ip
         self.envoys.started.append(proc)  # the envoy_factory fixture stops it
         proc.start()
@@ -462,10 +465,19 @@ class AgentSidecar(EnvoyProcess):
     Envoy; the admin helpers of EnvoyProcess talk to that Envoy. Stopping the
     agent (SIGTERM) stops its Envoy. The log holds both."""
 
-    def __init__(self, args: list[str], *, name: str, workdir: Path, admin: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        name: str,
+        workdir: Path,
+        admin: tuple[str, int],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         bootstrap = {"admin": {"address": {"socket_address": {"address": admin[0], "port_value": admin[1]}}}}
         super().__init__(bootstrap, name=name, workdir=workdir)
         self.args = args
+        self.env = {**os.environ, **env} if env else None
         self.node_ip = ""
         self.log_path = workdir / "agent.log"
 
@@ -475,7 +487,12 @@ class AgentSidecar(EnvoyProcess):
         self._start_time = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=self.env,
             )
         return self
 
