@@ -19,6 +19,12 @@ def register(sub: SubParsers) -> None:
     )
     p.add_argument("-f", "--filename", required=True, help="manifest file (multi-document YAML), or - for stdin")
     p.add_argument("-o", "--output", default="", help="write here instead of stdout")
+    p.add_argument(
+        "-n",
+        "--namespace",
+        default="",
+        help="namespace of documents without one (as kubectl apply -n; default: default)",
+    )
     p.add_argument("--hub", default=None, help="image registry of the proxy image")
     p.add_argument("--tag", default=None, help="tag of the proxy image")
     p.add_argument("--revision", default=None, help="control plane revision (istiod-<revision>)")
@@ -48,7 +54,7 @@ def run_kube_inject(args: argparse.Namespace) -> int:
     import yaml
 
     try:
-        out = kube_inject(text, values, where)
+        out = kube_inject(text, values, where, args.namespace)
     except yaml.YAMLError as e:
         raise CliError(f"{args.filename}: not YAML: {e}", ExitCode.INPUT) from None
     except InjectionError as e:

@@ -34,15 +34,17 @@ def _template_holder(obj: dict[str, Any]) -> dict[str, Any] | None:
     return None
 
 
-def inject_object(obj: Any, values: InjectionValues, where: str = "") -> Any:
+def inject_object(obj: Any, values: InjectionValues, where: str = "", namespace: str = "") -> Any:
     if not isinstance(obj, dict):
         return obj
     obj = copy.deepcopy(obj)
     kind = obj.get("kind")
     if kind == "List":
-        return {**obj, "items": [inject_object(i, values, where) for i in obj.get("items") or []]}
+        return {**obj, "items": [inject_object(i, values, where, namespace) for i in obj.get("items") or []]}
     meta = obj.get("metadata") or {}
-    namespace = str(meta.get("namespace") or "default")
+    # The namespace the objects will live in (ISTIO_META_OWNER names it): the
+    # document's, else the one given (`kubectl apply -n`), else default.
+    namespace = str(meta.get("namespace") or namespace or "default")
     name = str(meta.get("name") or "")
     wl = WorkloadMeta(name, namespace, str(kind or ""), str(obj.get("apiVersion") or ""))
     label = f"{where}{kind} {namespace}/{name}"
@@ -63,13 +65,13 @@ def inject_object(obj: Any, values: InjectionValues, where: str = "") -> Any:
         raise InjectionError(f"{label}: {e}") from None
 
 
-def kube_inject(text: str, values: InjectionValues, where: str = "") -> str:
+def kube_inject(text: str, values: InjectionValues, where: str = "", namespace: str = "") -> str:
     """Multi-document YAML in, the same documents with sidecars out."""
     out = []
     for i, doc in enumerate(yaml.safe_load_all(text)):
         if doc is None:
             continue
-        out.append(inject_object(doc, values, f"{where}document {i + 1}: "))
+        out.append(inject_object(doc, values, f"{where}document {i + 1}: ", namespace))
     return yaml.dump_all(out, Dumper=_NoAliases, sort_keys=False, default_flow_style=False)
 
 

@@ -103,7 +103,12 @@ def inject_pod(pod: Mapping[str, Any], values: InjectionValues, wl: WorkloadMeta
     annotations[REV] = values.revision or "default"
     annotations["sidecar.istio.io/interceptionMode"] = mode
     if values.enable_prometheus_merge and annotations.get("prometheus.io/scrape") != "false":
-        # The agent merges the app's and Envoy's metrics on 15020, as Istio's.
+        # The agent merges the app's and Envoy's metrics on 15020, as Istio's; the
+        # app's own scrape settings go to the agent (ISTIO_PROMETHEUS_ANNOTATIONS).
+        app_scrape = {k: annotations[f"prometheus.io/{k}"] for k in ("scrape", "path", "port")
+                      if f"prometheus.io/{k}" in annotations}  # fmt: skip
+        if app_scrape and app_scrape.get("port") != "15020":
+            proxy["env"].append({"name": "ISTIO_PROMETHEUS_ANNOTATIONS", "value": json.dumps(app_scrape)})
         annotations["prometheus.io/scrape"] = "true"
         annotations["prometheus.io/port"] = "15020"
         annotations["prometheus.io/path"] = "/stats/prometheus"

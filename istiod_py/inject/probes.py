@@ -61,8 +61,8 @@ def rewrite(containers: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], dic
                 new_get = {"path": path, "port": STATUS_PORT, "scheme": "HTTP"}
             else:
                 continue  # exec and gRPC probes run as they are
-            if "timeoutSeconds" in probe:
-                original["timeoutSeconds"] = probe["timeoutSeconds"]
+            # 1 s is the API server's default: the webhook sees it, kube-inject must write it too.
+            original["timeoutSeconds"] = probe.get("timeoutSeconds", 1)
             probers[path] = original
             new_probe = {k: v for k, v in probe.items() if k not in ("httpGet", "tcpSocket")}
             new_probe["httpGet"] = new_get

@@ -159,7 +159,9 @@ def proxy_container(
     probers: Mapping[str, Any],
 ) -> dict[str, Any]:
     app_containers = [c for c in spec.get("containers") or [] if c.get("name") != PROXY]
-    pod_ports = [p for c in app_containers for p in c.get("ports") or []]
+    # Protocol defaulted as the API server defaults it before calling the webhook,
+    # so kube-inject (which sees the manifest) writes the same value.
+    pod_ports = [{**p, "protocol": p.get("protocol") or "TCP"} for c in app_containers for p in c.get("ports") or []]
     env: list[dict[str, Any]] = [
         {"name": "PILOT_CERT_PROVIDER", "value": "istiod"},
         {"name": "CA_ADDR", "value": values.discovery_address},
@@ -169,7 +171,7 @@ def proxy_container(
         _field_env("SERVICE_ACCOUNT", "spec.serviceAccountName"),
         _field_env("HOST_IP", "status.hostIP"),
         {"name": "ISTIO_CPU_LIMIT", "valueFrom": {"resourceFieldRef": {"resource": "limits.cpu", "divisor": "0"}}},
-        {"name": "ISTIO_META_POD_PORTS", "value": json.dumps(pod_ports, separators=(",", ":"))},
+        {"name": "ISTIO_META_POD_PORTS", "value": json.dumps(pod_ports, separators=(",", ":"), sort_keys=True)},
         {"name": "ISTIO_META_APP_CONTAINERS", "value": ",".join(str(c.get("name")) for c in app_containers)},
         {"name": "ISTIO_META_CLUSTER_ID", "value": values.cluster_id},
         _field_env("ISTIO_META_NODE_NAME", "spec.nodeName"),

@@ -28,10 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from aiohttp import web
 
 from istiod_py.inject import webhook
 from istiod_py.inject.cabundle import patch_ca_bundle
+from istiod_py.inject.kube_inject import kube_inject
 from istiod_py.inject.values import InjectionValues
 from istiod_py.install.manifests import render
 from istiod_py.install.profiles import resolve
@@ -203,6 +205,30 @@ def test_install_demo_then_webhook_injects_pods_of_labelled_namespaces(kube: Any
         token = next(v for v in pod.spec.volumes if v.name == "istio-token")
         assert token.projected.sources[0].service_account_token.audience == "istio-ca"
 
+        # The same Deployment twice: as written, in the labelled namespace (its ReplicaSet's Pod
+        # goes through the webhook), and through kube-inject, in the plain namespace. The two
+        # stored Pods are the same, once the API server has defaulted both.
+        src = (REPO / "tests" / "golden" / "inject" / "bookinfo-reviews.in.yaml").read_text()
+        offline_src = kube_inject(src, InjectionValues(), namespace=plain)
+        calls = injector.calls
+        for ns, text in ((labelled, src), (plain, offline_src)):
+            docs = list(yaml.safe_load_all(text))
+            core.create_namespaced_service_account(ns, next(d for d in docs if d["kind"] == "ServiceAccount"))
+            apps.create_namespaced_deployment(ns, next(d for d in docs if d["kind"] == "Deployment"))
+        online_pod, offline_pod = (
+            api.sanitize_for_serialization(
+                _wait(
+                    lambda ns=ns: core.list_namespaced_pod(ns, label_selector="app=reviews,pod-template-hash").items,
+                    60,
+                    f"Pod in {ns}",
+                )[0]
+            )
+            for ns in (labelled, plain)
+        )
+        assert injector.calls == calls + 1  # the plain namespace's Pod was not sent
+        assert _comparable(online_pod, labelled, plain) == _comparable(offline_pod, plain, plain)
+        assert [c["name"] for c in online_pod["spec"]["containers"]] == ["reviews", "istio-proxy"]
+
         opted_out = _pod("no-sidecar")
         opted_out["metadata"]["labels"]["sidecar.istio.io/inject"] = "false"
         calls = injector.calls
@@ -228,6 +254,28 @@ def test_install_demo_then_webhook_injects_pods_of_labelled_namespaces(kube: Any
                 o["metadata"]["name"], "istio-system"
             )
         assert e.value.status == 404
+
+
+def _comparable(pod: dict[str, Any], ns: str, as_ns: str) -> Any:
+    """A stored Pod without what differs between any two Pods (names, uids, times, the
+    random service-account volume, the template hash) and with its namespace renamed."""
+    import json
+
+    spec = dict(pod["spec"])
+    spec["volumes"] = [v for v in spec["volumes"] if not v["name"].startswith("kube-api-access-")]
+    for key in ("containers", "initContainers"):
+        spec[key] = [
+            {
+                **c,
+                "volumeMounts": [
+                    m for m in c.get("volumeMounts") or [] if not m["name"].startswith("kube-api-access-")
+                ],
+            }
+            for c in spec.get(key) or []
+        ]
+    labels = {k: v for k, v in pod["metadata"]["labels"].items() if k != "pod-template-hash"}
+    text = json.dumps({"spec": spec, "labels": labels, "annotations": pod["metadata"].get("annotations")})
+    return json.loads(text.replace(f"/namespaces/{ns}/", f"/namespaces/{as_ns}/"))
 
 
 def _sa_exists(core: Any, ns: str) -> bool:

@@ -77,7 +77,7 @@ def test_default_pod_gets_istio_init_and_istio_proxy_as_istio() -> None:
     assert e["ISTIO_META_OWNER"] == "kubernetes://apis/apps/v1/namespaces/default/deployments/reviews-v1"
     assert e["ISTIO_META_INTERCEPTION_MODE"] == "REDIRECT"
     assert e["ISTIO_META_APP_CONTAINERS"] == "reviews"
-    assert json.loads(e["ISTIO_META_POD_PORTS"]) == [{"containerPort": 9080, "name": "http"}]
+    assert json.loads(e["ISTIO_META_POD_PORTS"]) == [{"containerPort": 9080, "name": "http", "protocol": "TCP"}]
     assert proxy["ports"] == [{"containerPort": 15090, "name": "http-envoy-prom", "protocol": "TCP"}]
     assert proxy["readinessProbe"]["httpGet"] == {"path": "/healthz/ready", "port": 15021, "scheme": "HTTP"}
     sc = proxy["securityContext"]
@@ -220,7 +220,7 @@ def test_app_probes_are_rewritten_to_the_agent() -> None:
     probers = json.loads(env(container(p, "istio-proxy"))["ISTIO_KUBE_APP_PROBERS"])
     assert probers == {
         "/app-health/web/readyz": {"httpGet": {"path": "/ready", "port": 8080, "scheme": "HTTP"}, "timeoutSeconds": 2},
-        "/app-health/web/livez": {"tcpSocket": {"port": 8080}},
+        "/app-health/web/livez": {"tcpSocket": {"port": 8080}, "timeoutSeconds": 1},
     }
 
 
@@ -310,3 +310,14 @@ def test_workload_of_pod(meta: dict[str, Any], expected: WorkloadMeta) -> None:
 def test_values_round_trip_through_the_environment() -> None:
     v = InjectionValues(hub="h", tag="t", revision="r", rewrite_app_probers=False, readiness_period=3)
     assert InjectionValues.from_env(v.to_env()) == v
+
+
+def test_app_prometheus_annotations_move_to_the_agent() -> None:
+    p = injected({"prometheus.io/scrape": "true", "prometheus.io/port": "9080", "prometheus.io/path": "/metrics"})
+    ann = p["metadata"]["annotations"]
+    assert (ann["prometheus.io/port"], ann["prometheus.io/path"]) == ("15020", "/stats/prometheus")
+    saved = json.loads(env(container(p, "istio-proxy"))["ISTIO_PROMETHEUS_ANNOTATIONS"])
+    assert saved == {"scrape": "true", "path": "/metrics", "port": "9080"}
+    p = injected({"prometheus.io/scrape": "false"})  # an app that opts out of scraping keeps it off
+    assert p["metadata"]["annotations"]["prometheus.io/scrape"] == "false"
+    assert "prometheus.io/port" not in p["metadata"]["annotations"]
