@@ -135,7 +135,12 @@ def _analysis(res: LoadResult) -> list[ConfigError]:
     agg = Aggregator()
     agg.set_source("files", SourceSnapshot(tuple(res.configs), tuple(res.services), tuple(res.endpoint_slices)))
     state = agg.build()
-    return analyze(list(res.configs), state.services, state.mesh.trust_domain)
+    from istiod_py.config.gatewayapi.status import warnings as gateway_api_warnings
+
+    # Gateway API resources whose status conditions are not healthy (NotAllowedByListeners, ...).
+    return analyze(list(res.configs), state.services, state.mesh.trust_domain) + gateway_api_warnings(
+        state.gateway_api_status
+    )
 
 
 def _text(report: dict[str, Any]) -> list[list[str]]:

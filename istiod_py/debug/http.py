@@ -64,10 +64,19 @@ class DebugServer:
     async def handle_index(self, _: web.Request) -> web.Response:
         return _json({"endpoints": sorted(r.resource.canonical for r in _.app.router.routes() if r.resource)})
 
+    def sources_unavailable(self) -> list[Any]:
+        """Config sources that cannot be read now (their last good config serves)."""
+        from istiod_py.config.model import SourceUnavailable
+
+        return [e for e in self.errors() if isinstance(e, SourceUnavailable)]
+
     async def handle_ready(self, _: web.Request) -> web.Response:
+        # Still ready while a config directory is unavailable: the last good config
+        # serves, and restarting would lose it. The body says so.
+        detail = "".join(f"degraded: {e}\n" for e in self.sources_unavailable())
         if self.ready():
-            return web.Response(text="ready\n")
-        return web.Response(text="not ready\n", status=503)
+            return web.Response(text="ready\n" + detail)
+        return web.Response(text="not ready\n" + detail, status=503)
 
     async def handle_version(self, _: web.Request) -> web.Response:
         """What `istiod-py version --debug-address` shows for the control plane."""
@@ -129,6 +138,14 @@ class DebugServer:
                 "configs": configs,
                 "errors": [str(e) for e in self.errors()],
                 "warnings": [str(w) for w in self.warnings()],
+                # Gateway API status conditions (what istiod writes to the resources' status).
+                "gatewayApiStatus": [
+                    {"kind": st.kind, "namespace": st.namespace, "name": st.name, "status": st.as_dict()}
+                    for st in self.state.gateway_api_status
+                ],
+                "sources_unavailable": [
+                    {"source": e.source, "since": e.since, "message": e.message} for e in self.sources_unavailable()
+                ],
             }
         )
 

@@ -102,6 +102,8 @@ class MeshState:
     mesh: MeshConfig = field(default_factory=MeshConfig)
     # Digest of each host's endpoints: lets EDS output be reused across states.
     endpoint_digests: Mapping[str, str] = field(default_factory=dict)
+    # Gateway API status conditions (config/gatewayapi/status.py ResourceStatus), from the conversion.
+    gateway_api_status: tuple[Any, ...] = ()
 
     def of_kind(self, kind: str) -> tuple[Config, ...]:
         return self.configs.get(kind, ())

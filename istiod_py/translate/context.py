@@ -145,6 +145,9 @@ class PushContext:
                 if gateway == "mesh" and not config_visible(cfg, viewer_ns):
                     continue
                 out.append(cfg)
+            # As istiod: Gateway API routes of the viewer's own namespace come first, so a
+            # consumer route (GAMMA) overrides the Service owner's for that namespace.
+            out.sort(key=lambda c: not (c.meta.namespace == viewer_ns and _gateway_semantics(c)))
             return tuple(out)
 
         return self.cached(("vs", viewer_ns, gateway), build)
@@ -158,6 +161,10 @@ class PushContext:
                 if host_matches(fqdn(h, cfg.meta.namespace, self.domain), host):
                     return cfg
         return None
+
+
+def _gateway_semantics(cfg: Config) -> bool:
+    return cfg.meta.annotations.get("internal.istio.io/route-semantics") == "gateway"
 
 
 def _protocol_of(declared: str, name: str) -> Protocol:

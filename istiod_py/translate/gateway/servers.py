@@ -113,18 +113,26 @@ class GatewayServer:
         return ""
 
 
+# istiod marks the Gateways it generates from Gateway API Gateways; those bind only to
+# the gateway pods of their own namespace (istiod binds them to the gateway Service there).
+GATEWAY_SEMANTICS = "internal.istio.io/gateway-semantics"
+
+
 def selected_gateways(ctx: PushContext, proxy: Proxy) -> tuple[Config, ...]:
-    """Gateways, in any namespace, whose selector matches the proxy's labels."""
+    """Gateways, in any namespace, whose selector matches the proxy's labels (those
+    generated from a Gateway API Gateway: in the proxy's namespace only)."""
 
     def select() -> tuple[Config, ...]:
         out = []
         for cfg in ctx.state.of_kind("Gateway"):
             spec: Any = cfg.spec
+            if cfg.meta.annotations.get(GATEWAY_SEMANTICS) == "gateway" and cfg.meta.namespace != proxy.namespace:
+                continue
             if labels_match(dict(spec.selector), proxy.labels):
                 out.append(cfg)
         return tuple(out)
 
-    return ctx.cached(("gw-select", proxy.labels_key), select)
+    return ctx.cached(("gw-select", proxy.labels_key, proxy.namespace), select)
 
 
 def gateway_keys(gateways: tuple[Config, ...]) -> tuple[str, ...]:

@@ -17,6 +17,7 @@ from istiod_py.model import Proxy, labels_match
 from .. import naming
 from ..context import PushContext, fqdn
 from ..features import RouteInput, apply_route_features
+from . import gateway_semantics
 
 
 def regex(pattern: str) -> regex_pb2.RegexMatcher:
@@ -244,6 +245,8 @@ def build_routes(inp: RouteInput, proxy: Proxy) -> list[Route]:
             # rewrite.authority and a destination's own Host header win.
             if authority and route.HasField("route") and not route.route.host_rewrite_literal:
                 route.route.host_rewrite_literal = authority
+        if gateway_semantics.uses_gateway_semantics(inp.vs):
+            gateway_semantics.apply(route)
         apply_route_features(inp, route)
         out.append(route)
     return out
