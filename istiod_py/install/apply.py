@@ -3,7 +3,7 @@
 forced, as `istioctl install` overwrites what it owns), CRDs first and waited
 for until Established, then the rest in render order; uninstall deletes in
 reverse order and keeps the CRDs (and with them users' Istio resources)
-unless `purge`."""
+unless `purge`, and always the Namespace, as `istioctl uninstall` does."""
 
 from __future__ import annotations
 
@@ -82,6 +82,8 @@ def uninstall(
     for obj in reversed(objs):
         if obj.get("kind") == "CustomResourceDefinition" and not purge:
             continue
+        if obj.get("kind") == "Namespace":
+            continue  # as istioctl uninstall: the namespace may hold the user's things (kubectl delete ns)
         meta = obj.get("metadata") or {}
         try:
             _resource(dyn, obj).delete(name=meta["name"], namespace=meta.get("namespace"))

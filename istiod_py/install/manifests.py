@@ -70,34 +70,30 @@ def crds() -> list[Obj]:
     return out
 
 
+RBAC_FILE = Path(__file__).resolve().parents[2] / "deploy" / "kube" / "istiod-rbac.yaml"
+
+
+def _rbac_rules() -> tuple[list[Obj], list[Obj]]:
+    """The ClusterRole and Role rules of deploy/kube/istiod-rbac.yaml: the permissions
+    tests/kube/test_rbac.py proves the control plane runs with, kept in one place."""
+    docs = [d for d in yaml.safe_load_all(RBAC_FILE.read_text(encoding="utf-8")) if isinstance(d, dict)]
+    cluster = next(d for d in docs if d["kind"] == "ClusterRole")["rules"]
+    ns = next(d for d in docs if d["kind"] == "Role")["rules"]
+    return cluster, ns
+
+
 def rbac(v: dict[str, Any]) -> list[Obj]:
     ns, name = v["namespace"], istiod_name(v)
     labels = {"app": "istiod", **rev_labels(v)}
     cluster_name = f"{name}-clusterrole-{ns}"
-    read = ["get", "list", "watch"]
+    cluster_rules, ns_rules = _rbac_rules()
     return [
         {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": name, "namespace": ns, "labels": labels}},
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "ClusterRole",
             "metadata": {"name": cluster_name, "labels": labels},
-            "rules": [
-                {"apiGroups": [""], "resources": ["namespaces", "services", "pods", "nodes"], "verbs": read},
-                {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": read},
-                {
-                    "apiGroups": ["networking.istio.io", "security.istio.io", "telemetry.istio.io"],
-                    "resources": ["*"],
-                    "verbs": read,
-                },
-                {"apiGroups": [""], "resources": ["configmaps"], "verbs": [*read, "create", "update"]},
-                {"apiGroups": ["authentication.k8s.io"], "resources": ["tokenreviews"], "verbs": ["create"]},
-                # caBundle of its own webhook configurations, patched at start (inject/cabundle.py).
-                {
-                    "apiGroups": ["admissionregistration.k8s.io"],
-                    "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"],
-                    "verbs": [*read, "update", "patch"],
-                },
-            ],
+            "rules": cluster_rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",
@@ -110,10 +106,7 @@ def rbac(v: dict[str, Any]) -> list[Obj]:
             "apiVersion": "rbac.authorization.k8s.io/v1",
             "kind": "Role",
             "metadata": {"name": name, "namespace": ns, "labels": labels},
-            "rules": [
-                {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"], "verbs": ["get", "create", "update"]},
-                {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["cacerts"], "verbs": ["get"]},
-            ],
+            "rules": ns_rules,
         },
         {
             "apiVersion": "rbac.authorization.k8s.io/v1",

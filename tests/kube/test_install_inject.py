@@ -1,16 +1,11 @@
 """`install --set profile=demo` against the real API server, and the real API
-server calling the /inject webhook for a Pod in a labelled namespace.
+server calling the injector for Pods of a labelled namespace: the loopback
+/inject handler (with the caBundle set by inject/cabundle.py), then `serve
+--kubeconfig`, which serves /inject and /validate on its webhook port and sets
+the caBundle itself.
 
-TO MERGE: move to tests/kube/test_install_inject.py once tests/kube/conftest.py
-(the session `kube` fixture: a KubeCluster with `.kubeconfig`, from the kube
-work) is on main; it is kept out of collection here because that fixture is
-not on this branch yet. Run by hand meanwhile: see the report of branch
-wt-inject.
-
-The webhook is served on loopback over TLS with a certificate from the
-project's CA; the installed MutatingWebhookConfiguration is pointed at it by
-`clientConfig.url` (the API server cannot reach a Service without a node) and
-its caBundle set by inject/cabundle.py, the same code the control plane runs."""
+The installed configurations call istiod's Service; with no node to run istiod,
+the tests point `clientConfig.url` at the loopback server instead."""
 
 from __future__ import annotations
 
@@ -37,6 +32,10 @@ from istiod_py.inject.kube_inject import kube_inject
 from istiod_py.inject.values import InjectionValues
 from istiod_py.install.manifests import render
 from istiod_py.install.profiles import resolve
+from tests.support.envoy import EnvoyFactory, envoy_factory_context
+from tests.support.kube import KubeCluster
+from tests.support.mesh import Mesh
+from tests.support.net import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -149,7 +148,7 @@ def _pod(name: str) -> dict[str, Any]:
     }
 
 
-def test_install_demo_then_webhook_injects_pods_of_labelled_namespaces(kube: Any, injector: _Webhook) -> None:
+def test_install_demo_then_webhook_injects_pods_of_labelled_namespaces(kube: KubeCluster, injector: _Webhook) -> None:
     from kubernetes import client as kclient
     from kubernetes.client.exceptions import ApiException
 
@@ -288,3 +287,99 @@ def _sa_exists(core: Any, ns: str) -> bool:
         if e.status == 404:
             return False
         raise
+
+
+@pytest.fixture
+def envoy_factory(tmp_path: Path) -> Iterator[EnvoyFactory]:
+    with envoy_factory_context(tmp_path / "envoy") as factory:
+        yield factory
+
+
+def test_serve_sets_the_ca_bundle_and_serves_inject_and_validate(
+    kube: KubeCluster, tmp_path: Path, envoy_factory: EnvoyFactory
+) -> None:
+    """The control plane's own webhook port: /inject and /validate answered for the
+    real API server, trusted through the caBundle serve patched in at start."""
+    import base64
+
+    from kubernetes import client as kclient
+    from kubernetes.client.exceptions import ApiException
+
+    kubeconfig = str(kube.kubeconfig)
+    assert _cli("install", "--kubeconfig", kubeconfig, "--set", "profile=minimal").returncode == 0
+    api = _api(kubeconfig)
+    core, adm = kclient.CoreV1Api(api), kclient.AdmissionregistrationV1Api(api)
+    custom = kclient.CustomObjectsApi(api)
+    port = free_port()
+    mesh = Mesh(tmp_path / "mesh", envoy_factory, extra_args=["--kubeconfig", kubeconfig, "--webhook-port", str(port)])
+    ns = "inj-serve"
+    try:
+        # The configurations point at the (future) loopback server, with no caBundle yet.
+        mwc = adm.read_mutating_webhook_configuration("istio-sidecar-injector")
+        for hook in mwc.webhooks:
+            hook.client_config = kclient.AdmissionregistrationV1WebhookClientConfig(
+                url=f"https://{mesh.host}:{port}/inject"
+            )
+        adm.replace_mutating_webhook_configuration("istio-sidecar-injector", mwc)
+        vwc = adm.read_validating_webhook_configuration("istio-validator-istio-system")
+        vwc.webhooks[0].client_config = kclient.AdmissionregistrationV1WebhookClientConfig(
+            url=f"https://{mesh.host}:{port}/validate"
+        )
+        vwc.webhooks[0].failure_policy = "Fail"
+        vwc.webhooks[0].namespace_selector = kclient.V1LabelSelector(match_labels={"kubernetes.io/metadata.name": ns})
+        adm.replace_validating_webhook_configuration("istio-validator-istio-system", vwc)
+
+        mesh.start_with_ca()
+        bundle = base64.b64encode(mesh.root_cert.read_bytes()).decode()
+        _wait(
+            lambda: (
+                all(
+                    h.client_config.ca_bundle == bundle
+                    for h in adm.read_mutating_webhook_configuration("istio-sidecar-injector").webhooks
+                )
+                and adm.read_validating_webhook_configuration("istio-validator-istio-system")
+                .webhooks[0]
+                .client_config.ca_bundle
+                == bundle
+            ),
+            20,
+            "serve to set both caBundles",
+        )
+        core.create_namespace(
+            {
+                "apiVersion": "v1",
+                "kind": "Namespace",
+                "metadata": {"name": ns, "labels": {"istio-injection": "enabled"}},
+            }
+        )
+        _wait(lambda: _sa_exists(core, ns), 30, f"default ServiceAccount in {ns}")
+
+        def created_injected() -> Any:
+            name = f"web-{int(time.monotonic() * 1000) % 100000}"
+            pod = core.create_namespaced_pod(ns, _pod(name))
+            if any(c.name == "istio-proxy" for c in pod.spec.containers):
+                return pod
+            core.delete_namespaced_pod(name, ns, grace_period_seconds=0)
+            return None
+
+        pod = _wait(created_injected, 30, "a Pod injected by serve's /inject")
+        assert [c.name for c in pod.spec.init_containers] == ["istio-init"]
+
+        bad_vs = {
+            "apiVersion": "networking.istio.io/v1",
+            "kind": "VirtualService",
+            "metadata": {"name": "bad", "namespace": ns},
+            "spec": {
+                "hosts": ["web"],
+                "http": [{"match": [{"uri": {"regex": "(["}}], "route": [{"destination": {"host": "web"}}]}],
+            },
+        }
+        with pytest.raises(ApiException) as e:
+            custom.create_namespaced_custom_object("networking.istio.io", "v1", ns, "virtualservices", bad_vs)
+        assert "spec.http[0].match[0].uri.regex" in str(e.value.body)
+    finally:
+        mesh.stop()
+        with contextlib.suppress(ApiException):
+            core.delete_namespace(ns)
+        assert _cli("uninstall", "--kubeconfig", kubeconfig, "--set", "profile=minimal").returncode == 0
+        api.close()
