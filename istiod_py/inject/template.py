@@ -7,7 +7,7 @@ Annotations honoured (pod annotation overrides the installation's value):
   sidecar.istio.io/interceptionMode       REDIRECT | TPROXY | NONE (no init container)
   sidecar.istio.io/proxyImage             image of both injected containers
   sidecar.istio.io/proxyCPU, proxyMemory, proxyCPULimit, proxyMemoryLimit
-  sidecar.istio.io/logLevel, componentLogLevel
+  sidecar.istio.io/logLevel (Envoy's level), rewriteAppHTTPProbers
   sidecar.istio.io/userVolume, userVolumeMount   (JSON maps name -> volume / mount)
   readiness.status.sidecar.istio.io/initialDelaySeconds, periodSeconds, failureThreshold
   traffic.sidecar.istio.io/includeOutboundIPRanges, excludeOutboundIPRanges,
