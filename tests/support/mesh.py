@@ -333,6 +333,7 @@ class Mesh:
     # plane on the same ports and CA directory.
 
     secure_port: int = 0  # set by start_with_ca()
+    webhook_port: int = 0  # set by start_with_ca() with --kubeconfig
 
     @property
     def ca_dir(self) -> Path:
@@ -365,6 +366,12 @@ class Mesh:
             "--log-level", "info",
             *self.extra_args,
         ]  # fmt: skip
+        if "--kubeconfig" in self.extra_args and "--webhook-port" not in self.extra_args:
+            # serve --kubeconfig also serves the admission webhooks (15017 by default):
+            # a free port, so that control planes of one test (replicas) do not collide.
+            if not getattr(self, "webhook_port", 0):
+                self.webhook_port = free_port(self.host)
+            args += ["--webhook-port", str(self.webhook_port)]
         if self.mesh_config is not None:
             mc = self.workdir / "mesh.yaml"
             mc.write_text(yaml.safe_dump(dict(self.mesh_config)), encoding="utf-8")
