@@ -14,10 +14,34 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from istiod_py.cli import analyze, capture, describe, proxy_config, proxy_status, serve, validate, version, workload
+from istiod_py.cli import (
+    analyze,
+    capture,
+    describe,
+    inject,
+    install,
+    proxy_config,
+    proxy_status,
+    serve,
+    validate,
+    version,
+    workload,
+)
 from istiod_py.cli.common import EXIT_CODES_HELP, CliError
 
-GROUPS = (serve, workload, capture, validate, analyze, version, proxy_status, proxy_config, describe)
+GROUPS = (
+    serve,
+    workload,
+    capture,
+    inject,
+    install,
+    validate,
+    analyze,
+    version,
+    proxy_status,
+    proxy_config,
+    describe,
+)
 
 
 def parser() -> argparse.ArgumentParser:
