@@ -4,6 +4,7 @@ lifecycle and signals."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import grpc
 from aiohttp import web
 
 from istiod_py.config.store import FileSource
+from istiod_py.debug import xds_debug
 from istiod_py.debug.http import DebugServer
 from istiod_py.model import MeshConfig
 from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
@@ -166,6 +168,9 @@ class ControlPlane:
         if self.ca is not None and getattr(self.ca, "registry", None) is not None:
             registries.append(self.ca.registry)
         debug = DebugServer(self.xds, self.pipeline, registries, self.errors, lambda: self._ready)
+        # istiod's debug types over xDS, so tools that ask istiod over ADS work unchanged.
+        for t in xds_debug.TYPES:
+            self.xds.debug_types[t] = functools.partial(xds_debug.resources_for, debug.xds_views, t)
         self.web_runner = web.AppRunner(debug.app(), access_log=None)
         await self.web_runner.setup()
         # aiohttp leaves SO_REUSEPORT off, so a port in use is an OSError here.
