@@ -199,17 +199,29 @@ def _telemetry(spec: str, version: str = "v1") -> str:
     ("spec", "field", "message"),
     [
         ("  tracing: [{randomSamplingPercentage: 101}]\n", "spec.tracing[0].randomSamplingPercentage", "between"),
-        ("  accessLogging: [{filter: {expression: 'response.code >='}}]\n", "spec.accessLogging[0].filter.expression",
-         "not a valid CEL expression"),
-        ("  metrics: [{overrides: [{tagOverrides: {a: {operation: REMOVE, value: x}}}]}]\n",
-         "spec.metrics[0].overrides[0].tagOverrides.a.value", "must not be set"),
-        ("  metrics: [{overrides: [{tagOverrides: {a: {operation: UPSERT}}}]}]\n",
-         "spec.metrics[0].overrides[0].tagOverrides.a.value", "required"),
+        (
+            "  accessLogging: [{filter: {expression: 'response.code >='}}]\n",
+            "spec.accessLogging[0].filter.expression",
+            "not a valid CEL expression",
+        ),
+        (
+            "  metrics: [{overrides: [{tagOverrides: {a: {operation: REMOVE, value: x}}}]}]\n",
+            "spec.metrics[0].overrides[0].tagOverrides.a.value",
+            "must not be set",
+        ),
+        (
+            "  metrics: [{overrides: [{tagOverrides: {a: {operation: UPSERT}}}]}]\n",
+            "spec.metrics[0].overrides[0].tagOverrides.a.value",
+            "required",
+        ),
         ("  tracing: [{customTags: {a: {}}}]\n", "spec.tracing[0].customTags.a", "set one of"),
         ("  metrics: [{overides: []}]\n", "spec.metrics[0].overides", "did you mean 'overrides'"),
         ("  accessLogging: [{providers: [{}]}]\n", "spec.accessLogging[0].providers[0].name", "required"),
-        ("  selector: {matchLabels: {app: a}}\n  targetRefs: [{kind: Gateway, name: g}]\n", "spec.selector",
-         "not both"),
+        (
+            "  selector: {matchLabels: {app: a}}\n  targetRefs: [{kind: Gateway, name: g}]\n",
+            "spec.selector",
+            "not both",
+        ),
     ],
 )
 def test_telemetry_errors_name_the_field(spec: str, field: str, message: str) -> None:
@@ -234,12 +246,20 @@ def test_mesh_config_telemetry_fields() -> None:
             "defaultConfig": {"tracing": {"sampling": 10, "zipkin": {"address": "zipkin.istio-system:9411"}}},
             "defaultProviders": {"metrics": ["prometheus"], "accessLogging": ["envoy"], "tracing": ["otel-tracing"]},
             "extensionProviders": [
-                {"name": "otel-tracing", "opentelemetry": {"service": "otel.observability.svc.cluster.local",
-                                                           "port": 4317, "resource_detectors": {"environment": {}}}},
+                {
+                    "name": "otel-tracing",
+                    "opentelemetry": {
+                        "service": "otel.observability.svc.cluster.local",
+                        "port": 4317,
+                        "resource_detectors": {"environment": {}},
+                    },
+                },
                 {"name": "zipkin", "zipkin": {"service": "zipkin.istio-system.svc.cluster.local", "port": 9411}},
                 {"name": "otel", "envoyOtelAls": {"service": "otel.observability.svc.cluster.local", "port": 4317}},
-                {"name": "json-log", "envoyFileAccessLog": {"path": "/dev/stdout",
-                                                            "logFormat": {"labels": {"code": "%RESPONSE_CODE%"}}}},
+                {
+                    "name": "json-log",
+                    "envoyFileAccessLog": {"path": "/dev/stdout", "logFormat": {"labels": {"code": "%RESPONSE_CODE%"}}},
+                },
                 {"name": "prom", "prometheus": {}},
                 {"name": "authz", "envoyExtAuthzHttp": {"service": "a.ns.svc.cluster.local", "port": 8000}},
             ],
