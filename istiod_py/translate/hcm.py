@@ -11,7 +11,7 @@ from istiod_py.model import Proxy
 
 from .clusters import ads_config_source
 from .context import PushContext
-from .features import extra_http_filters
+from .features import apply_hcm_features, extra_http_filters
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 TCP_PROXY_NAME = "envoy.filters.network.tcp_proxy"
@@ -45,4 +45,5 @@ def http_connection_manager(
     m.normalize_path.value = True
     m.use_remote_address.value = direction == "gateway"
     m.stream_idle_timeout.seconds = 0
+    apply_hcm_features(ctx, proxy, direction, port, m)
     return m
