@@ -12,6 +12,7 @@ from istiod_py.model import Endpoint, labels_match
 
 from .clusters import socket_address
 from .context import PushContext
+from .telemetry.peer import PEER_METADATA, peer_metadata
 
 
 def subset_labels(ctx: PushContext, host: str, subset: str, viewer_ns: str) -> Mapping[str, str] | None:
@@ -64,5 +65,8 @@ def load_assignment(
                 meta["service_account"] = ep.service_account
             if meta:
                 lb.metadata.filter_metadata["istio"].update(meta)
+            # The peer's workload labels for request metrics (telemetry/metrics.py reads them
+            # with CEL from xds.upstream_host_metadata): what Istio's metadata exchange carries.
+            lb.metadata.filter_metadata[PEER_METADATA].update(peer_metadata(ep))
         group.load_balancing_weight.value = total
     return cla
