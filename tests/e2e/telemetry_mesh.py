@@ -164,6 +164,9 @@ metadata: {{name: reviews, namespace: default}}
 spec:
   host: reviews
   trafficPolicy: {{connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}
+  subsets:
+  - {{name: v1, labels: {{version: v1}}}}
+  - {{name: v2, labels: {{version: v2}}}}
 ---
 apiVersion: networking.istio.io/v1
 kind: Gateway
@@ -186,7 +189,9 @@ spec:
 {reviews}"""
 
 
-def start_bookinfo(mesh: Mesh, upstreams: UpstreamFactory, versions: tuple[str, ...] = ("v1",)) -> Bookinfo:
+def start_bookinfo(
+    mesh: Mesh, upstreams: UpstreamFactory, versions: tuple[str, ...] = ("v1",), extra: str = ""
+) -> Bookinfo:
     pp_bind = allocate_ip()
     b = Bookinfo(
         mesh,
@@ -197,7 +202,7 @@ def start_bookinfo(mesh: Mesh, upstreams: UpstreamFactory, versions: tuple[str, 
         reviews_apps={v: upstreams.http(f"reviews-{v}") for v in versions},
         productpage=ForwardingApp(pp_bind),
     )
-    mesh.write("bookinfo.yaml", config(b))
+    mesh.write("bookinfo.yaml", config(b) + ("---\n" + extra if extra else ""))
     mesh.start()
     b.proxies["gateway"] = mesh.gateway(
         "istio-ingressgateway", ip=b.gateway_ip, namespace="istio-system", labels={"istio": "ingressgateway"}

@@ -1,0 +1,113 @@
+"""Request metrics end to end: real Envoys emit Istio's metrics through the stats
+access logger, a real Prometheus (Debian's package, deploy/prometheus/prometheus.yml)
+scrapes them, and Istio's own PromQL (the issue's per-version split, Istio's service
+dashboard) reads them back."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.telemetry_mesh import start_bookinfo
+from tests.support.envoy import EnvoyFactory
+from tests.support.mesh import Mesh
+from tests.support.prometheus import Prometheus
+from tests.support.upstreams import UpstreamFactory
+
+pytestmark = pytest.mark.e2e
+
+REVIEWS_VS = """
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: reviews, namespace: default}
+spec:
+  hosts: [reviews]
+  http:
+  - match: [{uri: {prefix: /fault}}]
+    fault: {abort: {httpStatus: 500, percentage: {value: 100}}}
+    route: [{destination: {host: reviews, subset: v1}}]
+  - route:
+    - {destination: {host: reviews, subset: v1}, weight: 80}
+    - {destination: {host: reviews, subset: v2}, weight: 20}
+"""
+N = 300
+REVIEWS = 'reporter="destination",destination_service_name="reviews"'
+SPLIT = f"sum(rate(istio_requests_total{{{REVIEWS}}}[1m])) by (destination_version)"
+SVC = 'destination_service=~"reviews.default.svc.cluster.local"'
+# Three panels of Istio's service dashboard (istio-service-dashboard.json), for reviews.
+DASHBOARD = [
+    f'round(sum(irate(istio_requests_total{{reporter=~"destination",{SVC}}}[5m])), 0.001)',
+    f'sum(irate(istio_requests_total{{reporter=~"destination",{SVC},response_code!~"5.*"}}[5m])) / '
+    f'sum(irate(istio_requests_total{{reporter=~"destination",{SVC}}}[5m]))',
+    f"histogram_quantile(0.50, sum(irate(istio_request_duration_milliseconds_bucket"
+    f'{{reporter=~"destination",{SVC}}}[1m])) by (le))',
+]
+
+
+@pytest.fixture
+def mesh(tmp_path: Path, envoy_factory: EnvoyFactory) -> Iterator[Mesh]:
+    m = Mesh(tmp_path, envoy_factory)
+    yield m
+    m.stop()
+
+
+def test_per_version_split_fault_codes_and_dashboard(mesh: Mesh, upstreams: UpstreamFactory, tmp_path: Path) -> None:
+    b = start_bookinfo(mesh, upstreams, versions=("v1", "v2"), extra=REVIEWS_VS)
+    targets = [(f"{p.admin_host}:{p.admin_port}", {"proxy": name}) for name, p in b.proxies.items()]
+    prom = Prometheus(tmp_path / "prometheus", targets, istiod=f"{mesh.host}:{mesh.debug_port}").start()
+    try:
+        # The start-up requests, once scraped: the baseline.
+        before = mesh.wait(
+            lambda: prom.by(f"sum(istio_requests_total{{{REVIEWS}}}) by (destination_version)", "destination_version"),
+            15,
+            "the first scrape",
+        )
+        for _ in range(N):
+            assert b.get().status == 200
+        for _ in range(5):
+            assert b.get("/fault").status == 500
+
+        def counted() -> dict[str, float] | None:
+            got = prom.by(f"sum(istio_requests_total{{{REVIEWS}}}) by (destination_version)", "destination_version")
+            diff = {v: got.get(v, 0) - before.get(v, 0) for v in got}
+            return diff if sum(diff.values()) >= N else None
+
+        counts = mesh.wait(counted, 30, f"{N} reviews requests in Prometheus")
+        assert sum(counts.values()) == N, counts
+        # 80/20 within binomial bounds (4 standard deviations).
+        sd = math.sqrt(N * 0.2 * 0.8)
+        assert abs(counts["v2"] - 0.2 * N) <= 4 * sd, counts
+        # The issue's PromQL, as written: per-version request rates, in the same proportion.
+        split = prom.by(SPLIT, "destination_version")
+        assert set(split) == {"v1", "v2"}, split
+        share = split["v2"] / (split["v1"] + split["v2"])
+        assert abs(share - 0.2) <= 4 * math.sqrt(0.2 * 0.8 / N) + 0.02, split
+
+        # The injected fault: reported by productpage's sidecar (the source) as 500 for reviews.
+        fault_q = (
+            'sum(istio_requests_total{reporter="source",destination_service_name="reviews",response_code="500",'
+            'source_app="productpage",destination_service="reviews.default.svc.cluster.local"})'
+        )
+        mesh.wait(lambda: prom.scalar(fault_q) == 5, 15, "5 faults in Prometheus")
+        ok = prom.query(
+            'istio_requests_total{reporter="destination",destination_service_name="reviews",response_code="200"}'
+        )
+        labels = ok[0]["metric"]
+        assert labels["destination_workload"] in ("reviews-v1", "reviews-v2")
+        assert labels["destination_workload_namespace"] == "default"
+        assert labels["destination_app"] == "reviews" and labels["request_protocol"] == "http"
+        assert labels["destination_service"] == "reviews.default.svc.cluster.local"
+        src = prom.query('istio_requests_total{reporter="source",source_workload="productpage-v1",response_code="200"}')
+        assert {r["metric"]["destination_version"] for r in src} == {"v1", "v2"}
+        assert {r["metric"]["destination_workload"] for r in src} == {"reviews-v1", "reviews-v2"}
+
+        for q in DASHBOARD:
+            res = prom.query(q)
+            assert res and not math.isnan(float(res[0]["value"][1])), (q, res)
+        # The control plane is scraped too, under istiod's names.
+        assert prom.scalar('sum(pilot_xds_pushes{type="lds"})') >= 1
+    finally:
+        prom.stop()
