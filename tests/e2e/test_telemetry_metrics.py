@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.telemetry_mesh import start_bookinfo
-from tests.support.envoy import EnvoyFactory
+from tests.support.envoy import EnvoyFactory, EnvoyProcess
 from tests.support.mesh import Mesh
 from tests.support.prometheus import Prometheus
 from tests.support.upstreams import UpstreamFactory
@@ -111,3 +111,47 @@ def test_per_version_split_fault_codes_and_dashboard(mesh: Mesh, upstreams: Upst
         assert prom.scalar('sum(pilot_xds_pushes{type="lds"})') >= 1
     finally:
         prom.stop()
+
+
+NAMESPACE_METRICS = """
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: ns-metrics, namespace: default}
+spec:
+  metrics:
+  - providers: [{name: prometheus}]
+    overrides:
+    - match: {metric: REQUEST_COUNT}
+      disabled: true
+    - match: {metric: REQUEST_DURATION, mode: CLIENT_AND_SERVER}
+      tagOverrides:
+        request_host: {value: request.host}
+        grpc_response_status: {operation: REMOVE}
+"""
+
+
+def envoy_samples(text: str, name: str) -> list[str]:
+    return [line for line in text.splitlines() if line.startswith(name + "{")]
+
+
+def requests_total(proxy: EnvoyProcess) -> float:
+    _, text = proxy.admin_get("/stats/prometheus")
+    return sum(float(line.rsplit(" ", 1)[1]) for line in envoy_samples(text, "envoy_istio_requests_total"))
+
+
+def test_namespace_telemetry_disables_a_metric_and_overrides_a_tag(mesh: Mesh, upstreams: UpstreamFactory) -> None:
+    """A Telemetry in namespace default changes its proxies only: the gateway (istio-system) keeps counting."""
+    b = start_bookinfo(mesh, upstreams)
+    mesh.apply(NAMESPACE_METRICS)
+    before = {name: requests_total(p) for name, p in b.proxies.items()}
+    for _ in range(5):
+        assert b.get().status == 200
+    after = {name: requests_total(p) for name, p in b.proxies.items()}
+    assert after["gateway"] - before["gateway"] == 5
+    assert after["productpage"] == before["productpage"] and after["reviews-v1"] == before["reviews-v1"]
+    _, text = b.proxies["reviews-v1"].admin_get("/stats/prometheus")
+    durations = envoy_samples(text, "envoy_istio_request_duration_milliseconds_count")
+    assert any('request_host="reviews:9080"' in line for line in durations), durations
+    assert not any("grpc_response_status" in line and "request_host" in line for line in durations)
+    _, gw_text = b.proxies["gateway"].admin_get("/stats/prometheus")
+    assert not any("request_host" in line for line in gw_text.splitlines())
