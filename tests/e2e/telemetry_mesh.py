@@ -107,7 +107,7 @@ spec:
   - port: {{number: 9080, protocol: HTTP, name: http}}
     defaultEndpoint: {b.reviews_apps[v].host}:{b.reviews_apps[v].port}
   egress:
-  - hosts: ["./*"]
+  - hosts: ["./*", "istio-system/*"]
     port: {{number: 9080, protocol: HTTP, name: http}}
     bind: {allocate_ip()}
 """
@@ -145,7 +145,7 @@ spec:
   - port: {{number: 9080, protocol: HTTP, name: http}}
     defaultEndpoint: {b.productpage.host}:{b.productpage.port}
   egress:
-  - hosts: ["./*"]
+  - hosts: ["./*", "istio-system/*"]
     port: {{number: 9080, protocol: HTTP, name: http}}
     bind: {b.pp_bind}
 ---

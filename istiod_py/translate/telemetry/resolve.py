@@ -31,6 +31,7 @@ from istiod_py.config.model import Config
 from istiod_py.model import Proxy
 
 from ..context import PushContext
+from .peer import app_of
 
 CLIENT = "CLIENT"
 SERVER = "SERVER"
@@ -81,6 +82,8 @@ class TelemetryView:
     access_logs: tuple[LogSpec, ...]
     metrics: MetricsSpec
     tracing: TracingSpec | None
+    # The tracer's service name (app.namespace, as istiod names it); "" when not tracing.
+    service_name: str = ""
 
 
 def _matches(cfg: Config, labels: Any) -> bool:
@@ -199,13 +202,14 @@ def tracing(ctx: PushContext, chosen: Sequence[Config], mode: str) -> TracingSpe
             if t.HasField("use_request_id_for_trace_sampling"):
                 use_request_id = t.use_request_id_for_trace_sampling.value
             for name, tag in t.custom_tags.items():
-                tags[name] = _custom_tag(tag)
+                tags[name] = custom_tag(tag)
     if not providers and not seen:
         return None
     return TracingSpec(providers, sampling, tuple(sorted(tags.items())), disable, use_request_id)
 
 
-def _custom_tag(tag: Any) -> CustomTag:
+def custom_tag(tag: Any) -> CustomTag:
+    """A Telemetry or ProxyConfig custom tag (they share the literal/environment/header shape)."""
     kind = tag.WhichOneof("type")
     if kind == "literal":
         return CustomTag("literal", tag.literal.value)
@@ -221,7 +225,9 @@ def view(ctx: PushContext, proxy: Proxy, mode: str) -> TelemetryView:
 
     def build() -> TelemetryView:
         chosen = levels(ctx, proxy)
-        return TelemetryView(access_logs(ctx, chosen, mode), metrics(ctx, chosen, mode), tracing(ctx, chosen, mode))
+        trace = tracing(ctx, chosen, mode)
+        service = f"{app_of(proxy.labels)}.{proxy.namespace}" if trace is not None else ""
+        return TelemetryView(access_logs(ctx, chosen, mode), metrics(ctx, chosen, mode), trace, service)
 
     return ctx.cached(("telemetry", proxy.namespace, proxy.labels_key, mode), build)
 
