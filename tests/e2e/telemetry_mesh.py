@@ -20,6 +20,9 @@ from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip, free_port
 from tests.support.upstreams import HttpEchoServer, Response, UpstreamFactory, http_request
 
+# Istio's Envoy Prometheus port, on each workload's own loopback address.
+STATS_PORT = 15090
+
 # Headers an Istio-aware app forwards so one request is one trace (Istio's list).
 PROPAGATED = (
     "x-request-id",
@@ -205,15 +208,23 @@ def start_bookinfo(
     mesh.write("bookinfo.yaml", config(b) + ("---\n" + extra if extra else ""))
     mesh.start()
     b.proxies["gateway"] = mesh.gateway(
-        "istio-ingressgateway", ip=b.gateway_ip, namespace="istio-system", labels={"istio": "ingressgateway"}
+        "istio-ingressgateway",
+        ip=b.gateway_ip,
+        namespace="istio-system",
+        labels={"istio": "ingressgateway"},
+        stats_port=STATS_PORT,
     )
     b.proxies["productpage"] = mesh.sidecar(
         "productpage-v1", ip=b.pp_ip, labels={"app": "productpage", "version": "v1"},
-        service_account="bookinfo-productpage",
+        service_account="bookinfo-productpage", stats_port=STATS_PORT,
     )  # fmt: skip
     for v, ip in b.reviews_ips.items():
         b.proxies[f"reviews-{v}"] = mesh.sidecar(
-            f"reviews-{v}", ip=ip, labels={"app": "reviews", "version": v}, service_account="bookinfo-reviews"
+            f"reviews-{v}",
+            ip=ip,
+            labels={"app": "reviews", "version": v},
+            service_account="bookinfo-reviews",
+            stats_port=STATS_PORT,
         )
     mesh.wait_listener(b.proxies["gateway"], f"{b.gateway_ip}_8080")
     mesh.wait_listener(b.proxies["productpage"], f"{pp_bind}_9080")

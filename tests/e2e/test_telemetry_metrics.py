@@ -6,12 +6,14 @@ dashboard) reads them back."""
 from __future__ import annotations
 
 import math
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.e2e.telemetry_mesh import start_bookinfo
+from tests.e2e.telemetry_mesh import STATS_PORT, start_bookinfo
 from tests.support.envoy import EnvoyFactory, EnvoyProcess
 from tests.support.mesh import Mesh
 from tests.support.prometheus import Prometheus
@@ -56,7 +58,9 @@ def mesh(tmp_path: Path, envoy_factory: EnvoyFactory) -> Iterator[Mesh]:
 
 def test_per_version_split_fault_codes_and_dashboard(mesh: Mesh, upstreams: UpstreamFactory, tmp_path: Path) -> None:
     b = start_bookinfo(mesh, upstreams, versions=("v1", "v2"), extra=REVIEWS_VS)
-    targets = [(f"{p.admin_host}:{p.admin_port}", {"proxy": name}) for name, p in b.proxies.items()]
+    # Istio's 15090 /stats/prometheus on each workload's address.
+    ips = {"gateway": b.gateway_ip, "productpage": b.pp_ip, **{f"reviews-{v}": ip for v, ip in b.reviews_ips.items()}}
+    targets = [(f"{ip}:{STATS_PORT}", {"proxy": name}) for name, ip in ips.items()]
     prom = Prometheus(tmp_path / "prometheus", targets, istiod=f"{mesh.host}:{mesh.debug_port}").start()
     try:
         # The start-up requests, once scraped: the baseline.
@@ -104,9 +108,27 @@ def test_per_version_split_fault_codes_and_dashboard(mesh: Mesh, upstreams: Upst
         assert {r["metric"]["destination_version"] for r in src} == {"v1", "v2"}
         assert {r["metric"]["destination_workload"] for r in src} == {"reviews-v1", "reviews-v2"}
 
-        for q in DASHBOARD:
-            res = prom.query(q)
-            assert res and not math.isnan(float(res[0]["value"][1])), (q, res)
+        # Dashboards look at live traffic (irate: the last two samples), so keep some flowing.
+        stop = threading.Event()
+
+        def traffic() -> None:
+            while not stop.is_set():
+                b.get()
+                time.sleep(0.05)
+
+        pump = threading.Thread(target=traffic, daemon=True)
+        pump.start()
+        try:
+            for q in DASHBOARD:
+
+                def answered(q: str = q) -> bool:
+                    res = prom.query(q)
+                    return bool(res) and not math.isnan(float(res[0]["value"][1]))
+
+                mesh.wait(answered, 20, q)
+        finally:
+            stop.set()
+            pump.join(5)
         # The control plane is scraped too, under istiod's names.
         assert prom.scalar('sum(pilot_xds_pushes{type="lds"})') >= 1
     finally:
