@@ -38,8 +38,32 @@ def _providers(providers: Any, path: str, out: Problems) -> None:
             out.append(FieldProblem(f"{path}.providers[{i}].name", "a provider name is required"))
 
 
+NOT_YET = "not supported by istiod_py yet"
+
+
+def _unsupported(t: tm_pb.Telemetry, out: Problems) -> None:
+    """Fields the translator does not implement: rejected by name, never ignored."""
+    if t.HasField("targetRef") or t.targetRefs:
+        field = "spec.targetRef" if t.HasField("targetRef") else "spec.targetRefs"
+        out.append(FieldProblem(field, f"{NOT_YET} (policy attachment); select workloads with spec.selector"))
+    for i, tr in enumerate(t.tracing):
+        if tr.HasField("disable_context_propagation"):
+            out.append(FieldProblem(f"spec.tracing[{i}].disableContextPropagation", f"{NOT_YET}; remove it"))
+        if tr.HasField("enable_istio_tags") and tr.enable_istio_tags.value:
+            out.append(FieldProblem(f"spec.tracing[{i}].enableIstioTags", f"{NOT_YET} (istio.* span tags); remove it"))
+    for i, m in enumerate(t.metrics):
+        if m.HasField("reporting_interval"):
+            out.append(
+                FieldProblem(
+                    f"spec.metrics[{i}].reportingInterval",
+                    f"{NOT_YET} (TCP metrics are reported when a connection ends); remove it",
+                )
+            )
+
+
 def validate_telemetry(t: tm_pb.Telemetry) -> Problems:
     out: Problems = []
+    _unsupported(t, out)
     if t.HasField("selector") and (t.HasField("targetRef") or t.targetRefs):
         out.append(FieldProblem("spec.selector", "set either selector or targetRef(s), not both"))
     if t.HasField("targetRef") and t.targetRefs:

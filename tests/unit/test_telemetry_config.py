@@ -222,6 +222,13 @@ def _telemetry(spec: str, version: str = "v1") -> str:
             "spec.selector",
             "not both",
         ),
+        ("  targetRefs: [{kind: Gateway, name: g}]\n", "spec.targetRefs", "not supported by istiod_py yet"),
+        ("  metrics: [{reportingInterval: 5s}]\n", "spec.metrics[0].reportingInterval", "not supported"),
+        (
+            "  tracing: [{disableContextPropagation: true}]\n",
+            "spec.tracing[0].disableContextPropagation",
+            "not supported",
+        ),
     ],
 )
 def test_telemetry_errors_name_the_field(spec: str, field: str, message: str) -> None:
