@@ -14,8 +14,10 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import statistics
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -24,7 +26,7 @@ from tests.support.envoy import envoy_factory_context
 from tests.support.jaeger import Jaeger
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip
-from tests.support.upstreams import HttpSession, UpstreamFactory
+from tests.support.upstreams import HttpSession
 
 CONFIG = """
 apiVersion: v1
@@ -87,6 +89,48 @@ MODES = {
 }
 
 
+class FastApp:
+    """A keep-alive HTTP/1.1 server answering every request with one write: the
+    test echo server writes headers and body separately, and Nagle plus delayed
+    ACKs then add ~40 ms per request, which would hide what telemetry costs."""
+
+    BODY = b'{"ok": true}'
+    RESPONSE = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 12\r\n\r\n" + BODY
+
+    def __init__(self) -> None:
+        self.host = allocate_ip()
+        self.sock = socket.create_server((self.host, 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        buf = b""
+        with conn:
+            while True:
+                try:
+                    data = conn.recv(65536)
+                except OSError:
+                    return
+                if not data:
+                    return
+                buf += data
+                while b"\r\n\r\n" in buf:
+                    _, buf = buf.split(b"\r\n\r\n", 1)
+                    conn.sendall(self.RESPONSE)
+
+    def stop(self) -> None:
+        self.sock.close()
+
+
 def cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -99,8 +143,7 @@ def run_mode(mode: str, requests: int, workdir: Path, jaeger: Jaeger) -> dict[st
         {"name": "envoy", "envoyFileAccessLog": {"path": str(workdir / "access.log")}},
     ]
     with envoy_factory_context(workdir / "envoy") as envoys:
-        ups = UpstreamFactory()
-        app = ups.http("app")
+        app = FastApp()
         mesh = Mesh(workdir, envoys, mesh_config=mesh_config)
         server_ip, client_bind = allocate_ip(), allocate_ip()
         cfg = CONFIG.format(
@@ -143,8 +186,7 @@ def run_mode(mode: str, requests: int, workdir: Path, jaeger: Jaeger) -> dict[st
             }
         finally:
             mesh.stop()
-            for u in ups.started:
-                u.stop()
+            app.stop()
 
 
 def main() -> None:
