@@ -16,8 +16,9 @@ import pytest
 from tests.e2e.telemetry_mesh import STATS_PORT, start_bookinfo
 from tests.support.envoy import EnvoyFactory, EnvoyProcess
 from tests.support.mesh import Mesh
+from tests.support.net import allocate_ip
 from tests.support.prometheus import Prometheus
-from tests.support.upstreams import UpstreamFactory
+from tests.support.upstreams import UpstreamFactory, tcp_echo, tcp_exchange
 
 pytestmark = pytest.mark.e2e
 
@@ -177,3 +178,85 @@ def test_namespace_telemetry_disables_a_metric_and_overrides_a_tag(mesh: Mesh, u
     assert not any("grpc_response_status" in line and "request_host" in line for line in durations)
     _, gw_text = b.proxies["gateway"].admin_get("/stats/prometheus")
     assert not any("request_host" in line for line in gw_text.splitlines())
+
+
+def tcp_config(db_ip: str, app: str, client_bind: str) -> str:
+    return f"""
+apiVersion: v1
+kind: Service
+metadata: {{name: db, namespace: default}}
+spec:
+  selector: {{app: db}}
+  ports: [{{name: tcp-db, port: 5432}}]
+---
+apiVersion: networking.istio.io/v1
+kind: WorkloadEntry
+metadata: {{name: db-1, namespace: default}}
+spec: {{address: {db_ip}, labels: {{app: db, version: v7}}}}
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: db, namespace: default}}
+spec:
+  workloadSelector: {{labels: {{app: db}}}}
+  ingress:
+  - port: {{number: 5432, protocol: TCP, name: tcp-db}}
+    defaultEndpoint: {app}
+  egress:
+  - hosts: ["./*"]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: client, namespace: default}}
+spec:
+  workloadSelector: {{labels: {{app: client}}}}
+  egress:
+  - port: {{number: 5432, protocol: TCP, name: tcp-db}}
+    bind: {client_bind}
+    hosts: ["./*"]
+"""
+
+
+def tcp_counter(proxy: EnvoyProcess, name: str, **labels: str) -> float:
+    _, text = proxy.admin_get("/stats/prometheus")
+    total = 0.0
+    for line in envoy_samples(text, f"envoy_istio_{name}"):
+        if all(f'{k}="{v}"' in line for k, v in labels.items()):
+            total += float(line.rsplit(" ", 1)[1])
+    return total
+
+
+def test_tcp_byte_and_connection_counters(mesh: Mesh, upstreams: UpstreamFactory) -> None:
+    app = upstreams.tcp("db-app")
+    db_ip, client_bind = allocate_ip(), allocate_ip()
+    mesh.write("tcp.yaml", tcp_config(db_ip, f"{app.host}:{app.port}", client_bind))
+    mesh.start()
+    db = mesh.sidecar("db-1", ip=db_ip, labels={"app": "db", "version": "v7"})
+    client = mesh.sidecar("client", labels={"app": "client"})
+    mesh.wait_listener(client, f"{client_bind}_5432")
+    mesh.wait_listener(db, f"{db_ip}_5432")
+    mesh.wait(lambda: tcp_echo(client_bind, 5432, "x").endswith(": x"), 10, "tcp through two sidecars")
+    for _ in range(3):
+        assert tcp_exchange(client_bind, 5432, ["a" * 100, "b" * 100]) == [
+            f"db-app: {'a' * 100}",
+            f"db-app: {'b' * 100}",
+        ]
+    dest = {"reporter": "destination", "destination_app": "db", "destination_version": "v7", "request_protocol": "tcp"}
+    src = {"reporter": "source", "destination_service": "db.default.svc.cluster.local", "destination_version": "v7"}
+
+    def counted() -> bool:
+        return (
+            tcp_counter(db, "tcp_connections_closed_total", **dest) >= 4
+            and tcp_counter(client, "tcp_connections_closed_total", **src) >= 4
+        )
+
+    mesh.wait(counted, 10, "tcp connection counters")
+    # 3 x 2 lines of 101 bytes, the replies prefixed "db-app: ", plus the probe ("x\n" -> "db-app: x\n").
+    received, sent = 3 * 2 * 101 + 2, 3 * 2 * (101 + len("db-app: ")) + len("db-app: x\n")
+    assert tcp_counter(db, "tcp_received_bytes_total", **dest) == received
+    assert tcp_counter(db, "tcp_sent_bytes_total", **dest) == sent
+    # The client's sidecar sends what the server's receives (its sent = bytes to the upstream).
+    assert tcp_counter(client, "tcp_received_bytes_total", **src) == received
+    assert tcp_counter(db, "tcp_connections_opened_total", **dest) == tcp_counter(
+        db, "tcp_connections_closed_total", **dest
+    )
