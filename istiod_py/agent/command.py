@@ -40,6 +40,9 @@ class AgentOptions:
     envoy: bool = True
     envoy_binary: str = "envoy"
     envoy_log_level: str = "warning"
+    # Istio's merged metrics endpoint (15020 /stats/prometheus) on the workload's address; 0: off.
+    merge_metrics_port: int = 0
+    app_metrics_url: str = ""
 
 
 def run_agent(opts: AgentOptions) -> int:
@@ -77,8 +80,17 @@ async def _run(args: AgentOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     envoy: asyncio.subprocess.Process | None = None
+    merger = None
     rc = 0
     try:
+        if args.merge_metrics_port:
+            from istiod_py.agent.metrics_merge import MetricsMerger
+
+            b = args.bootstrap
+            merger = MetricsMerger(
+                b.ip, args.merge_metrics_port, f"{b.admin_address}:{b.admin_port}", args.app_metrics_url
+            )
+            await merger.start()
         if args.envoy:
             binary = shutil.which(args.envoy_binary) or args.envoy_binary
             versions = {"ISTIO_VERSION": _own_version(), "ENVOY_VERSION": await _envoy_version(binary)}
@@ -108,6 +120,8 @@ async def _run(args: AgentOptions) -> int:
                 await asyncio.wait_for(envoy.wait(), 10)
             except TimeoutError:
                 envoy.kill()
+        if merger is not None:
+            await merger.stop()
         await sds.stop()
         await mgr.stop()
     return rc

@@ -6,19 +6,22 @@ dashboard) reads them back."""
 from __future__ import annotations
 
 import math
+import re
 import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
 
+from istiod_py.agent.metrics_merge import MetricsMerger
 from tests.e2e.telemetry_mesh import STATS_PORT, start_bookinfo
 from tests.support.envoy import EnvoyFactory, EnvoyProcess
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip
 from tests.support.prometheus import Prometheus
-from tests.support.upstreams import UpstreamFactory, tcp_echo, tcp_exchange
+from tests.support.upstreams import LoopThread, UpstreamFactory, http_request, tcp_echo, tcp_exchange
 
 pytestmark = pytest.mark.e2e
 
@@ -260,3 +263,46 @@ def test_tcp_byte_and_connection_counters(mesh: Mesh, upstreams: UpstreamFactory
     assert tcp_counter(db, "tcp_connections_opened_total", **dest) == tcp_counter(
         db, "tcp_connections_closed_total", **dest
     )
+
+
+def test_agent_merged_endpoint_serves_istio_names_and_app_metrics(mesh: Mesh, upstreams: UpstreamFactory) -> None:
+    """Istio's 15020 merge: Envoy's stats with istio_* names, then the app's own metrics."""
+    b = start_bookinfo(mesh, upstreams)
+    assert b.get().status == 200
+    app_metrics = "# TYPE app_orders_total counter\napp_orders_total 7\n"
+
+    class AppMetrics(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = app_metrics.encode()
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    app_host = allocate_ip()
+    app_server = ThreadingHTTPServer((app_host, 0), AppMetrics)
+    threading.Thread(target=app_server.serve_forever, daemon=True).start()
+    reviews = b.proxies["reviews-v1"]
+    loop = LoopThread("merger")
+    merger = MetricsMerger(
+        b.reviews_ips["v1"], 15020, f"{reviews.admin_host}:{reviews.admin_port}",
+        f"http://{app_host}:{app_server.server_address[1]}/metrics",
+    )  # fmt: skip
+    loop.run(merger.start())
+    try:
+        r = http_request(b.reviews_ips["v1"], 15020, "/stats/prometheus")
+        assert r.status == 200
+        text = r.text
+        assert "# TYPE istio_requests_total counter" in text
+        assert re.search(r'^istio_requests_total\{.*reporter="destination".*\} [1-9]', text, re.M), text[:2000]
+        assert "envoy_istio_" not in text
+        assert re.search(r"^envoy_server_live(\{\})? 1", text, re.M)  # Envoy's own stats keep their names
+        assert text.endswith(app_metrics)
+    finally:
+        loop.run(merger.stop())
+        loop.close()
+        app_server.shutdown()
+        app_server.server_close()
