@@ -91,6 +91,7 @@ class ControlPlane:
         self.aggregator = Aggregator(mesh=mesh)
         self.translator = Translator()
         self.metrics = XdsMetrics()
+        self.metrics.rejected_source = lambda: self.aggregator.errors
         self.pipeline: PushPipeline | None = None
         self.xds: XdsServer | None = None
         self.sources: list[FileSource] = []

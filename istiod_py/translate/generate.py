@@ -21,11 +21,13 @@ from . import (
 )
 from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
+from .features import with_tcp_features
 from .gateway.generate import generate as generate_gateway
 from .security import mtls
 from .sidecar import capture, capture_outbound, headless, tcproute
 from .sidecar import listeners as lds
 from .sidecar import routes as rds
+from .telemetry.resolve import cache_key as telemetry_key
 from .traffic import lb_locality
 from .traffic.traffic_policy import policy_for
 
@@ -188,27 +190,35 @@ class Translator:
         make_outbound = lds.outbound_listeners if proxy.capture_none else capture_outbound.outbound_listeners
 
         def outbound() -> Part:
-            return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in make_outbound(ctx, proxy, scope)})
+            return Part(
+                {
+                    lst.name: build(lst.name, TypeUrl.LISTENER, with_tcp_features(ctx, proxy, "outbound", lst))
+                    for lst in make_outbound(ctx, proxy, scope)
+                }
+            )
+
+        # Telemetry (access logs, metrics, tracing) can differ per workload: part of the keys.
+        tkey = telemetry_key(ctx, proxy)
 
         if not proxy.capture_none:
             l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
             labels_key = proxy.labels_key if l4_labels else ()
-            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx))
+            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx), tkey)
             return resources_of(ctx.cached(key, outbound), capture.inbound_listeners(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
             out = {}
             for ing in ingress:
-                lst = lds.inbound_listener(ctx, proxy, ing)
+                lst = with_tcp_features(ctx, proxy, "inbound", lds.inbound_listener(ctx, proxy, ing))
                 out[lst.name] = build(lst.name, TypeUrl.LISTENER, lst)
             return Part(out)
 
         # tcp/tls matches on sourceLabels make outbound listeners depend on the proxy's labels.
         l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
         labels_key = proxy.labels_key if l4_labels else ()
-        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none, labels_key), outbound)
-        in_key = ("lds-in", proxy.ip, ingress, mtls.inbound_key(ctx, proxy, (i.port.number for i in ingress)))
+        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none, labels_key, tkey), outbound)
+        in_key = ("lds-in", proxy.ip, ingress, mtls.inbound_key(ctx, proxy, (i.port.number for i in ingress)), tkey)
         return resources_of(out_part, ctx.cached(in_key, inbound))
 
     # --- RDS ---------------------------------------------------------------
@@ -272,6 +282,7 @@ _CARRY: dict[str, tuple[frozenset[str], bool, bool | str]] = {
                 "PeerAuthentication",
                 "AuthorizationPolicy",
                 "RequestAuthentication",
+                "Telemetry",
             }
         ),
         True,

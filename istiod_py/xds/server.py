@@ -26,7 +26,7 @@ from istiod_py.model import MeshState, Proxy
 
 from .connection import PushRequest, Watch
 from .delta import DeltaStream
-from .metrics import XdsMetrics
+from .metrics import XdsMetrics, metric_type
 from .nacklog import NackLog
 from .sharing import SharedResponses
 from .slots import PushSlots
@@ -110,6 +110,7 @@ class XdsServer:
         try:
             return self._generate(state, proxy, type_url)
         except Exception as e:
+            self.metrics.internal_errors.inc()
             log.exception("translating %s for %s failed", TypeUrl.SHORT.get(type_url), proxy.id)
             raise StreamError(
                 grpc.StatusCode.INTERNAL,
@@ -143,13 +144,15 @@ class XdsServer:
     def count_sent(self, type_url: str, size: int) -> None:
         counter = self._push_counters.get(type_url)
         if counter is None:
-            counter = self._push_counters[type_url] = self.metrics.pushes.labels(TypeUrl.SHORT.get(type_url, "other"))
+            counter = self._push_counters[type_url] = self.metrics.pushes.labels(metric_type(type_url))
         counter.inc()
         self.metrics.bytes_sent.inc(size)
+        self.metrics.config_size.labels(metric_type(type_url)).observe(size)
 
     # --- pushing --------------------------------------------------------------
 
     def push(self, req: PushRequest) -> None:
+        self.metrics.observe_push(req)
         for stream in list(self.streams.values()):
             stream.request_push(req)
 

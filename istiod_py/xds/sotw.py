@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from istiod_py.cache.resources import Built, Resources, sotw_response
 
 from .connection import Watch
+from .metrics import metric_type
 from .stream import Stream, StreamHost
 from .types import TypeUrl
 from .wire import names_block, names_start, strip_names
@@ -72,6 +73,7 @@ class SotwStream(Stream):
         """Record the ACK or NACK a SotW request carries; False if its nonce is
         stale (a newer response is on its way: the protocol says ignore it)."""
         if req.response_nonce != w.nonce_sent:
+            self.server.metrics.expired_nonce.labels(metric_type(w.type_url)).inc()
             return False
         if req.HasField("error_detail"):
             self.record_nack(w, req, w.version_sent, names)

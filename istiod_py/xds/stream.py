@@ -27,7 +27,7 @@ from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
 
 from .connection import ConnectionInfo, Nack, PushRequest, Watch
-from .metrics import XdsMetrics
+from .metrics import XdsMetrics, metric_type
 from .nacklog import STORED_DETAIL_CHARS, NackLog, truncate
 from .sharing import SharedResponses
 from .slots import PushSlots
@@ -97,6 +97,7 @@ class Stream:
         self.info: ConnectionInfo | None = None
         self.events: asyncio.Queue[object] = asyncio.Queue()
         self.pending: PushRequest | None = None
+        self.pending_since = 0.0
         self.state: MeshState = server.state()
         self._nonce = itertools.count(1)
         self._nonce_prefix = os.urandom(3).hex()
@@ -150,6 +151,7 @@ class Stream:
         stream gets one push of the newest state, never a backlog."""
         if self.pending is None:
             self.pending = req
+            self.pending_since = time.monotonic()
             self.events.put_nowait(PUSH)
         else:
             self.pending = self.pending.merge(req)
@@ -241,6 +243,7 @@ class Stream:
                     # Taken only now: what arrived while this stream waited for a
                     # slot was merged into it, so one push carries the newest state.
                     req, self.pending = self.pending, None
+                    self.server.metrics.proxy_queue_time.observe(time.monotonic() - self.pending_since)
                     if req is not None and not self.closing:
                         await self._push(req)
                 continue
@@ -324,7 +327,7 @@ class Stream:
             names=tuple(names),
             at=time.time(),
         )
-        self.server.metrics.rejects.labels(TypeUrl.SHORT.get(w.type_url, "other")).inc()
+        self.server.metrics.rejects.labels(metric_type(w.type_url)).inc()
         self.server.nack_log.nack(
             self.proxy.id, TypeUrl.SHORT.get(w.type_url, w.type_url), version, req.error_detail.message
         )
@@ -351,6 +354,7 @@ class Stream:
                 continue
             if not req.full and t != TypeUrl.ENDPOINT:
                 continue
+            began = time.monotonic()
             res = self.server.generate(self.state, self.proxy, t)
             only: frozenset[str] | None = None
             if not req.full and t == TypeUrl.ENDPOINT:
@@ -358,6 +362,8 @@ class Stream:
                 if not only:
                     continue
             sent = await self.push_type(w, res, only, cds_changed)
+            if sent:
+                self.server.metrics.push_time.labels(metric_type(t)).observe(time.monotonic() - began)
             if t == TypeUrl.CLUSTER and sent:
                 cds_changed = True
         self.info.last_push_state = self.state.version
