@@ -12,10 +12,9 @@ whole directory on any change either way):
 Kubernetes Service + EndpointSlice documents (format "kube") are the default.
 ServiceEntry documents with inline endpoints (format "se") load about twice as
 fast through istiod_py.config.loader (`python -m benchmarks.meshgen --compare`,
-1000x3: 0.23 s vs 0.41 s), but istiod_py hashes a ServiceEntry's whole spec
-into its kind digest (model/mesh.py kind_digest), so editing its
-endpoints is a FULL push there, not an EDS-only one. "kube" is the format in
-which the endpoint-only scenario really is endpoint-only.
+1000x3: 0.23 s vs 0.41 s). In both formats the endpoint-only scenario is an
+EDS-only push (a ServiceEntry's `endpoints` are left out of its kind digest:
+model/mesh.py ENDPOINT_FIELDS).
 """
 
 from __future__ import annotations
