@@ -855,7 +855,7 @@ def table(result: dict[str, Any]) -> str:
     hdr = (
         "| transport | scenario | clients | samples | missing | p50 | p99 | max | detect p50 | "
         "after-push p50 | after-push p99 | "
-        "server CPU s | loadgen CPU s | bytes sent | NACKs | peak RSS MB |"
+        "server CPU s | server CPU ms/proxy | loadgen CPU s | bytes sent | NACKs | peak RSS MB |"
     )
     lines = [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for tr in result["transports"]:
@@ -872,7 +872,7 @@ def table(result: dict[str, Any]) -> str:
                     f"| {tr['transport']} | {sc}{' (envoy)' if kind == 'envoy' else ''} | {clients} | {s['n']} | "
                     f"{s['missing']} | {fmt_s(s['p50'])} | {fmt_s(s['p99'])} | {fmt_s(s['max'])} | "
                     f"{fmt_s(s['detect_p50'])} | {fmt_s(s['after_push_p50'])} | {fmt_s(s['after_push_p99'])} | "
-                    f"{s['server_cpu_s']:.2f} | "
+                    f"{s['server_cpu_s']:.2f} | {1000 * s['server_cpu_s'] / max(1, clients):.2f} | "
                     f"{s['loadgen_cpu_s']:.2f} | {s['bytes_sent'] / 1e6:.1f} MB | {nacks} | "
                     f"{tr.get('rss_peak_mb') or 0:.0f} |"
                 )
@@ -880,7 +880,8 @@ def table(result: dict[str, Any]) -> str:
     for tr in result["transports"]:
         extra.append(
             f"- {tr['transport']}: initial config to all {result['args']['clients']} clients in "
-            f"{tr.get('initial_all_ready_s', 0):.2f}s (server CPU {tr.get('initial_server_cpu_s', 0):.1f}s); "
+            f"{tr.get('initial_all_ready_s', 0):.2f}s (server CPU {tr.get('initial_server_cpu_s', 0):.1f}s, "
+            f"{1000 * tr.get('initial_server_cpu_s', 0) / max(1, result['args']['clients']):.2f} ms per proxy); "
             f"RSS idle {tr.get('rss_idle_mb', 0):.0f} MB, connected {tr.get('rss_connected_mb', 0):.0f} MB, "
             f"peak {tr.get('rss_peak_mb') or 0:.0f} MB; client errors {tr.get('client_errors', 0)}"
         )
@@ -910,6 +911,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--endpoints", type=int, default=3)
     ap.add_argument("--namespaces", type=int, default=10)
+    ap.add_argument(
+        "--hetero",
+        action="store_true",
+        help="heterogeneous mesh: a Sidecar per namespace, per-workload policy, HTTP and TCP ports (issue 18)",
+    )
     ap.add_argument("--virtual-services", type=int, default=0, help="extra VirtualServices in the mesh")
     ap.add_argument(
         "--format",
@@ -1011,7 +1017,7 @@ async def run_curve(args: argparse.Namespace, ts: str) -> dict[str, Any]:
         for c in args.curve_clients:
             a = copy.copy(args)
             a.services, a.clients = n, c
-            spec = meshgen.MeshSpec(n, a.endpoints, a.namespaces, a.virtual_services, a.format)
+            spec = meshgen.MeshSpec(n, a.endpoints, a.namespaces, a.virtual_services, a.format, a.hetero)
             cell: dict[str, Any] = {"services": n, "clients": c, "transports": []}
             print(f"== curve cell: {n} services x {a.endpoints} endpoints, {c} clients", flush=True)
             try:
@@ -1029,7 +1035,9 @@ async def run_curve(args: argparse.Namespace, ts: str) -> dict[str, Any]:
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
-    spec = meshgen.MeshSpec(args.services, args.endpoints, args.namespaces, args.virtual_services, args.format)
+    spec = meshgen.MeshSpec(
+        args.services, args.endpoints, args.namespaces, args.virtual_services, args.format, args.hetero
+    )
     ts = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     if args.curve:
