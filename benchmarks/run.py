@@ -104,8 +104,12 @@ class Server:
     ) -> None:
         self.config_dir, self.args, self.tag = config_dir, args, tag
         self.xds_port, self.debug_port = ports or (free_port(), free_port())
+        # --cprofile: the server runs under cProfile (written when it exits; the
+        # `profile_top`-free way to see a whole run's CPU when py-spy is absent).
+        prof = ["-m", "cProfile", "-o", f"{args.cprofile}.{tag}.{time.time():.0f}"] if args.cprofile else []
         cmd = [
             sys.executable,
+            *prof,
             "-m",
             "istiod_py.cli",
             "serve",
@@ -962,6 +966,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--settle", type=float, default=2.0, help="seconds of quiet between runs")
     ap.add_argument("--profile", action="store_true", help="py-spy the server during the scenarios")
     ap.add_argument("--profile-rate", type=int, default=100)
+    ap.add_argument("--cprofile", default="", help="run the server under cProfile, output to PATH.<tag>.<time>")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (config, Envoy logs)")
     a = ap.parse_args(argv)
     a.scenarios = [s for s in a.scenarios.split(",") if s]
