@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from istiod_py.cache.resources import Built, Part, Resources, build, resources_of
+from istiod_py.cache.resources import Built, Part, Resources, build, build_from_bytes, resources_of
 from istiod_py.model import MeshState, Proxy, ProxyType, Resolution, Service
 from istiod_py.model.mesh import changed_kinds
 from istiod_py.model.service import Port
@@ -25,8 +25,7 @@ from .envoyfilter import apply as apply_envoyfilters
 from .gateway.generate import generate as generate_gateway
 from .security import mtls
 from .sidecar import listeners as lds
-from .sidecar import routes as rds
-from .sidecar import tcproute
+from .sidecar import route_share, tcproute
 from .traffic import lb_locality
 
 
@@ -225,8 +224,9 @@ class Translator:
                     if is_http:
                         ports.add(port)
             for port in sorted(ports):
-                rc = rds.sidecar_route_config(ctx, proxy, scope, port)
-                out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
+                # Virtual hosts shared across proxies are serialized once (route_share.py).
+                name, body = route_share.sidecar_route_bytes(ctx, proxy, scope, port)
+                out[name] = build_from_bytes(name, TypeUrl.ROUTE, body)
             return Part(out)
 
         return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)

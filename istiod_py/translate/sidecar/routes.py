@@ -54,23 +54,21 @@ def _unique_domains(domains: Iterable[str], used: set[str]) -> list[str]:
     return out
 
 
-def sidecar_route_config(
-    ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int
-) -> route_pb2.RouteConfiguration:
-    rcfg = route_pb2.RouteConfiguration(name=naming.sidecar_route(port), validate_clusters={"value": False})
-    used: set[str] = set()
-    for svc in scope.services:
-        sport = svc.port(port)
-        if sport is None or not sport.protocol.is_http:
-            continue
-        domains = _unique_domains(service_domains(svc, port, proxy.namespace), used)
-        if not domains:
-            continue
-        vh = rcfg.virtual_hosts.add(name=naming.vhost(svc.hostname, port))
-        vh.domains.extend(domains)
-        vh.routes.extend(_vhost_routes(ctx, proxy, svc, port, "mesh"))
-        vh.include_request_attempt_count = True
-    catch_all = rcfg.virtual_hosts.add()
+def _shell(port: int) -> route_pb2.RouteConfiguration:
+    """The route configuration of a port without its virtual hosts."""
+    return route_pb2.RouteConfiguration(name=naming.sidecar_route(port), validate_clusters={"value": False})
+
+
+def _vhost(ctx: PushContext, proxy: Proxy, svc: Service, port: int, domains: list[str]) -> rc.VirtualHost:
+    vh = rc.VirtualHost(name=naming.vhost(svc.hostname, port))
+    vh.domains.extend(domains)
+    vh.routes.extend(_vhost_routes(ctx, proxy, svc, port, "mesh"))
+    vh.include_request_attempt_count = True
+    return vh
+
+
+def _catch_all(scope: SidecarScope) -> rc.VirtualHost:
+    catch_all = rc.VirtualHost()
     catch_all.domains.append("*")
     if scope.outbound_policy == "REGISTRY_ONLY":
         catch_all.name = "block_all"
@@ -80,6 +78,30 @@ def sidecar_route_config(
         r = catch_all.routes.add(name="allow_any", match=rc.RouteMatch(prefix="/"))
         r.route.cluster = naming.PASSTHROUGH
         r.route.timeout.seconds = 0
+    return catch_all
+
+
+def _http_vhosts(scope: SidecarScope, port: int, proxy_ns: str) -> Iterable[tuple[Service, list[str], bool]]:
+    """The services with a virtual host on `port`, their domains, and whether
+    every domain of theirs is there (none taken by an earlier service)."""
+    used: set[str] = set()
+    for svc in scope.services:
+        sport = svc.port(port)
+        if sport is None or not sport.protocol.is_http:
+            continue
+        all_domains = service_domains(svc, port, proxy_ns)
+        domains = _unique_domains(all_domains, used)
+        if domains:
+            yield svc, domains, len(domains) == len(all_domains)
+
+
+def sidecar_route_config(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int
+) -> route_pb2.RouteConfiguration:
+    rcfg = _shell(port)
+    for svc, domains, _ in _http_vhosts(scope, port, proxy.namespace):
+        rcfg.virtual_hosts.append(_vhost(ctx, proxy, svc, port, domains))
+    rcfg.virtual_hosts.append(_catch_all(scope))
     return rcfg
 
 
