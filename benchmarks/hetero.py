@@ -20,6 +20,7 @@ import cProfile
 import pstats
 import tempfile
 import time
+import tracemalloc
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,13 +85,15 @@ def push_types(change: Change) -> tuple[str, ...]:
 
 
 def run_mesh(args: argparse.Namespace, k: int, tmp: Path) -> dict[str, Any]:
-    spec = meshgen.MeshSpec(args.services, args.endpoints, k, fmt=args.format, hetero=True)
+    spec = meshgen.MeshSpec(args.services, args.endpoints, k, fmt=args.format, hetero=not args.no_scoping)
     root = meshgen.generate(spec, tmp / f"mesh-{k}")
     mesh = Mesh(spec, root, Aggregator())
     state = mesh.load()
     pxs = proxies(args.proxies, k)
     tr = Translator()
     row: dict[str, Any] = {"namespaces": k, "services": args.services, "proxies": len(pxs)}
+    if args.tracemalloc:
+        tracemalloc.start(8)
     prof = cProfile.Profile() if args.profile == k else None
     if prof:
         prof.enable()
@@ -100,6 +103,14 @@ def run_mesh(args: argparse.Namespace, k: int, tmp: Path) -> dict[str, Any]:
         pstats.Stats(prof).sort_stats("cumulative").print_stats(35)
         pstats.Stats(prof).sort_stats("tottime").print_stats(25)
     row["connect_ms"] = cpu * 1000 / len(pxs)
+    if args.tracemalloc:
+        snap = tracemalloc.take_snapshot()
+        current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        mb = 2**20
+        print(f"tracemalloc after connect ({k} namespaces): current {current / mb:.0f} MB, peak {peak / mb:.0f} MB")
+        for stat in snap.statistics("lineno")[:20]:
+            print(f"  {stat.size / 2**20:8.1f} MB {stat.count:9d} blocks  {stat.traceback[0]}")
     row["distinct"] = distinct
     row["clusters_per_proxy"] = len(tr.generate(state, pxs[-1], TypeUrl.CLUSTER))
     cpu, _ = translate_all(tr, state, pxs)
@@ -162,6 +173,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--format", choices=["kube", "se"], default="kube")
     ap.add_argument("--churn", type=int, default=5, help="endpoint changes in the churn scenario")
     ap.add_argument("--profile", type=int, default=-1, help="cProfile the connect of this mesh")
+    ap.add_argument("--no-scoping", action="store_true", help="the plain mesh: no Sidecars, policies or TCP ports")
+    ap.add_argument("--tracemalloc", action="store_true", help="where memory goes after the connect (tracemalloc)")
     args = ap.parse_args(argv)
     rows = []
     with tempfile.TemporaryDirectory() as d:
