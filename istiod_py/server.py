@@ -31,6 +31,28 @@ class StartError(Exception):
     """The control plane cannot start (a port is taken); the message names what and where."""
 
 
+def grpc_server_options() -> list[tuple[str, Any]]:
+    """Channel arguments of the xDS (and secure) gRPC servers."""
+    return [
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_concurrent_streams", 100_000),
+        # A reconnect storm delivers thousands of new streams at once, faster
+        # than the event loop takes them from gRPC core; past the core's default
+        # pending-call limit (1,000) it cancelled the oldest waiting streams
+        # (clients saw CANCELLED and reconnected, adding to the storm). Let them
+        # wait instead: the initial-response gate (xds/slots.py) paces the work.
+        ("grpc.server.max_pending_requests", 100_000),
+        ("grpc.server.max_pending_requests_hard_limit", 100_000),
+        ("grpc.server_max_unrequested_time_in_server", 300),
+        # gRPC sets SO_REUSEPORT by default: a second `serve` on the same port would then
+        # start without error and take a share of new proxy connections.
+        ("grpc.so_reuseport", 0),
+    ]
+
+
 def _bind_grpc(server: grpc.aio.Server, what: str, address: str, port: int, creds: Any = None) -> int:
     """Bind one gRPC port, failing loudly. With SO_REUSEPORT off (see _GRPC_OPTIONS) a port in use
     is a bind error instead of two servers silently sharing the proxies' connections."""
@@ -147,16 +169,7 @@ class ControlPlane:
             max_concurrent_initial=o.max_concurrent_initial,
             max_connection_age=o.max_connection_age,
         )
-        options = [
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.http2.max_pings_without_data", 0),
-            ("grpc.max_concurrent_streams", 100_000),
-            # gRPC sets SO_REUSEPORT by default: a second `serve` on the same port would then
-            # start without error and take a share of new proxy connections.
-            ("grpc.so_reuseport", 0),
-        ]
+        options = grpc_server_options()
         self.grpc_server = grpc.aio.server(options=options)
         self.grpc_server.add_generic_rpc_handlers((self.xds.rpc_handler(),))
         self.ports["xds"] = _bind_grpc(self.grpc_server, "xds", o.listen_address, o.xds_port)

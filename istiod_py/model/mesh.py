@@ -156,7 +156,22 @@ class MeshState:
         return tuple(ep for ep in self.endpoints.get(hostname, ()) if ep.service_port == port)
 
 
+# Spec fields whose whole effect on output is the endpoints they make: left out
+# of the kind digest, so an edit of only these is seen in the endpoint digests
+# (an EDS-only push, as istiod's ServiceEntry controller does when the services
+# it derives are unchanged). registry/aggregate.py diff() escalates the cases
+# where endpoints reach CDS (DNS resolution, service accounts).
+ENDPOINT_FIELDS: Mapping[str, tuple[str, ...]] = {"ServiceEntry": ("endpoints",)}
+
+
 def spec_bytes(c: Config) -> bytes:
+    fields = ENDPOINT_FIELDS.get(c.meta.kind)
+    if fields and any(len(getattr(c.spec, f)) for f in fields):
+        spec = type(c.spec)()
+        spec.CopyFrom(c.spec)
+        for f in fields:
+            spec.ClearField(f)
+        return spec.SerializeToString(deterministic=True)
     return c.spec.SerializeToString(deterministic=True)
 
 
