@@ -13,10 +13,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from istiod_py.cli import capture, serve, validate, version, workload
+from istiod_py.cli import capture, node, serve, validate, version, workload
 from istiod_py.cli.common import EXIT_CODES_HELP, CliError
 
-GROUPS = (serve, workload, capture, validate, version)
+GROUPS = (serve, workload, capture, node, validate, version)
 
 
 def parser() -> argparse.ArgumentParser:

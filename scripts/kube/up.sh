@@ -13,7 +13,8 @@
 # Env: KUBE_KCM=0 (no controller-manager), KUBE_SCHEDULER=1 (also kube-scheduler),
 #      KUBE_READY_TIMEOUT (seconds, default 120), KUBE_APISERVER_ARGS (extra flags, e.g.
 #      "--etcd-compaction-interval=10s" so that old resourceVersions expire: 410 Gone),
-#      and build.sh's knobs.
+#      KUBE_SERVICE_CIDR (the Services' ClusterIP range, default 10.96.0.0/16; the one-host
+#      node's --service-cidr must match it), and build.sh's knobs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 log() { echo "kube-up: $*" >&2; }
@@ -43,7 +44,7 @@ start_apiserver() {  # start_apiserver RUN_DIR: args from RUN_DIR/env, waits for
     --service-account-key-file "$run/pki/sa.pub" \
     --service-account-signing-key-file "$run/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.96.0.0/16 \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
     --v=1 $APISERVER_ARGS >> "$run/kube-apiserver.log" 2>&1 &
   echo $! > "$run/kube-apiserver.pid"
   local i
@@ -90,6 +91,7 @@ ETCD_PORT=$ETCD_PORT
 API_PORT=$API_PORT
 ADMIN_TOKEN=$ADMIN_TOKEN
 APISERVER_ARGS="${KUBE_APISERVER_ARGS:-}"
+SERVICE_CIDR=${KUBE_SERVICE_CIDR:-10.96.0.0/16}
 ENV
 cp "$HERE/down.sh" "$RUN_DIR/down.sh"
 
@@ -128,7 +130,7 @@ if [ "${KUBE_KCM:-1}" = 1 ]; then
   "$BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG_PATH" --leader-elect=false --secure-port 0 \
     --controllers '*,-node-lifecycle-controller' \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/apiserver.crt" \
-    --service-cluster-ip-range 10.96.0.0/16 --v=1 > "$RUN_DIR/kube-controller-manager.log" 2>&1 &
+    --service-cluster-ip-range "${KUBE_SERVICE_CIDR:-10.96.0.0/16}" --v=1 > "$RUN_DIR/kube-controller-manager.log" 2>&1 &
   echo $! > "$RUN_DIR/kube-controller-manager.pid"
 fi
 if [ "${KUBE_SCHEDULER:-0}" = 1 ]; then
