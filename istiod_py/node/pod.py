@@ -89,7 +89,8 @@ class PodRunner:
         meta = pod["metadata"]
         self.ns, self.name, self.uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
         self.key = self.uid.replace("-", "")[:10]
-        self.dir = state_dir / "pods" / self.uid
+        # Short: unix sockets (the agent's SDS socket in its workdir volume) allow 107 bytes.
+        self.dir = state_dir / "pods" / self.key
         self.env_base = dict(env_base)
         self.services_view = services_view
         self.stop_event = threading.Event()
@@ -158,7 +159,7 @@ class PodRunner:
         self.containers = [Container(c) for c in spec.get("containers") or []]
         self._patch_status()
         self.sync_services()
-        vols = PodVolumes(self.client, self.pod, self.dir / "volumes")
+        vols = PodVolumes(self.client, self.pod, self.dir / "v")
         while True:
             try:
                 vols.materialize()

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,9 @@ import pytest
 from istiod_py.kube.client import JsonObj
 from istiod_py.node.netns import require_netns
 from tests.support.capture_pods import HTTP_GET
+from tests.support.envoy import EnvoyFactory, envoy_factory_context
 from tests.support.kube import KubeCluster, wait
+from tests.support.mesh import Mesh
 
 APP = "ghcr.io/istiod-py/app:latest"
 BOOKINFO = "docker.io/istio/examples-bookinfo-{}-{}:1.20.2"
@@ -39,7 +42,10 @@ class NodeProc:
         return f"ipy{self.proc.pid}-{str(pod['metadata']['uid']).replace('-', '')[:10]}"
 
     def log_tail(self) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-60:])
+        out = self.log.read_text(errors="replace").splitlines()[-60:]
+        for f in sorted((self.log.parent / "run" / self.name / "pods").glob("*/*.log")):
+            out += [f"--- {f.parent.name[:8]}/{f.name}", *f.read_text(errors="replace").splitlines()[-15:]]
+        return "\n".join(out)
 
 
 @pytest.fixture
@@ -238,3 +244,118 @@ def test_bookinfo_images_call_each_other(kube: KubeCluster, node: NodeProc) -> N
     assert reviews["name"] == "reviews-v2" and reviews["path"] == "/reviews/0"
     (ratings,) = reviews["upstreams"]
     assert ratings["status"] == 200 and ratings["response"]["name"] == "ratings-v1", reviews
+
+
+PROXY = "ghcr.io/istiod-py/proxy:latest"
+
+
+def sidecar_pod(ns: str, name: str, labels: dict[str, str], discovery: str, ca: str) -> JsonObj:
+    """A Pod shaped as the injector shapes it (istio-init + istio-proxy, their volumes),
+    with the agent flags main's `istiod-py agent` has; admin on the pod IP, excluded
+    from capture, so the test reads Envoy's stats across the bridge."""
+    field = {"POD_NAME": "metadata.name", "POD_NAMESPACE": "metadata.namespace", "INSTANCE_IP": "status.podIP",
+             "SERVICE_ACCOUNT": "spec.serviceAccountName"}  # fmt: skip
+    env = [{"name": k, "valueFrom": {"fieldRef": {"fieldPath": v}}} for k, v in field.items()]
+    lbl = ",".join(f"{k}={v}" for k, v in labels.items())
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {"name": name, "namespace": ns, "labels": labels},
+        "spec": {
+            "initContainers": [{
+                "name": "istio-init", "image": PROXY,
+                "args": ["iptables", "-p", "15001", "-z", "15006", "-u", "1337", "-m", "REDIRECT", "-i", "*",
+                         "-b", "*", "-d", "15090,15021,15020,15000"],
+                "securityContext": {"runAsUser": 0, "runAsGroup": 0,
+                                    "capabilities": {"add": ["NET_ADMIN", "NET_RAW"], "drop": ["ALL"]}},
+            }],
+            "containers": [
+                {"name": "app", "image": APP, "ports": [{"containerPort": 8080}]},
+                {
+                    "name": "istio-proxy", "image": PROXY, "env": env,
+                    "args": ["agent", "--name", "$(POD_NAME)", "--ip", "$(INSTANCE_IP)",
+                             "--namespace", "$(POD_NAMESPACE)", "--service-account", "$(SERVICE_ACCOUNT)",
+                             "--labels", lbl, "--interception-mode", "REDIRECT",
+                             "--discovery-address", discovery, "--ca-address", ca,
+                             "--root-cert", "/var/run/secrets/istio/root-cert.pem",
+                             "--token-file", "/var/run/secrets/tokens/istio-token",
+                             "--workdir", "/etc/istio/proxy", "--admin-address", "$(INSTANCE_IP)",
+                             "--admin-port", "15000"],
+                    "readinessProbe": {"httpGet": {"path": "/ready", "port": 15000}, "periodSeconds": 1},
+                    "securityContext": {"runAsUser": 1337, "runAsGroup": 1337},
+                    "volumeMounts": [
+                        {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
+                        {"mountPath": "/etc/istio/proxy", "name": "istio-envoy"},
+                        {"mountPath": "/var/run/secrets/tokens", "name": "istio-token"},
+                    ],
+                },
+            ],
+            "volumes": [
+                {"name": "istio-envoy", "emptyDir": {"medium": "Memory"}},
+                {"name": "istio-token", "projected": {"sources": [{"serviceAccountToken": {
+                    "audience": "istio-ca", "expirationSeconds": 43200, "path": "istio-token"}}]}},
+                {"name": "istiod-ca-cert", "configMap": {"name": "istio-ca-root-cert"}},
+            ],
+        },
+    }  # fmt: skip
+
+
+@pytest.fixture
+def envoy_factory(tmp_path: Path) -> Iterator[EnvoyFactory]:
+    with envoy_factory_context(tmp_path / "envoy") as factory:
+        yield factory
+
+
+def test_sidecar_pod_runs_init_and_agent_and_captures(
+    kube: KubeCluster, node: NodeProc, tmp_path: Path, envoy_factory: EnvoyFactory
+) -> None:
+    bridge = next(a["address"] for a in kube.get(f"/api/v1/nodes/{node.name}")["status"]["addresses"]
+                  if a["type"] == "InternalIP")  # fmt: skip
+    kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
+    # The control plane on the node's bridge, where the pods' agents reach it (their
+    # UID-1337 traffic is exempt from capture); CA tokens checked by TokenReview.
+    mesh = Mesh(tmp_path, envoy_factory, extra_args=["--kubeconfig", str(kube.kubeconfig)])
+    mesh.host = bridge
+    mesh.start_with_ca()
+    try:
+        ns = kube.namespace("side")
+        pod = sidecar_pod(ns, "server", {"app": "server"}, f"{bridge}:{mesh.xds_port}", f"{bridge}:{mesh.secure_port}")
+        pod["spec"]["nodeName"] = node.name
+        kube.apply(pod, service(ns, "server", 80, 8080, {"app": "server"}),
+                   deployment(ns, "client", APP, {"app": "client"}, 8080, node.name))  # fmt: skip
+        server = nwait(node, lambda: ready_pods(kube, ns, "app=server", 1), 90, "sidecar pod Ready")[0]
+        statuses = {s["name"]: s for s in server["status"]["containerStatuses"]}
+        assert statuses["istio-proxy"]["ready"] and "running" in statuses["istio-proxy"]["state"]
+        (init,) = server["status"]["initContainerStatuses"]
+        assert init["state"]["terminated"]["exitCode"] == 0
+        client = nwait(node, lambda: ready_pods(kube, ns, "app=client", 1), 60, "client Ready")[0]
+        ip = server["status"]["podIP"]
+        capture = node.netns(server)
+        rules = subprocess.run(["ip", "netns", "exec", capture, "iptables-save", "-t", "nat"],
+                               capture_output=True, text=True, check=True).stdout  # fmt: skip
+        # Capture first, the node's service DNAT after it (the proxy's own traffic only).
+        assert rules.index("-A OUTPUT -j ISTIO_OUTPUT") < rules.index("-A OUTPUT -j KUBE-SERVICES"), rules
+        vip = kube.get(f"/api/v1/namespaces/{ns}/services/server")["spec"]["clusterIP"]
+
+        def inbound_cx() -> int:
+            with urllib.request.urlopen(
+                f"http://{ip}:15000/stats?filter=^listener.0.0.0.0_15006.downstream_cx_total$"
+            ) as r:
+                text = r.read().decode()
+            return int(text.split(":")[1]) if ":" in text else 0
+
+        def through_sidecar() -> dict[str, Any]:
+            r = http_get(node.netns(client), vip, 80, "/in")
+            body: dict[str, Any] = json.loads(r["body"]) if r["status"] == 200 else {}
+            # Envoy's inbound HTTP chain adds x-request-id; the plain client sends none.
+            return body if "x-request-id" in body.get("headers", {}) else {}
+
+        before = inbound_cx()
+        body = nwait(node, through_sidecar, 30, "client -> ClusterIP -> server's captured inbound")
+        assert body["name"] == "server"
+        assert inbound_cx() > before
+        # The app's own outbound call is captured to 15001 (it runs as root, not 1337).
+        r = http_get(capture, vip, 80, "/out")
+        assert r["status"] == 200 and "x-envoy-upstream-service-time" in {k.lower() for k in r["headers"]}, r
+    finally:
+        mesh.stop()
