@@ -27,13 +27,14 @@ from .sidecar import capture, capture_outbound, headless, tcproute
 from .sidecar import listeners as lds
 from .sidecar import routes as rds
 from .traffic import lb_locality
+from .traffic.traffic_policy import policy_for
 
 
 class Translator:
     def __init__(self) -> None:
         self._ctx: PushContext | None = None
         self._eds: dict[
-            tuple[str, str, tuple[tuple[str, str], ...] | None, lb_locality.LocalityView | None], Built
+            tuple[str, str, tuple[tuple[str, str], ...] | None, lb_locality.LocalityView | None, bool], Built
         ] = {}
 
     def context(self, state: MeshState) -> PushContext:
@@ -106,7 +107,9 @@ class Translator:
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
-            out = {}
+            # Sidecars only (gateways share outbound_clusters), as istiod.
+            passthrough = cds.inbound_passthrough()
+            out = {passthrough.name: build(passthrough.name, TypeUrl.CLUSTER, passthrough)}
             for ing in ingress:
                 target = lds.parse_endpoint(ing.default_endpoint, ing.port.target_port or ing.port.number)
                 c = cds.inbound_cluster(ctx, proxy, ing.port, target)
@@ -126,10 +129,16 @@ class Translator:
         digest = ctx.state.endpoint_digests.get(host, "")
         # Locality LB makes EDS depend on the proxy's locality: None in the common case.
         view = lb_locality.eds_view(ctx, host, port, subset, viewer_ns, proxy) if proxy else None
-        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None, view)
+        # istiod sends not-ready endpoints (UNHEALTHY) unless the DestinationRule's
+        # outlierDetection.minHealthPercent > 0: then only ready ones count.
+        od = policy_for(ctx, host, port, subset, viewer_ns).outlier_detection
+        ready_only = od is not None and od.min_health_percent > 0
+        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None, view, ready_only)
         built = self._eds.get(key)
         if built is None:
             eps = ctx.state.endpoints_for(host, port) if labels is not None else ()
+            if ready_only:
+                eps = tuple(ep for ep in eps if ep.healthy)
             cla = eds.load_assignment(cluster_name, eps, labels or {})
             if view is not None:
                 lb_locality.apply(cla, eps, view)

@@ -31,7 +31,7 @@ from .nacklog import NackLog
 from .sharing import SharedResponses
 from .slots import PushSlots
 from .sotw import SotwStream
-from .stream import CLOSE, MAX_QUEUED_REQUESTS, RECYCLE, Stream, StreamError
+from .stream import CLOSE, MAX_QUEUED_REQUESTS, RECYCLE, DebugGenerator, Stream, StreamError
 from .types import TypeUrl
 
 __all__ = ["ADS_SERVICE", "MAX_QUEUED_REQUESTS", "Generator", "PushSlots", "Stream", "StreamError", "XdsServer"]
@@ -78,6 +78,9 @@ class XdsServer:
         self._watchdog_grace = 3
         self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
+        # Types answered on request from outside the translator (istiod's
+        # istio.io/debug/syncz and istio.io/debug/config_dump; see server.py).
+        self.debug_types: dict[str, DebugGenerator] = {}
 
     # --- watchdog -----------------------------------------------------------
 

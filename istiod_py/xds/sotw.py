@@ -41,6 +41,9 @@ class SotwStream(Stream):
         # The Resources last sent per type (shared objects, not copies).
         self._sent_res: dict[str, Resources] = {}
 
+    def sent_resources(self, type_url: str) -> Resources | None:
+        return self._sent_res.get(type_url)
+
     def fast_ack(self, raw: bytes) -> bool:
         """Handle a SotW ACK/NACK whose resource_names are byte-for-byte those of
         the previous request of its type (what Envoy sends after every response):

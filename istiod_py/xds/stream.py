@@ -19,8 +19,9 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol
 
 import grpc
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
@@ -53,6 +54,11 @@ class StreamError(Exception):
         self.message = message
 
 
+# A debug type's answer (istiod's istio.io/debug/*): (name, message) pairs for the
+# request's resource names, built when asked and never pushed.
+DebugGenerator = Callable[[list[str]], list[tuple[str, Message]]]
+
+
 class StreamHost(Protocol):
     """What a stream needs from the server that owns it (XdsServer). Streams are
     typed against this rather than XdsServer so that stream.py, sotw.py and
@@ -67,6 +73,7 @@ class StreamHost(Protocol):
     live: set[Stream]
     sharing: SharedResponses
     nack_log: NackLog
+    debug_types: dict[str, DebugGenerator]
 
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources: ...
     def new_conn_id(self, proxy: Proxy) -> str: ...
@@ -117,6 +124,11 @@ class Stream:
     async def push_type(self, w: Watch, res: Resources, only: frozenset[str] | None, cds_changed: bool) -> bool:
         """Send what a push changed of one type; True if something was sent."""
         raise NotImplementedError
+
+    def sent_resources(self, type_url: str) -> Resources | None:
+        """The Resources last sent whole for `type_url` (SotW); None where the
+        protocol keeps only names (Delta: see Watch.sent) or nothing was sent."""
+        return None
 
     # --- plumbing -----------------------------------------------------------
 
@@ -271,12 +283,36 @@ class Stream:
         req = self._parse(raw)
         if self.info is None:
             self._register(req)
+        debug = self.server.debug_types.get(req.type_url)
+        if debug is not None:
+            if not req.response_nonce:  # an ACK of a debug answer needs nothing
+                await self._debug_answer(req, debug(list(req.resource_names)))
+            return
         if not TypeUrl.known(req.type_url):
             raise StreamError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"unknown type_url {req.type_url!r}; served: {', '.join(TypeUrl.PUSH_ORDER)}",
             )
         await self.on_request(req, raw)
+
+    async def _debug_answer(self, req: Any, items: list[tuple[str, Message]]) -> None:
+        """Answer a debug type (as istiod's debug generator does: on request only,
+        no watch, no version to ACK against)."""
+        version = str(time.time_ns())
+        if self.delta:
+            dresp = discovery_pb2.DeltaDiscoveryResponse(
+                type_url=req.type_url, system_version_info=version, nonce=self.next_nonce()
+            )
+            for name, msg in items:
+                r = dresp.resources.add(name=name, version=version)
+                r.resource.Pack(msg)
+            data = dresp.SerializeToString()
+        else:
+            resp = discovery_pb2.DiscoveryResponse(type_url=req.type_url, version_info=version, nonce=self.next_nonce())
+            for _, msg in items:
+                resp.resources.add().Pack(msg)
+            data = resp.SerializeToString()
+        await self.write(data, req.type_url)
 
     def record_nack(self, w: Watch, req: Any, version: str, names: Iterable[str]) -> None:
         w.nacks += 1
