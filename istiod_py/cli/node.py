@@ -60,6 +60,7 @@ def run_node(args: argparse.Namespace) -> int:
         delete_node_on_stop=not args.keep_node,
         kube_proxy=not args.no_kube_proxy,
         envoy_binary=args.envoy_binary,
+        kubeconfig=str(Path(args.kubeconfig).resolve()) if args.kubeconfig != "in-cluster" else "in-cluster",
     )
     try:
         node = Node(client, opts)

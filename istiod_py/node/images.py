@@ -6,6 +6,11 @@ this host, run inside the pod's network namespace.
   ghcr.io/istiod-py/proxy (any tag), docker.io/istio/proxyv2
         the injected containers: `istiod-py ARGS` (`iptables ...` for istio-init,
         `agent ...` for istio-proxy); the container's args are the CLI's.
+  ghcr.io/istiod-py/pilot (any tag), docker.io/istio/pilot
+        the control plane: `istiod-py ARGS` (`serve ...`) in the node's own network
+        namespace (as a hostNetwork pod: it must reach the API server), its pod IP the
+        node's bridge address; `--kubeconfig in-cluster` becomes the node's kubeconfig
+        and `--listen-address` the bridge address, so nothing listens beyond it.
   ghcr.io/istiod-py/app
         the sample app (istiod_py/demo/app.py) with the container's args; without
         --name it is the pod's `app` label plus `-` its `version` label, without
@@ -27,6 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 PROXY_REPOS = ("ghcr.io/istiod-py/proxy", "docker.io/istio/proxyv2", "ghcr.io/istiod-py/proxyv2")
+PILOT_REPOS = ("ghcr.io/istiod-py/pilot", "docker.io/istio/pilot")
 APP_REPO = "ghcr.io/istiod-py/app"
 BOOKINFO = re.compile(r"^docker\.io/istio/examples-bookinfo-(productpage|details|reviews|ratings)-(v\d+)$")
 BOOKINFO_PORT = 9080
@@ -66,6 +72,8 @@ class ContainerInput:
     env: Mapping[str, str]
     labels: Mapping[str, str]
     pod_name: str
+    pod_ip: str = ""
+    kubeconfig: str = ""  # the node's, for the control plane's `--kubeconfig in-cluster`
 
 
 def _cli() -> list[str]:
@@ -74,6 +82,20 @@ def _cli() -> list[str]:
 
 def _app() -> list[str]:
     return [sys.executable, "-m", "istiod_py.demo.app"]
+
+
+def is_pilot(image: str) -> bool:
+    return repository(image) in PILOT_REPOS
+
+
+def pilot_args(args: Sequence[str], kubeconfig: str, listen: str) -> list[str]:
+    out = list(args)
+    for i, a in enumerate(out[:-1]):
+        if a == "--kubeconfig" and out[i + 1] == "in-cluster" and kubeconfig:
+            out[i + 1] = kubeconfig
+        elif a == "--listen-address" and listen:
+            out[i + 1] = listen
+    return out
 
 
 def _has(args: Sequence[str], flag: str) -> bool:
@@ -87,6 +109,10 @@ def command(c: ContainerInput) -> list[str]:
         if not c.args:
             raise UnknownImage(f"image {c.image}: the proxy image needs args (`agent ...` or `iptables ...`)")
         return _cli() + list(c.args)
+    if repo in PILOT_REPOS:
+        if not c.args:
+            raise UnknownImage(f"image {c.image}: the control plane image needs args (`serve ...`)")
+        return _cli() + pilot_args(c.args, c.kubeconfig, c.pod_ip)
     if repo == APP_REPO:
         args = list(c.args)
         if not _has(args, "--name"):
@@ -99,7 +125,8 @@ def command(c: ContainerInput) -> list[str]:
     if m:
         return _app() + bookinfo_args(m.group(1), m.group(2), c.env)
     raise UnknownImage(
-        f"image {c.image}: not an image this node can run (known: {', '.join(PROXY_REPOS)}, {APP_REPO}, "
+        f"image {c.image}: not an image this node can run (known: {', '.join(PROXY_REPOS + PILOT_REPOS)}, "
+        f"{APP_REPO}, "
         "docker.io/istio/examples-bookinfo-{productpage,details,reviews,ratings}-vN)"
     )
 

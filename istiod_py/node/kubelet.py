@@ -47,6 +47,7 @@ class NodeOptions:
     delete_node_on_stop: bool = True
     kube_proxy: bool = True
     envoy_binary: str = "envoy"
+    kubeconfig: str = ""  # what the control plane's image gets for `--kubeconfig in-cluster`
 
 
 def envoy_elf(path: str) -> str:
@@ -233,7 +234,9 @@ class Node:
             if self.stopping.is_set():
                 return
             if runner is None and (pod.get("status") or {}).get("phase") not in ("Succeeded", "Failed"):
-                runner = PodRunner(self.client, self.lab, pod, self.state, self.env_base, self.services_view)
+                runner = PodRunner(
+                    self.client, self.lab, pod, self.state, self.env_base, self.services_view, self.opts.kubeconfig
+                )
                 self.pods[uid] = runner
                 log.info("node %s: starting pod %s/%s", self.opts.name, meta["namespace"], meta["name"])
                 runner.start()

@@ -99,6 +99,20 @@ def reap_stale() -> None:
             _ip("link", "del", m.group(1), check=False)
 
 
+def as_user(
+    args: Sequence[str], *, uid: int | None = None, gid: int | None = None, caps: Sequence[str] = ()
+) -> list[str]:
+    """`args` as `uid`/`gid` (setpriv) keeping the capabilities `caps`; unchanged when uid is None."""
+    if uid is None:
+        return list(args)
+    g = uid if gid is None else gid
+    cmd = ["setpriv", f"--reuid={uid}", f"--regid={g}", "--clear-groups"]
+    if caps:
+        keep = ",".join(f"+{c}" for c in caps)
+        cmd += [f"--inh-caps={keep}", f"--ambient-caps={keep}"]
+    return [*cmd, "--", *args]
+
+
 @dataclass
 class Pod:
     name: str
@@ -112,15 +126,7 @@ class Pod:
     ) -> list[str]:
         """`args` run inside this pod's namespace, as `uid`/`gid` when given, keeping
         the capabilities `caps` (e.g. "net_admin", which a TPROXY proxy needs)."""
-        cmd = ["ip", "netns", "exec", self.netns]
-        if uid is not None:
-            g = uid if gid is None else gid
-            cmd += ["setpriv", f"--reuid={uid}", f"--regid={g}", "--clear-groups"]
-            if caps:
-                keep = ",".join(f"+{c}" for c in caps)
-                cmd += [f"--inh-caps={keep}", f"--ambient-caps={keep}"]
-            cmd.append("--")
-        return cmd + list(args)
+        return ["ip", "netns", "exec", self.netns, *as_user(args, uid=uid, gid=gid, caps=caps)]
 
     def start(
         self, args: Sequence[str], *, uid: int | None = None, gid: int | None = None, **popen: Any

@@ -31,7 +31,7 @@ from typing import Any
 from istiod_py.kube.client import JsonObj, KubeApiError, KubeClient
 
 from . import images, services
-from .netns import NetnsLab, Pod
+from .netns import NetnsLab, Pod, as_user
 from .volumes import PodVolumes, VolumeNotReady, container_env, expand, rewrite_path
 
 log = logging.getLogger("istiod_py.node")
@@ -82,6 +82,7 @@ class PodRunner:
         state_dir: Path,
         env_base: Mapping[str, str],
         services_view: Callable[[], tuple[list[JsonObj], str]],
+        kubeconfig: str = "",
     ) -> None:
         self.client = client
         self.lab = lab
@@ -95,6 +96,14 @@ class PodRunner:
         self.services_view = services_view
         self.stop_event = threading.Event()
         self.netns: Pod | None = None
+        self.ip = ""
+        # The control plane's image runs in the node's own namespace (as hostNetwork), where
+        # it reaches the API server; its pod IP is the node's bridge address (images.py).
+        spec = pod.get("spec") or {}
+        self.host_network = bool(spec.get("hostNetwork")) or any(
+            images.is_pilot(str(c.get("image"))) for c in spec.get("containers") or []
+        )
+        self.kubeconfig = kubeconfig
         self.containers: list[Container] = []
         self.init_done = False
         self.init_status: list[dict[str, Any]] = []
@@ -149,11 +158,15 @@ class PodRunner:
                 self._patch_status(phase="Failed")
 
     def _setup(self) -> None:
-        self.netns = self.lab.pod(self.key)
+        if self.host_network:
+            self.ip = self.lab.host_ip
+        else:
+            self.netns = self.lab.pod(self.key)
+            self.ip = self.netns.ip
         self.dir.mkdir(parents=True, exist_ok=True)
         for p in (self.dir, self.dir.parent, self.dir.parent.parent):
             os.chmod(p, 0o755)  # the proxy UID traverses to its volumes
-        self.pod.setdefault("status", {})["podIP"] = self.netns.ip
+        self.pod.setdefault("status", {})["podIP"] = self.ip
         self.pod["status"]["hostIP"] = self.lab.host_ip
         spec = self.pod.get("spec") or {}
         self.containers = [Container(c) for c in spec.get("containers") or []]
@@ -198,6 +211,8 @@ class PodRunner:
                     image=str(spec.get("image")),
                     args=tuple(args),
                     ports=ports,
+                    pod_ip=self.ip,
+                    kubeconfig=self.kubeconfig,
                     env=env,
                     labels=labels,
                     pod_name=self.name,
@@ -213,11 +228,16 @@ class PodRunner:
             c.startup = Probe(spec["startupProbe"])
 
     def _command(self, c: Container) -> list[str]:
-        assert self.netns is not None and c.argv is not None
+        assert c.argv is not None
         gid = c.gid if c.gid is not None else c.uid
-        if c.uid is None or (c.uid == 0 and not c.caps and gid in (None, 0)):
-            return self.netns.command(c.argv)  # root, as the image's default user
-        return self.netns.command(c.argv, uid=c.uid, gid=gid, caps=c.caps)
+        uid = c.uid
+        if uid is None or (uid == 0 and not c.caps and gid in (None, 0)) or self.host_network:
+            # root, as the image's default user; in the node's namespace root too: the
+            # control plane reads the node's kubeconfig, which is root's
+            uid = gid = None
+        if self.netns is None:
+            return as_user(c.argv, uid=uid, gid=gid, caps=c.caps)
+        return self.netns.command(c.argv, uid=uid, gid=gid, caps=c.caps)
 
     def _popen(self, c: Container) -> subprocess.Popen[bytes]:
         workdir = self.dir / "containers" / c.name
@@ -347,16 +367,13 @@ class PodRunner:
         raise ValueError(f"pod {self.ns}/{self.name}: {c.name}: probe port {port!r} names no containerPort")
 
     def _check(self, c: Container, spec: Mapping[str, Any]) -> bool:
-        assert self.netns is not None
         timeout = float(spec.get("timeoutSeconds") or 1)
         try:
             if "httpGet" in spec:
                 h = spec["httpGet"]
                 if str(h.get("scheme") or "HTTP").upper() != "HTTP":
                     return True  # HTTPS probes skip verification in the kubelet too; treat as passing
-                conn = http.client.HTTPConnection(
-                    h.get("host") or self.netns.ip, self._port(c, h["port"]), timeout=timeout
-                )
+                conn = http.client.HTTPConnection(h.get("host") or self.ip, self._port(c, h["port"]), timeout=timeout)
                 try:
                     headers = {x["name"]: x["value"] for x in h.get("httpHeaders") or []}
                     conn.request("GET", h.get("path") or "/", headers={"User-Agent": "kube-probe/1.37", **headers})
@@ -365,7 +382,7 @@ class PodRunner:
                     conn.close()
             if "tcpSocket" in spec:
                 port = self._port(c, spec["tcpSocket"]["port"])
-                with socket.create_connection((self.netns.ip, port), timeout=timeout):
+                with socket.create_connection((self.ip, port), timeout=timeout):
                     return True
         except (OSError, http.client.HTTPException, ValueError):
             return False
@@ -400,7 +417,6 @@ class PodRunner:
         return st
 
     def _patch_status(self, phase: str | None = None) -> None:
-        assert self.netns is not None or phase == "Failed"
         statuses = [self._container_status(c) for c in self.containers]
         running = bool(statuses) and all("running" in s["state"] for s in statuses)
         ready = running and all(s["ready"] for s in statuses)
@@ -413,11 +429,11 @@ class PodRunner:
             "initContainerStatuses": self.init_status,
             "message": "" if ready else self.message,
         }
-        if self.netns is not None:
-            status["podIP"] = self.netns.ip
-            status["podIPs"] = [{"ip": self.netns.ip}]
+        if self.ip:
+            status["podIP"] = self.ip
+            status["podIPs"] = [{"ip": self.ip}]
         conds = {
-            "PodReadyToStartContainers": self.netns is not None,
+            "PodReadyToStartContainers": bool(self.ip),
             "Initialized": self.init_done,
             "ContainersReady": ready,
             "Ready": ready,

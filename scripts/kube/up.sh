@@ -30,6 +30,9 @@ stop_pid() {  # stop_pid PIDFILE: TERM, up to 10 s, then KILL; by PID only
   rm -f "$f"
 }
 
+# --enable-aggregator-routing: webhooks given as a Service are called at its endpoints'
+# addresses (e.g. the one-host node's pods), not at the ClusterIP, which only exists
+# inside the node's pods (no kube-proxy on this host).
 start_apiserver() {  # start_apiserver RUN_DIR: args from RUN_DIR/env, waits for /readyz
   local run=$1
   # shellcheck disable=SC1091
@@ -45,6 +48,7 @@ start_apiserver() {  # start_apiserver RUN_DIR: args from RUN_DIR/env, waits for
     --service-account-signing-key-file "$run/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-cluster-ip-range "$SERVICE_CIDR" \
+    --enable-aggregator-routing=true \
     --v=1 $APISERVER_ARGS >> "$run/kube-apiserver.log" 2>&1 &
   echo $! > "$run/kube-apiserver.pid"
   local i
