@@ -109,7 +109,8 @@ class ControlPlane:
         if self.pipeline is None:
             return self.aggregator.errors
         ctx = self.translator.context(self.pipeline.state)
-        return [*self.aggregator.errors, *envoyfilter.translation_errors(ctx)]
+        quarantined = self.xds.quarantine.errors() if self.xds is not None else []
+        return [*self.aggregator.errors, *envoyfilter.translation_errors(ctx), *quarantined]
 
     async def start(self) -> None:
         o = self.opts
@@ -134,6 +135,7 @@ class ControlPlane:
             max_concurrent_pushes=o.max_concurrent_pushes,
             max_concurrent_initial=o.max_concurrent_initial,
             max_connection_age=o.max_connection_age,
+            isolated=lambda: Translator().generate,
         )
         options = [
             ("grpc.max_send_message_length", 64 * 1024 * 1024),

@@ -18,6 +18,7 @@ from . import endpoints as eds
 from . import (
     naming,
     plugins,  # noqa: F401  (registers feature modules)
+    provenance,
 )
 from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
@@ -87,13 +88,20 @@ class Translator:
 
         def make() -> Part:
             out = {}
-            for c in cds.outbound_clusters(ctx, scope.services, proxy.namespace):
-                if not sds:
-                    mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
-                out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+            origins: dict[str, frozenset[str]] = {}
+            for svc in scope.services:
+                for port in svc.ports:
+                    for subset in ("", *cds.subsets_of(ctx, svc, proxy.namespace)):
+                        # Traced one by one: each cluster's provenance (its DestinationRule,
+                        # Service, Sidecar) rather than the whole part's.
+                        c, reads = ctx.traced(lambda: cds.outbound_cluster(ctx, svc, port, subset, proxy.namespace))  # noqa: B023
+                        if not sds:
+                            mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
+                        out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+                        origins[c.name] = reads | {provenance.service_ref(svc)}
             for c in (cds.blackhole(), cds.passthrough()):
                 out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
-            return Part(out)
+            return Part(out, origins)
 
         return ctx.cached(("cds-out", scope.key, proxy.namespace, sds), make)
 
@@ -152,9 +160,10 @@ class Translator:
                             del items[name]
                         else:
                             items[name] = b
-                return Part(items)
+                return Part(items, old.origins)
             out = {}
-            for name in self.outbound_clusters(ctx, proxy).items:
+            clusters = self.outbound_clusters(ctx, proxy)
+            for name in clusters.items:
                 if not name.startswith("outbound|"):
                     continue
                 svc = ctx.state.services.get(name.rsplit("|", 1)[1])
@@ -163,7 +172,8 @@ class Translator:
                 b = self.eds_for(ctx, name, proxy.namespace, proxy)
                 if b is not None:
                     out[name] = b
-            return Part(out)
+            # An endpoint group comes from its cluster's inputs (Service, subset's DestinationRule).
+            return Part(out, {n: clusters.origins_of(n) for n in out})
 
         return ctx.cached(key, make)
 
@@ -206,10 +216,12 @@ class Translator:
                 for port, is_http in lds._egress_ports(egress, scope.services):
                     if is_http:
                         ports.add(port)
+            origins: dict[str, frozenset[str]] = {}
             for port in sorted(ports):
-                rc = rds.sidecar_route_config(ctx, proxy, scope, port)
+                rc, reads = ctx.traced(lambda: rds.sidecar_route_config(ctx, proxy, scope, port))  # noqa: B023
                 out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
-            return Part(out)
+                origins[rc.name] = reads
+            return Part(out, origins)
 
         return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)
 
@@ -302,3 +314,6 @@ def carry_over(old: PushContext, new: PushContext) -> None:
                 new.memo[("eds-prev", *key[1:])] = (value, frozenset(hosts))
             continue
         new.memo[key] = value
+        reads = old.memo_reads.get(key)
+        if reads is not None:
+            new.memo_reads[key] = reads

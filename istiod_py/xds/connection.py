@@ -43,6 +43,8 @@ class Nack:
     code: int
     names: tuple[str, ...]
     at: float
+    # The Istio configs (Kind/ns/name[:field]) behind the rejected resources (quarantine.py).
+    origins: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)
@@ -86,6 +88,7 @@ class Watch:
                 "message": self.last_nack.message,
                 "code": self.last_nack.code,
                 "resource_names": list(self.last_nack.names),
+                "origins": list(self.last_nack.origins),
                 "at": self.last_nack.at,
             },
         }

@@ -28,6 +28,7 @@ from .connection import PushRequest, Watch
 from .delta import DeltaStream
 from .metrics import XdsMetrics
 from .nacklog import NackLog
+from .quarantine import Quarantine
 from .sharing import SharedResponses
 from .slots import PushSlots
 from .sotw import SotwStream
@@ -54,6 +55,7 @@ class XdsServer:
         max_concurrent_pushes: int = 100,
         max_concurrent_initial: int = 50,
         max_connection_age: float = 0.0,
+        isolated: Callable[[], Generator] | None = None,
     ) -> None:
         self._generate = generate
         self.state = state
@@ -78,6 +80,9 @@ class XdsServer:
         self._watchdog_grace = 3
         self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
+        # NACK to origin: names the config a proxy rejects and serves it without (quarantine.py).
+        # `isolated` makes a translator of its own for those filtered states.
+        self.quarantine = Quarantine(self, isolated)
 
     # --- watchdog -----------------------------------------------------------
 
@@ -105,6 +110,8 @@ class XdsServer:
 
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
         try:
+            if self.quarantine.cases and self.quarantine.applies(proxy):
+                return self.quarantine.generate(state, proxy, type_url, self._generate)
             return self._generate(state, proxy, type_url)
         except Exception as e:
             log.exception("translating %s for %s failed", TypeUrl.SHORT.get(type_url), proxy.id)
@@ -129,8 +136,16 @@ class XdsServer:
             log.info("proxy disconnected: %s", stream.info.conn_id)
 
     def on_ack(self, stream: Stream, w: Watch) -> None:
+        if self.quarantine.cases:
+            self.quarantine.on_ack(stream, w)
         for fn in self.ack_listeners:
             fn(stream, w)
+
+    def on_nack(self, stream: Stream, w: Watch) -> None:
+        try:
+            self.quarantine.on_nack(stream, w)
+        except Exception:  # tracing a NACK must never end the stream
+            log.exception("tracing a NACK from %s failed", stream.conn_id)
 
     def on_pushed(self, stream: Stream, req: PushRequest) -> None:
         self.metrics.convergence.observe(time.monotonic() - req.start)
