@@ -91,6 +91,14 @@ class PushContext:
                 self.frames[-1].update(replay)
         return value
 
+    def replay(self, key: Hashable) -> frozenset[str]:
+        """Record what memoized value `key` read (for a value computed before the
+        frame opened, e.g. the Sidecar scope), and return it."""
+        reads = self.memo_reads.get(key, frozenset())
+        if reads and self.frames:
+            self.frames[-1].update(reads)
+        return reads
+
     def note(self, ref: str) -> None:
         """Record that the value being built read config `ref` (see ref_of)."""
         if self.frames:

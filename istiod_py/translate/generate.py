@@ -89,6 +89,7 @@ class Translator:
         def make() -> Part:
             out = {}
             origins: dict[str, frozenset[str]] = {}
+            scope_reads = ctx.replay(scope.key)
             for svc in scope.services:
                 for port in svc.ports:
                     for subset in ("", *cds.subsets_of(ctx, svc, proxy.namespace)):
@@ -98,7 +99,7 @@ class Translator:
                         if not sds:
                             mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
                         out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
-                        origins[c.name] = reads | {provenance.service_ref(svc)}
+                        origins[c.name] = reads | scope_reads | {provenance.service_ref(svc)}
             for c in (cds.blackhole(), cds.passthrough()):
                 out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
             return Part(out, origins)
@@ -112,6 +113,7 @@ class Translator:
 
         def inbound() -> Part:
             out = {}
+            ctx.replay(scope.key)
             for ing in ingress:
                 target = lds.parse_endpoint(ing.default_endpoint, ing.port.target_port or ing.port.number)
                 c = cds.inbound_cluster(ctx, proxy, ing.port, target)
@@ -183,6 +185,7 @@ class Translator:
         scope = ctx.sidecar_scope(proxy)
 
         def outbound() -> Part:
+            ctx.replay(scope.key)
             return Part(
                 {lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in lds.outbound_listeners(ctx, proxy, scope)}
             )
@@ -191,6 +194,7 @@ class Translator:
 
         def inbound() -> Part:
             out = {}
+            ctx.replay(scope.key)
             for ing in ingress:
                 lst = lds.inbound_listener(ctx, proxy, ing)
                 out[lst.name] = build(lst.name, TypeUrl.LISTENER, lst)
@@ -217,10 +221,11 @@ class Translator:
                     if is_http:
                         ports.add(port)
             origins: dict[str, frozenset[str]] = {}
+            scope_reads = ctx.replay(scope.key)
             for port in sorted(ports):
                 rc, reads = ctx.traced(lambda: rds.sidecar_route_config(ctx, proxy, scope, port))  # noqa: B023
                 out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
-                origins[rc.name] = reads
+                origins[rc.name] = reads | scope_reads
             return Part(out, origins)
 
         return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)

@@ -48,6 +48,9 @@ Generator = Callable[[MeshState, Proxy, str], Resources]
 _SUSPECT_ORDER = ("EnvoyFilter", "DestinationRule", "VirtualService", "Sidecar")
 
 
+_REGISTRY_KINDS = frozenset({"ServiceEntry", "WorkloadEntry", "WorkloadGroup", "Service", "EndpointSlice"})
+
+
 def _config_ref(ref: str) -> str:
     return ref.partition(":")[0]
 
@@ -147,6 +150,7 @@ class Quarantine:
         self._isolated = isolated
         self._generate: Generator | None = None
         self._derived: dict[frozenset[str], tuple[MeshState, MeshState]] = {}
+        self._logged: dict[tuple[str, str], float] = {}
         self.rejects = Counter(
             "pilot_xds_config_rejects",
             "xDS NACKs traced to the Istio config that caused them",
@@ -194,24 +198,42 @@ class Quarantine:
             self._next(stream, case)
             nack.origins = tuple(case.origins())
             return
-        if case is not None and case.phase == "quarantined" and case.type_url == w.type_url:
-            # Rejected even without the culprit: something else is wrong too.
+        res = self.host.generate(stream.state, proxy, w.type_url)
+        names = rejected_names(res, nack.message)
+        if not names:
+            return  # Envoy's message names none of the resources sent: nothing to trace, no guessing
+        suspects, fields = suspects_of(res, names)
+        # Only what serving without is possible for: configs the translator reads
+        # (a Service or ServiceEntry is named in `fields` but becomes the registry).
+        state = stream.state
+        suspects = [s for s in suspects if _split(s)[0] in state.configs and _split(s)[0] not in _REGISTRY_KINDS]
+        earlier = case.culprits if case is not None else frozenset()
+        fresh = [s for s in suspects if s not in earlier]
+        if case is not None and case.phase == "quarantined" and not fresh:
+            # Rejected even without the culprit, and nothing else explains it.
             case.phase = "unresolved"
             case.culprits = frozenset()
-            log.warning(
-                "%s still rejects %s without %s; serving its normal config", proxy.id, w.type_url, case.origins()
-            )
+            if self._should_log(proxy.id, "unresolved"):
+                log.warning("%s still rejects %s without %s; serving its normal config", proxy.id, names, earlier)
             self._push(stream)
             return
-        res = self.host.generate(stream.state, proxy, w.type_url)
-        names = rejected_names(res, nack.message) or tuple(sorted(nack.names or res.index))
-        suspects, fields = suspects_of(res, names)
-        earlier = case.culprits if case is not None else frozenset()
-        case = Case(proxy.id, w.type_url, names, nack.message, fields, [s for s in suspects if s not in earlier])
+        case = Case(proxy.id, w.type_url, names, nack.message, fields, fresh)
         case.culprits = earlier  # an earlier quarantine stays
         self.cases[proxy.id] = case
         self._next(stream, case)
         nack.origins = tuple(case.origins())
+
+    def _should_log(self, proxy_id: str, what: str, interval: float = 10.0) -> bool:
+        """At most one line per proxy and kind of event per interval (a NACK loop
+        must not flood the log; nacklog.py has the same rule for raw NACKs)."""
+        now = time.monotonic()
+        key = (proxy_id, what)
+        if now - self._logged.get(key, -interval) < interval:
+            return False
+        if len(self._logged) > 10_000:
+            self._logged.clear()
+        self._logged[key] = now
+        return True
 
     def on_ack(self, stream: Stream, w: Watch) -> None:
         if stream.info is None:
@@ -227,13 +249,14 @@ class Quarantine:
     def _next(self, stream: Stream, case: Case) -> None:
         if not case.suspects:
             case.phase = "unresolved"
-            log.warning(
-                "%s rejected %s (%s): no single Istio config explains it: %s",
-                case.proxy_id,
-                TypeUrl.SHORT.get(case.type_url, case.type_url),
-                ", ".join(case.rejected),
-                case.message[:300],
-            )
+            if self._should_log(case.proxy_id, "unresolved"):
+                log.warning(
+                    "%s rejected %s (%s): no single Istio config explains it: %s",
+                    case.proxy_id,
+                    TypeUrl.SHORT.get(case.type_url, case.type_url),
+                    ", ".join(case.rejected),
+                    case.message[:300],
+                )
             self._push(stream)
             return
         if len(case.suspects) == 1:
@@ -259,15 +282,16 @@ class Quarantine:
         short = TypeUrl.SHORT.get(case.type_url, case.type_url)
         kind, ns, name = _split(ref)
         self.rejects.labels(kind, ns, name, short).inc()
-        log.warning(
-            "%s rejected %s %s because of %s%s: %s; quarantined for this proxy until it changes",
-            case.proxy_id,
-            short,
-            ", ".join(case.rejected),
-            ref,
-            f" ({', '.join(case.fields.get(ref, []))})" if case.fields.get(ref) else "",
-            case.message[:500],
-        )
+        if self._should_log(case.proxy_id, "convict " + ref):
+            log.warning(
+                "%s rejected %s %s because of %s%s: %s; quarantined for this proxy until it changes",
+                case.proxy_id,
+                short,
+                ", ".join(case.rejected),
+                ref,
+                f" ({', '.join(case.fields.get(ref, []))})" if case.fields.get(ref) else "",
+                case.message[:500],
+            )
         self._push(stream)
 
     def _push(self, stream: Stream) -> None:
