@@ -4,6 +4,8 @@
   Istio configs (and fields) blamed, and the bisect/quarantine phase.
 - `/debug/provenancez?proxyID=ID[&type=LDS]`: per resource the proxy gets, the
   Istio configs it was built from.
+- `/debug/statusz[?resource=Kind/ns/name]`: propagation status (xds/propagation.py):
+  per config, the proxies it affects and those not yet holding its current content.
 """
 
 from __future__ import annotations
@@ -45,5 +47,29 @@ def register(debug: DebugServer, xds: XdsServer) -> None:
             out[short] = {n: sorted(res.origins_of(n)) for n in sorted(res.index)}
         return _json({"proxy": stream.info.proxy.id, "state_version": stream.state.version, "resources": out})
 
+    async def statusz(req: web.Request) -> web.Response:
+        from istiod_py.xds.propagation import propagation
+
+        state = debug.state
+        asked = req.query.get("resource", "")
+        ref = _canonical(asked, state.configs) if asked else ""
+        if ref is None:
+            kinds = ", ".join(sorted(state.configs))
+            return _json({"error": f"no config {asked!r} (Kind/namespace/name; kinds: {kinds})"}, 404)
+        return _json({"state_version": state.version, "resources": propagation(xds, state, ref)})
+
+    debug.extra_routes.append(("/debug/statusz", statusz))
     debug.extra_routes.append(("/debug/quarantinez", quarantinez))
     debug.extra_routes.append(("/debug/provenancez", provenancez))
+
+
+def _canonical(ref: str, configs: Any) -> str | None:
+    """`Kind/ns/name` with the kind matched case-insensitively; None if no such config."""
+    kind, _, rest = ref.partition("/")
+    ns, _, name = rest.partition("/")
+    for k, items in configs.items():
+        if k.lower() == kind.lower():
+            for c in items:
+                if c.meta.namespace == ns and c.meta.name == name:
+                    return f"{k}/{ns}/{name}"
+    return None

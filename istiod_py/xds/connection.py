@@ -67,6 +67,10 @@ class Watch:
     acked_at: float = 0.0
     # The state version the last send reflected (debug and convergence checks).
     state_version: int = 0
+    # The Resources of the last send and of the last ACKed send (shared objects):
+    # what the proxy holds, per resource version, for propagation status.
+    sent_res: Any = None
+    acked_res: Any = None
 
     def debug(self) -> dict[str, Any]:
         return {

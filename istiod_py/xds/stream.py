@@ -155,7 +155,8 @@ class Stream:
         self.info.bytes_sent += len(data)
         self.server.count_sent(type_url, len(data))
 
-    def mark_sent(self, w: Watch, version: str, nonce: str) -> None:
+    def mark_sent(self, w: Watch, version: str, nonce: str, res: Resources | None = None) -> None:
+        w.sent_res = res
         w.nonce_sent = nonce
         w.version_sent = version
         w.sends += 1
@@ -296,6 +297,8 @@ class Stream:
         self.server.on_nack(self, w)
 
     def record_ack(self, w: Watch, version: str, nonce: str) -> None:
+        if nonce == w.nonce_sent and w.sent_res is not None:
+            w.acked_res = w.sent_res
         w.acks += 1
         w.version_acked = version
         w.nonce_acked = nonce
