@@ -63,6 +63,11 @@ class PushContext:
     # value attributes its inputs to every resource that uses it.
     memo_reads: dict[Hashable, frozenset[str]] = field(default_factory=dict)
     frames: list[set[str]] = field(default_factory=list)
+    # Equal read-sets share one object: thousands of resources have the same few.
+    refsets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+
+    def refs(self, reads: frozenset[str]) -> frozenset[str]:
+        return self.refsets.setdefault(reads, reads)
 
     def cached(self, key: Hashable, build: Callable[[], T]) -> T:
         try:
@@ -77,7 +82,7 @@ class PushContext:
                 frames.pop()
             self.memo[key] = value
             if frame:
-                reads = frozenset(frame)
+                reads = self.refs(frozenset(frame))
                 self.memo_reads[key] = reads
                 if frames:
                     frames[-1].update(reads)
@@ -114,7 +119,7 @@ class PushContext:
             self.frames.pop()
         if self.frames:
             self.frames[-1].update(frame)
-        return value, frozenset(frame)
+        return value, self.refs(frozenset(frame))
 
     @property
     def domain(self) -> str:

@@ -99,7 +99,7 @@ class Translator:
                         if not sds:
                             mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
                         out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
-                        origins[c.name] = reads | scope_reads | {provenance.service_ref(svc)}
+                        origins[c.name] = ctx.refs(reads | scope_reads | {provenance.service_ref(svc)})
             for c in (cds.blackhole(), cds.passthrough()):
                 out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
             return Part(out, origins)
@@ -225,7 +225,7 @@ class Translator:
             for port in sorted(ports):
                 rc, reads = ctx.traced(lambda: rds.sidecar_route_config(ctx, proxy, scope, port))  # noqa: B023
                 out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
-                origins[rc.name] = reads | scope_reads
+                origins[rc.name] = ctx.refs(reads | scope_reads)
             return Part(out, origins)
 
         return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)
