@@ -13,6 +13,7 @@ import grpc
 from aiohttp import web
 
 from istiod_py.config.store import FileSource
+from istiod_py.debug import preview as preview_debug
 from istiod_py.debug import provenance as provenance_debug
 from istiod_py.debug.http import DebugServer
 from istiod_py.model import MeshConfig
@@ -161,6 +162,7 @@ class ControlPlane:
             registries.append(self.ca.registry)
         debug = DebugServer(self.xds, self.pipeline, registries, self.errors, lambda: self._ready)
         provenance_debug.register(debug, self.xds)
+        preview_debug.register(debug, self.xds, lambda: Translator().generate)
         self.web_runner = web.AppRunner(debug.app(), access_log=None)
         await self.web_runner.setup()
         # aiohttp leaves SO_REUSEPORT off, so a port in use is an OSError here.

@@ -13,10 +13,10 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from istiod_py.cli import serve, status, validate, version, workload
+from istiod_py.cli import preview, serve, status, validate, version, workload
 from istiod_py.cli.common import EXIT_CODES_HELP, CliError
 
-GROUPS = (serve, workload, validate, version, status)
+GROUPS = (serve, workload, validate, version, status, preview)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -54,7 +54,7 @@ class DebugServer:
         app.router.add_get("/debug/push_status", self.handle_push_status)
         app.router.add_get("/debug", self.handle_index)
         for path, handler in self.extra_routes:
-            app.router.add_get(path, handler)
+            app.router.add_route("*", path, handler)  # any method: /debug/preview takes a POST
         return app
 
     @property
