@@ -222,6 +222,8 @@ class DebugServer:
                 "connections": len(conns),
                 "proxies": conns,
                 "recent_pushes": self.pipeline.history[-20:],
+                # Which config changes cost the most over the last 10 minutes (xds/attribution.py).
+                "top_triggers": self.xds.attribution.top(600.0),
                 "time": now,
             }
         )

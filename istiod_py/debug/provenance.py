@@ -4,6 +4,8 @@
   Istio configs (and fields) blamed, and the bisect/quarantine phase.
 - `/debug/provenancez?proxyID=ID[&type=LDS]`: per resource the proxy gets, the
   Istio configs it was built from.
+- `/debug/push_attribution[?window=600&limit=20]`: the config changes that
+  triggered pushes, ranked by cost (xds/attribution.py), and the recent pushes.
 - `/debug/statusz[?resource=Kind/ns/name]`: propagation status (xds/propagation.py):
   per config, the proxies it affects and those not yet holding its current content.
 """
@@ -58,6 +60,16 @@ def register(debug: DebugServer, xds: XdsServer) -> None:
             return _json({"error": f"no config {asked!r} (Kind/namespace/name; kinds: {kinds})"}, 404)
         return _json({"state_version": state.version, "resources": propagation(xds, state, ref)})
 
+    async def push_attribution(req: web.Request) -> web.Response:
+        try:
+            window = float(req.query.get("window", "600"))
+            limit = int(req.query.get("limit", "20"))
+        except ValueError:
+            return _json({"error": "window (seconds) and limit must be numbers"}, 400)
+        att = xds.attribution
+        return _json({"window_s": window, "top_triggers": att.top(window, limit), "recent": att.recent(limit)})
+
+    debug.extra_routes.append(("/debug/push_attribution", push_attribution))
     debug.extra_routes.append(("/debug/statusz", statusz))
     debug.extra_routes.append(("/debug/quarantinez", quarantinez))
     debug.extra_routes.append(("/debug/provenancez", provenancez))

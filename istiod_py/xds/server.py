@@ -24,6 +24,7 @@ import grpc
 from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy
 
+from .attribution import PushAttribution
 from .connection import PushRequest, Watch
 from .delta import DeltaStream
 from .metrics import XdsMetrics
@@ -83,6 +84,9 @@ class XdsServer:
         # NACK to origin: names the config a proxy rejects and serves it without (quarantine.py).
         # `isolated` makes a translator of its own for those filtered states.
         self.quarantine = Quarantine(self, isolated)
+        # Push attribution: which config changes trigger pushes and their cost (attribution.py).
+        self.attribution = PushAttribution()
+        self.push_listeners.append(self.attribution.on_pushed)
 
     # --- watchdog -----------------------------------------------------------
 
@@ -127,6 +131,7 @@ class XdsServer:
         assert stream.info is not None
         self.streams[stream.info.conn_id] = stream
         self.metrics.connections.labels("delta" if stream.delta else "sotw").inc()
+        self.attribution.on_registered(stream)
         log.info("proxy connected: %s (%s)", stream.info.conn_id, "delta" if stream.delta else "sotw")
 
     def unregister(self, stream: Stream) -> None:
@@ -162,6 +167,7 @@ class XdsServer:
     # --- pushing --------------------------------------------------------------
 
     def push(self, req: PushRequest) -> None:
+        self.attribution.on_push(req)
         for stream in list(self.streams.values()):
             stream.request_push(req)
 

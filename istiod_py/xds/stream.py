@@ -103,6 +103,8 @@ class Stream:
         self._room = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
         # Requests queued or being handled by the stream's task (see _reader).
         self._requests_open = 0
+        # (translation seconds, total seconds) of the last push.
+        self.push_cost = (0.0, 0.0)
 
     # --- the protocol's part ----------------------------------------------------
 
@@ -309,6 +311,8 @@ class Stream:
 
     async def _push(self, req: PushRequest) -> None:
         assert self.info is not None
+        t0 = time.perf_counter()
+        build_s = 0.0
         self.state = req.state
         self.info.pushes += 1
         if not req.full and self.proxy.ip in req.addresses:
@@ -320,7 +324,9 @@ class Stream:
                 continue
             if not req.full and t != TypeUrl.ENDPOINT:
                 continue
+            tg = time.perf_counter()
             res = self.server.generate(self.state, self.proxy, t)
+            build_s += time.perf_counter() - tg
             only: frozenset[str] | None = None
             if not req.full and t == TypeUrl.ENDPOINT:
                 only = self.server.sharing.eds_changed_names(res, req.eds_hosts)
@@ -330,4 +336,5 @@ class Stream:
             if t == TypeUrl.CLUSTER and sent:
                 cds_changed = True
         self.info.last_push_state = self.state.version
+        self.push_cost = (build_s, time.perf_counter() - t0)  # for push attribution (attribution.py)
         self.server.on_pushed(self, req)
