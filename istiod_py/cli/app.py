@@ -3,7 +3,7 @@
 To add a group, write `istiod_py/cli/<group>.py` with `register(sub: SubParsers)`
 whose parsers `set_defaults(func=handler)` (handler: Namespace -> exit code) and
 list it in GROUPS. Planned groups: `debug` (proxy-status, proxy-config, describe),
-`install` (install, manifest), `inject` (kube-inject), `preview` (preview, status).
+`install` (install, manifest), `inject` (kube-inject).
 A group imports only `istiod_py.cli.common` from this package and does its heavy
 imports inside handlers, so `istiod-py --help` stays fast and imports stay acyclic."""
 
