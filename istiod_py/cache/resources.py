@@ -181,10 +181,16 @@ class Resources:
     def get(self, name: str) -> Built | None:
         return self.index.get(name)
 
-    def origins_of(self, name: str) -> frozenset[str]:
-        """The Istio configs resource `name` was built from (the part that wins)."""
+    def origins_of(self, name: str, sub: str = "") -> frozenset[str]:
+        """The Istio configs resource `name` (or its sub-resource `sub`, e.g. a
+        virtual host of a route configuration) was built from; a sub-resource
+        without its own record has its resource's."""
         for p in reversed(self.parts):
             if name in p.items:
+                if sub:
+                    hit = p.origins.get(f"{name}/{sub}")
+                    if hit is not None:
+                        return hit
                 return p.origins_of(name)
         return frozenset()
 

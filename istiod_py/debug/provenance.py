@@ -47,6 +47,11 @@ def register(debug: DebugServer, xds: XdsServer) -> None:
                 continue
             res = xds.generate(stream.state, stream.proxy, t)
             out[short] = {n: sorted(res.origins_of(n)) for n in sorted(res.index)}
+            # Sub-resources with their own record (virtual hosts: "9080/reviews...:9080").
+            for part in res.parts:
+                for key, refs in part.origins.items():
+                    if "/" in key and key.split("/", 1)[0] in part.items:
+                        out[short][key] = sorted(refs)
         return _json({"proxy": stream.info.proxy.id, "state_version": stream.state.version, "resources": out})
 
     async def statusz(req: web.Request) -> web.Response:

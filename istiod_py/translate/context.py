@@ -63,6 +63,9 @@ class PushContext:
     # value attributes its inputs to every resource that uses it.
     memo_reads: dict[Hashable, frozenset[str]] = field(default_factory=dict)
     frames: list[set[str]] = field(default_factory=list)
+    # Sub-resources (virtual hosts) traced while their resource is built, keyed
+    # "resource/sub"; the translator moves them onto the resource's Part.
+    sub_origins: dict[str, frozenset[str]] = field(default_factory=dict)
     # Equal read-sets share one object: thousands of resources have the same few.
     refsets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
 
@@ -103,6 +106,10 @@ class PushContext:
         if reads and self.frames:
             self.frames[-1].update(reads)
         return reads
+
+    def take_sub_origins(self) -> dict[str, frozenset[str]]:
+        out, self.sub_origins = self.sub_origins, {}
+        return out
 
     def note(self, ref: str) -> None:
         """Record that the value being built read config `ref` (see ref_of)."""

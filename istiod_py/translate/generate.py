@@ -226,6 +226,8 @@ class Translator:
                 rc, reads = ctx.traced(lambda: rds.sidecar_route_config(ctx, proxy, scope, port))  # noqa: B023
                 out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
                 origins[rc.name] = ctx.refs(reads | scope_reads)
+                for sub, sub_reads in ctx.take_sub_origins().items():
+                    origins[sub] = ctx.refs(sub_reads)
             return Part(out, origins)
 
         return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)

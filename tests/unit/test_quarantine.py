@@ -87,6 +87,9 @@ async def test_resources_know_their_configs(mesh: Mesh) -> None:
     assert "DestinationRule/default/reviews" in eds.origins_of(cluster("reviews", "v2"))
     rds = cp.translator.generate(state, proxy, TypeUrl.ROUTE)  # type: ignore[arg-type]
     assert {"VirtualService/default/reviews", "Sidecar/default/reviews-v1"} <= rds.origins_of("9080")
+    # Sub-resources: each virtual host knows its own VirtualService.
+    assert "VirtualService/default/reviews" in rds.origins_of("9080", "reviews.default.svc.cluster.local:9080")
+    assert "VirtualService/default/reviews" not in rds.origins_of("9080", "productpage.default.svc.cluster.local:9080")
     lds = cp.translator.generate(state, proxy, TypeUrl.LISTENER)  # type: ignore[arg-type]
     assert all("Sidecar/default/reviews-v1" in lds.origins_of(n) for n in lds.index)
     # Provenance is kept beside the resources, never in what is sent.
@@ -96,6 +99,9 @@ async def test_resources_know_their_configs(mesh: Mesh) -> None:
     await c.subscribe(CDS)
     got = await mesh.get_json("/debug/provenancez?proxyID=reviews-v1.default&type=CDS")
     assert "DestinationRule/default/ratings" in got["resources"]["CDS"][RATINGS]
+    await c.subscribe(TypeUrl.ROUTE, ["9080"])
+    got = await mesh.get_json("/debug/provenancez?proxyID=reviews-v1.default&type=RDS")
+    assert "VirtualService/default/reviews" in got["resources"]["RDS"]["9080/reviews.default.svc.cluster.local:9080"]
     await c.close()
 
 

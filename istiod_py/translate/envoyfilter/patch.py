@@ -76,7 +76,7 @@ def patch_part(
     if hit is not None and hit[0] is part:
         return hit[1]  # type: ignore[no-any-return]
     items: dict[str, Built] = {}
-    origins: dict[str, frozenset[str]] = {}
+    origins: dict[str, frozenset[str]] = dict(part.origins)  # sub-resource records too
     changed = False
     for built in part.items.values():
         applied: list[str] = []

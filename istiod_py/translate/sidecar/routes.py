@@ -68,7 +68,10 @@ def sidecar_route_config(
             continue
         vh = rcfg.virtual_hosts.add(name=naming.vhost(svc.hostname, port))
         vh.domains.extend(domains)
-        vh.routes.extend(_vhost_routes(ctx, proxy, svc, port, "mesh"))
+        # Traced: the virtual host's own provenance (its VirtualService), kept beside the resource.
+        routes, reads = ctx.traced(lambda: _vhost_routes(ctx, proxy, svc, port, "mesh"))  # noqa: B023
+        vh.routes.extend(routes)
+        ctx.sub_origins[f"{rcfg.name}/{vh.name}"] = reads
         vh.include_request_attempt_count = True
     catch_all = rcfg.virtual_hosts.add()
     catch_all.domains.append("*")
