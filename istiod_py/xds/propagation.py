@@ -5,7 +5,8 @@ Exact, from ACK state: a config affects a proxy when it is in the provenance of
 a resource the proxy is to get now (the current state's translation for it);
 the proxy holds it when, for each such resource, the Resources the proxy last
 ACKed have the same version of it (content hash). A proxy that never ACKed, or
-ACKed an older version, or NACKed, is pending.
+ACKed an older version, or NACKed, is pending; so is one that is served
+without the config because it rejected it (quarantined).
 """
 
 from __future__ import annotations
@@ -72,6 +73,15 @@ def propagation(server: XdsServer, state: MeshState, only: str = "") -> dict[str
                     affected.setdefault(r, set()).add(pid)
                     if not held:
                         pending.setdefault(r, set()).add(pid)
+    # A proxy serving without a config it rejected (quarantine.py) does not hold it.
+    quarantined: dict[str, set[str]] = {}
+    for case in list(server.quarantine.cases.values()):
+        if case.phase == "quarantined":
+            for ref in case.culprits:
+                if not only or ref == only:
+                    quarantined.setdefault(ref, set()).add(case.proxy_id)
+                    affected.setdefault(ref, set()).add(case.proxy_id)
+                    pending.setdefault(ref, set()).add(case.proxy_id)
     out: dict[str, dict[str, Any]] = {}
     for ref in sorted(affected if not only else {only}):
         procs = sorted(affected.get(ref, ()))
@@ -81,6 +91,7 @@ def propagation(server: XdsServer, state: MeshState, only: str = "") -> dict[str
             "proxies": len(procs),
             "live": len(procs) - len(late),
             "pending": late,
+            "quarantined": sorted(quarantined.get(ref, ())),
             "affected": procs,
         }
     return out

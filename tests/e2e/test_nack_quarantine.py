@@ -144,6 +144,10 @@ def test_bad_envoyfilter_named_quarantined_and_cleared(env: Env) -> None:
     assert any(e.startswith("EnvoyFilter default/lua configPatches[0]: rejected by 1 proxy") for e in errors), errors
     assert mesh.metric("pilot_xds_config_rejects", 'name="lua"') == 1
     assert "because of EnvoyFilter/default/lua" in mesh.log_tail(400)
+    # Propagation status: the client does not hold the EnvoyFilter (it is quarantined there).
+    status = mesh.debug("/debug/statusz?resource=EnvoyFilter/default/lua")["resources"]["EnvoyFilter/default/lua"]
+    assert status["quarantined"] == status["pending"] and len(status["pending"]) == 1, status
+    assert CLIENT_ID_PART in status["pending"][0], status
 
     # The client is served without the filter: it ACKs again and has no Lua filter.
     mesh.wait(lambda: env.client_lds()["version_acked"] == env.client_lds()["version_sent"], 10, "LDS ACKed again")
@@ -167,5 +171,11 @@ def test_bad_envoyfilter_named_quarantined_and_cleared(env: Env) -> None:
     mesh.wait(lambda: env.get().headers.get("x-lua") == "fixed", 15, "the fixed Lua filter on the client")
     assert quarantined() is None
     assert not [e for e in mesh.debug("/debug/configz")["errors"] if "default/lua" in e]
+
+    def live() -> Any:
+        st = mesh.debug("/debug/statusz?resource=EnvoyFilter/default/lua")["resources"]["EnvoyFilter/default/lua"]
+        return st if st["proxies"] == 1 and not st["pending"] else None
+
+    mesh.wait(live, 10, "the fixed EnvoyFilter live on the client per /debug/statusz")
     lds = env.client_lds()
     assert lds["version_acked"] == lds["version_sent"]
