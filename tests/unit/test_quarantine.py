@@ -23,6 +23,7 @@ from tests.unit.xds_client import (
     CDS,
     FILES,
     SIDECARS,
+    DeltaClient,
     Mesh,
     SotwClient,
     cluster,
@@ -156,4 +157,30 @@ async def test_bisect_names_and_quarantines_the_sidecar_until_it_changes(mesh: M
     resp = await c.recv_type(CDS, timeout=3)
     assert DETAILS not in names_of(resp)
     assert not any(x["phase"] == "quarantined" for x in await mesh.get_json("/debug/quarantinez"))
+    await c.close()
+
+
+async def test_bisect_over_delta(mesh: Mesh) -> None:
+    """The same over Delta xDS: a NACKed response leaves the client's resources
+    as they were, and the quarantine's responses are deltas against what the
+    server believes the client holds."""
+    c = await DeltaClient(mesh.channel, make_node()).start()
+    await c.send(CDS)
+    held: set[str] = set()
+    verdicts = []
+    for _ in range(3):
+        resp = await c.recv_type(CDS, timeout=3)
+        candidate = (held | {r.name for r in resp.resources}) - set(resp.removed_resources)
+        bad = RATINGS in candidate and DETAILS not in candidate
+        verdicts.append(bad)
+        if bad:
+            err = error(f"Error adding/updating cluster(s) {RATINGS}: not accepted by this test")
+            await c.send(CDS, nonce=resp.nonce, err=err)
+        else:
+            held = candidate
+            await c.ack(resp)
+    assert verdicts == [True, True, False], verdicts
+    cases = await mesh.get_json("/debug/quarantinez")
+    assert [x["config"] for x in cases[0]["culprits"]] == ["Sidecar/default/reviews-v1"], cases
+    await c.expect_none(0.3)
     await c.close()
