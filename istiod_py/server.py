@@ -76,6 +76,8 @@ class ServeOptions:
     cacerts_dir: str | None = None
     token_file: str | None = None
     enable_ca: bool = True
+    # Kubernetes source: a kubeconfig path, or "in-cluster" (istiod_py/kube/wiring.py)
+    kubeconfig: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -94,6 +96,7 @@ class ControlPlane:
         self.secure_server: grpc.aio.Server | None = None
         self.web_runner: web.AppRunner | None = None
         self.gc: Any = None  # gc_policy.IdleCollector when --gc-idle-interval > 0
+        self.kube: Any = None  # kube.wiring.KubeAttachment with --kubeconfig
         self.ca: Any = None
         self.ports: dict[str, int] = {}
         self._ready = False
@@ -122,6 +125,10 @@ class ControlPlane:
             src = FileSource(o.config_dir, lambda snap: None, o.poll_interval)
             self.aggregator.set_source(src.name, src.load())
             self.sources.append(src)
+        if o.kubeconfig:  # Kubernetes as a source, synced before anything listens
+            from istiod_py.kube.wiring import attach
+
+            self.kube = await attach(self, o.kubeconfig)
         self.pipeline = PushPipeline(
             self.aggregator,
             self._push,
@@ -209,6 +216,8 @@ class ControlPlane:
             token_file=o.token_file,
             listen_address=o.listen_address,
         )
+        if self.kube is not None:  # CSRs with service-account tokens, checked by TokenReview
+            self.kube.extend_ca(self.ca)
         creds = self.ca.server_credentials()
         self.secure_server = grpc.aio.server(options=options)
         assert self.xds is not None
@@ -243,6 +252,8 @@ class ControlPlane:
         log.info("draining: closing xDS streams within %ss", grace)
         for src in self.sources:
             await src.stop()
+        if self.kube is not None:
+            await self.kube.stop()
         if self.gc is not None:
             await self.gc.stop()
         if self.pipeline is not None:

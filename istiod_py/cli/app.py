@@ -2,8 +2,9 @@
 
 To add a group, write `istiod_py/cli/<group>.py` with `register(sub: SubParsers)`
 whose parsers `set_defaults(func=handler)` (handler: Namespace -> exit code) and
-list it in GROUPS. Planned groups: `debug` (proxy-status, proxy-config, describe),
-`install` (install, manifest), `inject` (kube-inject).
+list it in GROUPS. Operator groups: proxy_status, proxy_config, describe, analyze
+(they read the debug port and Envoy admin through istiod_py.debug.client), preview
+and status (issue 16). Planned: `install` (install, manifest), `inject` (kube-inject).
 A group imports only `istiod_py.cli.common` from this package and does its heavy
 imports inside handlers, so `istiod-py --help` stays fast and imports stay acyclic."""
 
@@ -13,10 +14,34 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from istiod_py.cli import preview, serve, status, validate, version, workload
+from istiod_py.cli import (
+    analyze,
+    capture,
+    describe,
+    preview,
+    proxy_config,
+    proxy_status,
+    serve,
+    status,
+    validate,
+    version,
+    workload,
+)
 from istiod_py.cli.common import EXIT_CODES_HELP, CliError
 
-GROUPS = (serve, workload, validate, version, status, preview)
+GROUPS = (
+    serve,
+    workload,
+    capture,
+    validate,
+    analyze,
+    version,
+    proxy_status,
+    proxy_config,
+    describe,
+    status,
+    preview,
+)
 
 
 def parser() -> argparse.ArgumentParser:

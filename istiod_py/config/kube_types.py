@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from istiod_py.config.model import quote
+
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 
 _OBJECT_META_FIELDS = frozenset(
@@ -206,13 +208,13 @@ def _req_str(obj: dict[str, Any], key: str, path: str) -> str:
 def _opt_bool(obj: dict[str, Any], key: str, path: str) -> bool | None:
     value = obj.get(key)
     if value is not None and not isinstance(value, bool):
-        raise KubeParseError(_join(path, key), f"expected true or false, got {value!r}")
+        raise KubeParseError(_join(path, key), f"expected true or false, got {quote(value)}")
     return value
 
 
 def _port_number(value: Any, path: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= 65535:
-        raise KubeParseError(path, f"expected a port number 1-65535, got {value!r}")
+        raise KubeParseError(path, f"expected a port number 1-65535, got {quote(value)}")
     return value
 
 
@@ -228,14 +230,15 @@ def _string_map(obj: dict[str, Any], key: str, path: str) -> Mapping[str, str]:
     _mapping(value, _join(path, key))
     for k, v in value.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise KubeParseError(f"{path}.{key}[{k}]", f"keys and values must be strings, got {v!r}; quote it")
+            raise KubeParseError(f"{path}.{key}[{k}]", f"keys and values must be strings, got {quote(v)}; quote it")
     return MappingProxyType(dict(value))
 
 
 def _enum(obj: dict[str, Any], key: str, path: str, allowed: frozenset[str], default: str) -> str:
     value = _opt_str(obj, key, path) or default
     if value not in allowed:
-        raise KubeParseError(_join(path, key), f"invalid value {value!r}: must be one of {', '.join(sorted(allowed))}")
+        choices = ", ".join(sorted(allowed))
+        raise KubeParseError(_join(path, key), f"invalid value {quote(value)}: must be one of {choices}")
     return value
 
 
@@ -298,7 +301,7 @@ def _endpoint(value: Any, path: str) -> Endpoint:
         raise KubeParseError(f"{path}.addresses", "at least one address is required")
     for i, a in enumerate(addresses):
         if not isinstance(a, str) or not a:
-            raise KubeParseError(f"{path}.addresses[{i}]", f"expected an address string, got {a!r}")
+            raise KubeParseError(f"{path}.addresses[{i}]", f"expected an address string, got {quote(a)}")
     cond = _mapping(e.get("conditions") or {}, f"{path}.conditions", _CONDITION_FIELDS)
     cpath = f"{path}.conditions"
     ref_raw = e.get("targetRef")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -105,9 +106,36 @@ KINDS: Mapping[str, KindInfo] = MappingProxyType(
 )
 
 
+# Error text is bounded: a message quotes at most a short prefix of a value, so a
+# small file cannot make a huge error line (an alias-expanded value, a 4 MiB string).
+MAX_MESSAGE_CHARS = 1000
+MAX_FIELD_CHARS = 300
+_QUOTE = reprlib.Repr()
+_QUOTE.maxstring = 80
+_QUOTE.maxother = 80
+_QUOTE.maxlong = 40
+_QUOTE.maxlist = _QUOTE.maxtuple = _QUOTE.maxset = _QUOTE.maxdict = 4
+_QUOTE.maxlevel = 2
+
+
+def quote(value: object) -> str:
+    """repr() of a user's value for an error message, at most ~80 characters."""
+    try:
+        return _QUOTE.repr(value)
+    except Exception:  # a value whose repr fails still gets a message
+        return f"<{type(value).__name__}>"
+
+
+def clip(text: str, limit: int = 80) -> str:
+    """A prefix of user-supplied text (a key, a host) for an error message."""
+    return text if len(text) <= limit else f"{text[:limit]}...({len(text)} characters)"
+
+
 @dataclass(frozen=True)
 class ConfigError:
-    """A problem a user can fix, located by file, document, resource and field."""
+    """A problem a user can fix, located by file, document, resource and field.
+
+    Message and field are clipped at construction, whatever produced them."""
 
     source: str
     doc_index: int
@@ -117,6 +145,13 @@ class ConfigError:
     name: str = ""
     field: str = ""
     line: int | None = None
+
+    def __post_init__(self) -> None:
+        limits = {"message": MAX_MESSAGE_CHARS, "field": MAX_FIELD_CHARS, "name": 253, "namespace": 253, "kind": 80}
+        for name, limit in limits.items():
+            value = getattr(self, name)
+            if len(value) > limit:
+                object.__setattr__(self, name, clip(value, limit))
 
     def __str__(self) -> str:
         where = self.source
@@ -129,3 +164,11 @@ class ConfigError:
             parts.append(self.field)
         parts.append(self.message)
         return ": ".join(parts)
+
+
+@dataclass(frozen=True)
+class SourceUnavailable(ConfigError):
+    """A whole source (the config directory) cannot be read right now; what it
+    served before keeps serving. /ready and /debug/configz report it."""
+
+    since: float = 0.0

@@ -10,13 +10,17 @@ from __future__ import annotations
 import base64
 import binascii
 import difflib
+import math
 import re
+import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from google.protobuf.descriptor import EnumDescriptor, FieldDescriptor
 from google.protobuf.message import Message
+
+from istiod_py.config.model import clip, quote
 
 _INT_RANGES: Mapping[int, tuple[int, int]] = {
     FieldDescriptor.TYPE_INT32: (-(2**31), 2**31 - 1),
@@ -31,10 +35,15 @@ _INT_RANGES: Mapping[int, tuple[int, int]] = {
     FieldDescriptor.TYPE_FIXED64: (0, 2**64 - 1),
 }
 _FLOAT_TYPES = (FieldDescriptor.TYPE_DOUBLE, FieldDescriptor.TYPE_FLOAT)
+_FLOAT32_MAX = 3.4028234663852886e38
 _WRAPPERS = frozenset(
     f"google.protobuf.{n}Value"
     for n in ("Bool", "String", "Bytes", "Int32", "UInt32", "Int64", "UInt64", "Double", "Float")
 )
+# Go's time.Duration (what Istio's CRD validation and istiod parse durations into)
+# holds at most 2^63-1 ns, about 292 years; protobuf's Duration allows 10,000 years.
+# The smaller is the limit: a longer duration is refused where Kubernetes refuses it.
+MAX_DURATION_NS = 2**63 - 1
 _DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
 _DURATION_UNITS_NS: Mapping[str, int] = {
     "ns": 1,
@@ -99,7 +108,7 @@ def parse_duration(text: str) -> int | None:
             return None
         total += float(m.group(1)) * _DURATION_UNITS_NS[m.group(2)]
         pos = m.end()
-    if pos != len(text):
+    if pos != len(text) or not math.isfinite(total):
         return None
     return round(total)
 
@@ -115,6 +124,14 @@ class ProtoYamlParser:
 
     def _fail(self, path: str, message: str) -> None:
         self.problems.append(FieldProblem(path, message))
+
+    def _guarded(self, value: Any, msg: Message, fd: FieldDescriptor, path: str) -> None:
+        """One field, total: a value the checks below did not foresee (protobuf refusing
+        it, a RecursionError) becomes a problem on this field's path, not an exception."""
+        try:
+            self._field(value, msg, fd, path)
+        except Exception as exc:
+            self._fail(path, f"invalid value {quote(value)}: {clip(str(exc), 120) or type(exc).__name__}")
 
     def _message(self, value: Any, msg: Message, path: str) -> None:
         desc = msg.DESCRIPTOR
@@ -137,14 +154,15 @@ class ProtoYamlParser:
             sub = f"{path}.{fd.json_name}"
             if fd.containing_oneof is not None and not self._oneof_ok(fd, seen_oneofs, sub):
                 continue
-            self._field(item, msg, fd, sub)
+            self._guarded(item, msg, fd, sub)
 
     def _unknown(self, path: str, key: Any, table: _Fields) -> None:
-        hint = difflib.get_close_matches(str(key), table.json_names, n=1)
+        text = clip(str(key), 60) if isinstance(key, str) else quote(key)
+        hint = difflib.get_close_matches(text, table.json_names, n=1) if len(text) <= 60 else []
         suggestion = f"; did you mean '{hint[0]}'?" if hint else ""
         self._fail(
-            f"{path}.{key}",
-            f"unknown field '{key}'{suggestion} (known fields: {', '.join(table.json_names)})",
+            f"{path}.{text}",
+            f"unknown field '{text}'{suggestion} (known fields: {', '.join(table.json_names)})",
         )
 
     def _oneof_ok(self, fd: FieldDescriptor, seen: dict[str, str], path: str) -> bool:
@@ -192,7 +210,7 @@ class ProtoYamlParser:
         key_fd = entry.fields_by_name["key"]
         value_fd = entry.fields_by_name["value"]
         for raw_key, item in value.items():
-            sub = f"{path}[{raw_key}]"
+            sub = f"{path}[{clip(str(raw_key), 60) if isinstance(raw_key, str) else quote(raw_key)}]"
             ok, key = self._map_key(raw_key, key_fd, sub)
             if not ok:
                 continue
@@ -210,7 +228,7 @@ class ProtoYamlParser:
             self._fail(path, f"map key must be a string, got {_type_name(raw)}; quote it")
             return False, None
         # Integer keys (e.g. portLevelMtls) arrive as ints from YAML or strings from JSON.
-        if isinstance(raw, str) and raw.strip().lstrip("-").isdigit():
+        if isinstance(raw, str) and len(raw) <= 20 and raw.strip().lstrip("-").isdigit():
             raw = int(raw)
         return self._scalar(raw, fd, path)
 
@@ -223,8 +241,7 @@ class ProtoYamlParser:
         if t in _INT_RANGES:
             return self._integer(value, t, path)
         if t in _FLOAT_TYPES:
-            ok = isinstance(value, int | float) and not isinstance(value, bool)
-            return self._expect(ok, float(value) if ok else value, path, "a number")
+            return self._float(value, t, path)
         if t == FieldDescriptor.TYPE_ENUM:
             return self._enum(value, fd.enum_type, path)  # type: ignore[arg-type]
         if t == FieldDescriptor.TYPE_BYTES:
@@ -234,7 +251,7 @@ class ProtoYamlParser:
 
     def _expect(self, ok: bool, value: Any, path: str, wanted: str) -> tuple[bool, Any]:
         if not ok:
-            self._fail(path, f"expected {wanted}, got {_type_name(value)} {value!r}")
+            self._fail(path, f"expected {wanted}, got {_type_name(value)} {quote(value)}")
         return ok, value
 
     def _integer(self, value: Any, t: int, path: str) -> tuple[bool, Any]:
@@ -245,6 +262,7 @@ class ProtoYamlParser:
                 FieldDescriptor.TYPE_INT64,
                 FieldDescriptor.TYPE_UINT64,
             )
+            and len(value) <= 21
             and value.lstrip("-").isdigit()
         ):
             value = int(value)  # 64-bit integers are strings in proto JSON.
@@ -254,15 +272,31 @@ class ProtoYamlParser:
             return self._expect(False, value, path, "an integer")
         lo, hi = _INT_RANGES[t]
         if not lo <= value <= hi:
-            self._fail(path, f"integer {value} out of range [{lo}, {hi}]")
+            self._fail(path, f"integer {quote(value)} out of range [{lo}, {hi}]")
             return False, None
         return True, value
+
+    def _float(self, value: Any, t: int, path: str) -> tuple[bool, Any]:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        if not ok:
+            return self._expect(False, value, path, "a number")
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        # Proto JSON (and so Kubernetes) has no spelling for NaN or infinities in
+        # these fields' ranges, and a float32 field cannot hold a larger double.
+        limit = _FLOAT32_MAX if t == FieldDescriptor.TYPE_FLOAT else sys.float_info.max
+        if not math.isfinite(number) or abs(number) > limit:
+            self._fail(path, f"number {quote(value)} out of range: it must be finite and at most {limit:g}")
+            return False, None
+        return True, number
 
     def _enum(self, value: Any, enum: EnumDescriptor, path: str) -> tuple[bool, Any]:
         if isinstance(value, str) and value in enum.values_by_name:
             return True, enum.values_by_name[value].number
         names = ", ".join(v.name for v in enum.values)
-        self._fail(path, f"invalid value {value!r}: must be one of {names}")
+        self._fail(path, f"invalid value {quote(value)}: must be one of {names}")
         return False, None
 
     def _bytes(self, value: Any, path: str) -> tuple[bool, Any]:
@@ -277,9 +311,12 @@ class ProtoYamlParser:
     # Well-known types -------------------------------------------------------------------
 
     def _duration(self, value: Any, msg: Message, path: str) -> None:
-        nanos = parse_duration(value) if isinstance(value, str) else None
+        nanos = parse_duration(value) if isinstance(value, str) and len(value) <= 64 else None
         if nanos is None:
-            self._fail(path, f"invalid duration {value!r}: use a number with a unit, like 5s, 100ms, 1m or 1h30m")
+            self._fail(path, f"invalid duration {quote(value)}: use a number with a unit, like 5s, 100ms, 1m or 1h30m")
+            return
+        if nanos > MAX_DURATION_NS:
+            self._fail(path, f"duration {quote(value)} out of range: at most 2562047h (about 292 years)")
             return
         seconds, rest = divmod(nanos, 1_000_000_000)
         msg.seconds = seconds  # type: ignore[attr-defined]
@@ -297,8 +334,8 @@ class ProtoYamlParser:
             return
         try:
             msg.update(value)  # type: ignore[attr-defined]
-        except (ValueError, TypeError) as exc:
-            self._fail(path, f"not representable as JSON: {exc}")
+        except (ValueError, TypeError, OverflowError) as exc:
+            self._fail(path, f"not representable as JSON: {clip(str(exc), 120)}")
 
 
 _Handler = Callable[[ProtoYamlParser, Any, Message, str], None]

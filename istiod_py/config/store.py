@@ -7,32 +7,20 @@ import asyncio
 import contextlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from istiod_py.registry.aggregate import SourceSnapshot
 
-from .loader import DocMemo, LoadResult, load_text
-from .model import Config, ConfigError
+from .loader import DocMemo, LoadResult, load_file
+from .model import Config, ConfigError, SourceUnavailable
+from .scan import SUFFIXES, Scan, scan_directory
 
 log = logging.getLogger("istiod_py.config")
 
 # Milliseconds the file watcher waits for more events before reporting a batch.
 NOTIFY_STEP_MS = 10
-
-
-def _fingerprint(root: Path) -> tuple[tuple[str, int, int], ...]:
-    out = []
-    for dirpath, _, files in os.walk(root):
-        for f in files:
-            if f.endswith((".yaml", ".yml")):
-                p = os.path.join(dirpath, f)
-                try:
-                    st = os.stat(p)
-                except FileNotFoundError:
-                    continue
-                out.append((p, st.st_mtime_ns, st.st_size))
-    return tuple(sorted(out))
 
 
 def reject_duplicates(result: LoadResult) -> LoadResult:
@@ -92,12 +80,29 @@ def retain_last_good(previous: SourceSnapshot | None, result: LoadResult) -> Sou
     return SourceSnapshot(tuple(configs), tuple(services), tuple(slices), tuple(result.errors))
 
 
+def _unavailable(root: str, problem: str, since: float, kept: bool) -> SourceUnavailable:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(since))
+    serving = "serving the last good config" if kept else "no config loaded yet"
+    return SourceUnavailable(
+        root,
+        0,
+        f"config directory unavailable since {stamp} ({problem}); {serving}; loading resumes when it is back",
+        since=since,
+    )
+
+
 def _src(obj: object) -> str:
     return str(getattr(obj, "source", "") or getattr(getattr(obj, "meta", None), "source", "") or "")
 
 
 class FileSource:
-    """Watches a directory of Istio (and Kubernetes Service/EndpointSlice) YAML."""
+    """Watches a directory of Istio (and Kubernetes Service/EndpointSlice) YAML.
+
+    The directory failing is not all config deleted: while it is missing,
+    unmounted or unreadable (or a subdirectory is), the files last seen there
+    keep their last parsed state, a SourceUnavailable error says so (log,
+    /debug/configz, /ready), and loading resumes when it is back. Special files
+    and symlink loops named *.yaml are skipped with a warning, never opened."""
 
     name = "files"
 
@@ -106,50 +111,83 @@ class FileSource:
         self.on_change = on_change
         self.poll_interval = poll_interval
         self.snapshot: SourceSnapshot | None = None
-        self._fp: tuple[tuple[str, int, int], ...] = ()
+        self._scan = Scan()
         self._task: asyncio.Task[None] | None = None
         # Parsed files by (mtime, size): an edit re-parses only the files it touched,
         # and within a file only the documents it touched.
         self._parsed: dict[str, tuple[int, int, LoadResult]] = {}
         self._docs: dict[str, DocMemo] = {}
+        self._good_dev = 0  # the directory's device when it last had files (an unmount changes it)
+        self._unavailable_since: float | None = None
 
-    def _load_directory(self) -> LoadResult:
+    def _root_problem(self, scan: Scan) -> str:
+        if scan.root_error:
+            return scan.root_error
+        if not scan.files and self._good_dev and scan.root_dev != self._good_dev and self._parsed:
+            return "it is now an empty directory on another filesystem (unmounted?)"
+        return ""
+
+    def _load_directory(self, scan: Scan) -> LoadResult:
         result = LoadResult()
-        if not self.root.is_dir():
-            result.errors.append(
-                ConfigError(str(self.root), 0, "config directory does not exist or is not a directory")
-            )
-            return result
         parsed: dict[str, tuple[int, int, LoadResult]] = {}
         docs: dict[str, DocMemo] = {}
-        for path, mtime, size in self._fp:
+        for path, mtime, size in scan.files:
             hit = self._parsed.get(path)
             if hit is not None and hit[0] == mtime and hit[1] == size:
                 one = hit[2]
                 docs[path] = self._docs.get(path, {})
             else:
-                try:
-                    with open(path, encoding="utf-8") as f:
-                        text = f.read()
-                except (OSError, UnicodeDecodeError) as exc:
-                    one = LoadResult(errors=[ConfigError(path, 0, f"cannot read file: {exc}")])
-                else:
-                    docs[path] = {}
-                    one = load_text(text, path, self._docs.get(path), docs[path])
+                docs[path] = {}
+                one = load_file(path, self._docs.get(path), docs[path])
             parsed[path] = (mtime, size, one)
             result.extend(one)
+        # Files that cannot be seen right now keep their last parsed state.
+        root_problem = self._root_problem(scan)
+        hidden = [str(self.root)] if root_problem else [d for d, _ in scan.unreadable]
+        hidden += [p for p, _ in scan.skipped]
+        for path, hit in self._parsed.items():
+            if path not in parsed and any(path == h or path.startswith(h + os.sep) for h in hidden):
+                parsed[path] = hit
+                docs[path] = self._docs.get(path, {})
+                result.extend(hit[2])
+        if root_problem:
+            since = self._unavailable_since = self._unavailable_since or time.time()
+            result.errors.insert(0, _unavailable(str(self.root), root_problem, since, bool(parsed)))
+        else:
+            self._unavailable_since = None
+            if scan.files:
+                self._good_dev = scan.root_dev
+        for directory, why in scan.unreadable:
+            result.errors.append(
+                ConfigError(directory, 0, f"cannot list this directory ({why}); its files keep their last state")
+            )
+        for path, why in scan.skipped:
+            result.errors.append(ConfigError(path, 0, f"skipped: {why}, not a regular file"))
         self._parsed = parsed
         self._docs = docs
         return result
 
     def load(self) -> SourceSnapshot:
-        self._fp = _fingerprint(self.root)
-        result = reject_duplicates(self._load_directory())
+        scan = scan_directory(self.root)
+        if scan != self._scan:
+            self._log_scan_change(scan)
+        self._scan = scan
+        result = reject_duplicates(self._load_directory(scan))
         snap = retain_last_good(self.snapshot, result)
         for err in result.errors:
             log.error("config rejected: %s", err)
         self.snapshot = snap
         return snap
+
+    def _log_scan_change(self, scan: Scan) -> None:
+        old = self._scan
+        problem = self._root_problem(scan)
+        if problem and not self._root_problem(old):
+            log.error("config directory %s unavailable (%s): serving the last good config", self.root, problem)
+        elif not problem and self._unavailable_since is not None:
+            log.warning("config directory %s is back: loading it", self.root)
+        for path, why in set(scan.skipped) - set(old.skipped):
+            log.warning("skipping %s: %s, not a regular file", path, why)
 
     def errors(self) -> list[ConfigError]:
         return list(self.snapshot.errors) if self.snapshot else []
@@ -177,8 +215,8 @@ class FileSource:
                     await asyncio.wait_for(wake.wait(), self.poll_interval)
                 wake.clear()
                 try:
-                    fp = await asyncio.to_thread(_fingerprint, self.root)
-                    if fp == self._fp:
+                    scan = await asyncio.to_thread(scan_directory, self.root)
+                    if scan == self._scan:
                         continue
                     snap = await asyncio.to_thread(self.load)
                     self.on_change(snap)
@@ -192,19 +230,29 @@ class FileSource:
             from watchfiles import awatch
         except ImportError:  # pragma: no cover - a dependency; polling still works
             return
-        try:
-            # step: how long the watcher waits for more events before reporting a
-            # batch. Small, because the push pipeline debounces anyway.
-            async for _ in awatch(
-                self.root,
-                watch_filter=lambda _change, path: path.endswith((".yaml", ".yml")),
-                debounce=200,
-                step=NOTIFY_STEP_MS,
-                recursive=True,
-                ignore_permission_denied=True,
-            ):
-                wake.set()
-        except asyncio.CancelledError:
-            raise
-        except Exception as e:
-            log.warning("no file notifications for %s (%s); polling every %ss", self.root, e, self.poll_interval)
+        warned = False
+        while True:
+            try:
+                # step: how long the watcher waits for more events before reporting a
+                # batch. Small, because the push pipeline debounces anyway.
+                async for _ in awatch(
+                    self.root,
+                    watch_filter=lambda _change, path: path.endswith(SUFFIXES),
+                    debounce=200,
+                    step=NOTIFY_STEP_MS,
+                    recursive=True,
+                    ignore_permission_denied=True,
+                ):
+                    wake.set()
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:
+                if not warned:
+                    log.warning(
+                        "no file notifications for %s (%s); polling every %ss", self.root, e, self.poll_interval
+                    )
+                    warned = True
+            # The directory went away (or could not be watched): the poll covers the
+            # gap, and notifications are set up again once it can be watched.
+            wake.set()
+            await asyncio.sleep(max(self.poll_interval, 1.0))

@@ -6,8 +6,6 @@ Each validator takes a typed spec and returns FieldProblems with json-style path
 
 from __future__ import annotations
 
-import ipaddress
-import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -24,8 +22,17 @@ from istio.networking.v1alpha3 import (
     virtual_service_pb2 as vs_pb,
 )
 
-from istiod_py.config.model import Config, ConfigError
+from istiod_py.config.istio_rules import destination_rule_rules, virtual_service_rules
+from istiod_py.config.istio_rules_services import (
+    gateway_rules,
+    request_authentication_rules,
+    service_entry_rules,
+    sidecar_rules,
+    workload_entry_rules,
+)
+from istiod_py.config.model import Config, ConfigError, quote
 from istiod_py.config.proto_yaml import FieldProblem
+from istiod_py.config.rules import check_regex, is_ip
 from istiod_py.config.unsupported import check_unsupported
 
 Problems = list[FieldProblem]
@@ -59,10 +66,7 @@ def _port_ok(n: int) -> bool:
 
 
 def _check_regex(pattern: str, path: str, out: Problems) -> None:
-    try:
-        re.compile(pattern)
-    except re.error as exc:
-        out.append(FieldProblem(path, f"invalid regex {pattern!r}: {exc}"))
+    check_regex(pattern, path, out)  # RE2, as Envoy compiles it
 
 
 def _check_string_match(m: Any, path: str, out: Problems) -> None:
@@ -186,7 +190,7 @@ def _fault(f: vs_pb.HTTPFaultInjection, path: str, out: Problems) -> None:
         out.append(
             FieldProblem(
                 f"{path}.abort.grpcStatus",
-                f"unknown gRPC status {f.abort.grpc_status!r}: use a name such as UNAVAILABLE or NOT_FOUND",
+                f"unknown gRPC status {quote(f.abort.grpc_status)}: use a name such as UNAVAILABLE or NOT_FOUND",
             )
         )
 
@@ -261,7 +265,7 @@ def validate_destination_rule(dr: dr_pb.DestinationRule) -> Problems:
         if not s.name:
             out.append(FieldProblem(f"spec.subsets[{i}].name", "subset name is required"))
         elif s.name in seen:
-            out.append(FieldProblem(f"spec.subsets[{i}].name", f"duplicate subset name {s.name!r}"))
+            out.append(FieldProblem(f"spec.subsets[{i}].name", f"duplicate subset name {quote(s.name)}"))
         seen.add(s.name)
         if s.HasField("traffic_policy"):
             _traffic_policy(s.traffic_policy, f"spec.subsets[{i}].trafficPolicy", out)
@@ -302,11 +306,7 @@ def validate_gateway(gw: gw_pb.Gateway) -> Problems:
 
 
 def _is_ip(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    return is_ip(text)
 
 
 def validate_service_entry(se: se_pb.ServiceEntry) -> Problems:
@@ -318,7 +318,7 @@ def validate_service_entry(se: se_pb.ServiceEntry) -> Problems:
         if not _port_ok(p.number):
             out.append(FieldProblem(f"spec.ports[{i}].number", "a port number 1-65535 is required"))
         if p.name in names:
-            out.append(FieldProblem(f"spec.ports[{i}].name", f"duplicate port name {p.name!r}"))
+            out.append(FieldProblem(f"spec.ports[{i}].name", f"duplicate port name {quote(p.name)}"))
         names.add(p.name)
     if not se.ports and se.resolution != se_pb.ServiceEntry.NONE:
         out.append(FieldProblem("spec.ports", "ports are required unless resolution is NONE"))
@@ -327,7 +327,9 @@ def validate_service_entry(se: se_pb.ServiceEntry) -> Problems:
     for i, ep in enumerate(se.endpoints):
         path = f"spec.endpoints[{i}]"
         if se.resolution == se_pb.ServiceEntry.STATIC and not (_is_ip(ep.address) or ep.address.startswith("unix://")):
-            out.append(FieldProblem(f"{path}.address", f"STATIC resolution needs IP addresses, got {ep.address!r}"))
+            out.append(
+                FieldProblem(f"{path}.address", f"STATIC resolution needs IP addresses, got {quote(ep.address)}")
+            )
         if se.resolution == se_pb.ServiceEntry.NONE and se.endpoints:
             out.append(FieldProblem(f"{path}", "endpoints are not allowed with resolution NONE"))
             break
@@ -366,7 +368,11 @@ def validate_sidecar(sc: Any) -> Problems:
             out.append(FieldProblem(f"spec.egress[{i}].hosts", 'hosts is required, e.g. "./*" or "istio-system/*"'))
         for j, h in enumerate(eg.hosts):
             if "/" not in h:
-                out.append(FieldProblem(f"spec.egress[{i}].hosts[{j}]", f"{h!r} must be namespace/dnsName, e.g. ./{h}"))
+                out.append(
+                    FieldProblem(
+                        f"spec.egress[{i}].hosts[{j}]", f"{quote(h)} must be namespace/dnsName, e.g. ./{h[:60]}"
+                    )
+                )
     return out
 
 
@@ -406,7 +412,7 @@ def validate_authorization_policy(ap: Any) -> Problems:
                 out.append(FieldProblem(f"{path}.to[{j}].operation", "operation must set at least one field"))
             for k, port in enumerate([*t.operation.ports, *t.operation.not_ports]):
                 if not port.isdigit() or not _port_ok(int(port)):
-                    out.append(FieldProblem(f"{path}.to[{j}].operation.ports[{k}]", f"invalid port {port!r}"))
+                    out.append(FieldProblem(f"{path}.to[{j}].operation.ports[{k}]", f"invalid port {quote(port)}"))
         for j, c in enumerate(rule.when):
             if not c.key:
                 out.append(FieldProblem(f"{path}.when[{j}].key", "key is required"))
@@ -424,7 +430,7 @@ def validate_request_authentication(ra: Any) -> Problems:
         if not rule.issuer:
             out.append(FieldProblem(f"{path}.issuer", "issuer is required"))
         elif rule.issuer in issuers:
-            out.append(FieldProblem(f"{path}.issuer", f"duplicate issuer {rule.issuer!r}"))
+            out.append(FieldProblem(f"{path}.issuer", f"duplicate issuer {quote(rule.issuer)}"))
         issuers.add(rule.issuer)
         if rule.jwks_uri and not rule.jwks_uri.startswith(("http://", "https://")):
             out.append(FieldProblem(f"{path}.jwksUri", "jwksUri must be an http(s) URL"))
@@ -468,11 +474,27 @@ VALIDATORS: dict[str, Callable[[Any], Problems]] = {
 }
 
 
+# Istio's own rules (istio_rules*.py), after the structural checks above.
+ISTIO_RULES: dict[str, Callable[[Any, str], Problems]] = {
+    "VirtualService": virtual_service_rules,
+    "DestinationRule": destination_rule_rules,
+    "Gateway": gateway_rules,
+    "ServiceEntry": service_entry_rules,
+    "WorkloadEntry": workload_entry_rules,
+    "Sidecar": sidecar_rules,
+    "RequestAuthentication": request_authentication_rules,
+}
+
+
 def validate_config(config: Config) -> list[ConfigError]:
     validator = VALIDATORS.get(config.meta.kind)
     if validator is None:
         return []
     m = config.meta
+    rules = ISTIO_RULES.get(m.kind)
+    problems = validator(config.spec)
+    if rules is not None:
+        problems += rules(config.spec, m.namespace)
     # Then every set field istiod_py does not implement (unsupported.py): rejected, never ignored.
-    problems = validator(config.spec) + check_unsupported(m.kind, config.spec, m.namespace)
+    problems += check_unsupported(m.kind, config.spec, m.namespace)
     return [ConfigError(m.source, m.doc_index, p.message, m.kind, m.namespace, m.name, p.path) for p in problems]

@@ -12,6 +12,7 @@ from istiod_py.model import Endpoint, MeshConfig, MeshState, Service, endpoint_d
 from istiod_py.model.mesh import changed_kinds, digest_strings, kind_digest, service_text, spec_bytes
 
 from .file import ConversionCache, build_registry
+from .pods import EMPTY_INDEX, PodIndex, PodInfo
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,8 @@ class SourceSnapshot:
     services: tuple[KubeService, ...] = ()
     endpoint_slices: tuple[EndpointSlice, ...] = ()
     errors: tuple[ConfigError, ...] = ()
+    # Kubernetes source: Pods, joined with EndpointSlice endpoints (registry/pods.py)
+    pods: tuple[PodInfo, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -45,6 +48,7 @@ class Aggregator:
     _svc_text: dict[int, tuple[Service, str]] = field(default_factory=dict)
     # Gateway API resources become Istio Gateways/VirtualServices here, where the whole config is known.
     _gateway_api: Converter = field(default_factory=Converter)
+    _pod_index: tuple[tuple[tuple[PodInfo, ...], ...], PodIndex] = ((), EMPTY_INDEX)
 
     def _spec(self, c: Config) -> bytes:
         hit = self._spec_bytes.get(id(c))
@@ -67,6 +71,16 @@ class Aggregator:
     def errors(self) -> list[ConfigError]:
         return [e for s in self.sources.values() for e in s.errors]
 
+    def _pods(self) -> PodIndex:
+        """The Pod index, rebuilt only when some source's Pods changed."""
+        tuples = tuple(self.sources[n].pods for n in sorted(self.sources) if self.sources[n].pods)
+        cached, index = self._pod_index
+        if len(cached) == len(tuples) and all(a is b for a, b in zip(cached, tuples, strict=True)):
+            return index
+        index = PodIndex(p for t in tuples for p in t)
+        self._pod_index = (tuples, index)
+        return index
+
     def build(self) -> MeshState:
         configs: list[Config] = []
         services: list[KubeService] = []
@@ -84,7 +98,7 @@ class Aggregator:
             configs = sorted(
                 [*configs, *gateway_api.configs], key=lambda c: (c.meta.kind, c.meta.namespace, c.meta.name)
             )
-        reg = build_registry(configs, services, slices, self.mesh.trust_domain, self._conversions)
+        reg = build_registry(configs, services, slices, self.mesh.trust_domain, self._conversions, self._pods())
         by_kind: dict[str, list[Config]] = {}
         for c in configs:
             by_kind.setdefault(c.meta.kind, []).append(c)

@@ -12,6 +12,8 @@ from istiod_py.config.kube_types import EndpointSlice, KubeService
 from istiod_py.config.model import Config
 from istiod_py.model import Endpoint, Port, Resolution, Service, labels_match, protocol_from
 
+from .pods import EMPTY_INDEX, PodIndex, PodInfo
+
 TLS_MODE_LABEL = "security.istio.io/tlsMode"
 _RESOLUTIONS = {0: Resolution.NONE, 1: Resolution.STATIC, 2: Resolution.DNS, 3: Resolution.DNS_ROUND_ROBIN}
 
@@ -91,6 +93,7 @@ def service_entries(
     workload_entries: Sequence[Config],
     domain: str,
     cache: ConversionCache | None = None,
+    pods: PodIndex = EMPTY_INDEX,
 ) -> None:
     cache = cache or ConversionCache()
     we_by_ns: dict[str, list[Config]] = {}
@@ -98,12 +101,23 @@ def service_entries(
         we_by_ns.setdefault(wcfg.meta.namespace, []).append(wcfg)
     for cfg in configs:
         spec: Any = cfg.spec
-        wes = we_by_ns.get(cfg.meta.namespace, []) if spec.HasField("workload_selector") else []
-        inputs: tuple[object, ...] = ("se", cfg, *wes)
-        reg.merge(cache.get(inputs, lambda r, cfg=cfg, wes=wes: _service_entry(r, cfg, wes)))
+        selecting = spec.HasField("workload_selector")
+        wes = we_by_ns.get(cfg.meta.namespace, []) if selecting else []
+        # Istio: a workloadSelector selects the namespace's Pods too (Kubernetes source).
+        sel_pods = _selected_pods(pods, cfg.meta.namespace, spec.workload_selector.labels) if selecting else []
+        inputs: tuple[object, ...] = ("se", cfg, *wes, "pods", *sel_pods)
+        reg.merge(cache.get(inputs, lambda r, cfg=cfg, wes=wes, sp=sel_pods: _service_entry(r, cfg, wes, sp)))
 
 
-def _service_entry(reg: Registry, cfg: Config, workload_entries: Sequence[Config]) -> None:
+def _selected_pods(pods: PodIndex, namespace: str, selector: Mapping[str, str]) -> list[PodInfo]:
+    if not pods:
+        return []
+    return [p for p in pods.in_namespace(namespace) if p.ips and labels_match(selector, p.labels)]
+
+
+def _service_entry(
+    reg: Registry, cfg: Config, workload_entries: Sequence[Config], pods: Sequence[PodInfo] = ()
+) -> None:
     spec: Any = cfg.spec
     ns = cfg.meta.namespace
     ports = tuple(
@@ -134,6 +148,22 @@ def _service_entry(reg: Registry, cfg: Config, workload_entries: Sequence[Config
                     w: Any = wcfg.spec
                     if wcfg.meta.namespace == ns and labels_match(selector, w.labels):
                         reg.add_endpoint(_workload_endpoint(host, port, w, ns, wcfg.meta.name))
+                for pod in pods:
+                    reg.add_endpoint(
+                        Endpoint.make(
+                            host,
+                            port.number,
+                            pod.ips[0],
+                            port.target_port or port.number,
+                            pod.labels,
+                            locality=pod.locality,
+                            service_account=pod.service_account,
+                            namespace=ns,
+                            workload_name=pod.workload_name or pod.name,
+                            healthy=pod.ready,
+                            tls_mode="istio" if pod.labels.get(TLS_MODE_LABEL) == "istio" else "",
+                        )
+                    )
 
 
 EXPORT_TO_ANNOTATION = "networking.istio.io/exportTo"
@@ -157,6 +187,7 @@ def kube_services(
     workload_entries: Sequence[Config],
     domain: str,
     cache: ConversionCache | None = None,
+    pods: PodIndex = EMPTY_INDEX,
 ) -> None:
     by_service: dict[tuple[str, str], list[EndpointSlice]] = {}
     for sl in slices:
@@ -171,13 +202,28 @@ def kube_services(
     for ks in services:
         ns_slices = by_service.get((ks.namespace, ks.name), [])
         ns_wes = we_by_ns.get(ks.namespace, [])
-        inputs: tuple[object, ...] = ("kube", domain, ks, *ns_slices, "we", *ns_wes)
+        # The Pods behind the endpoints are inputs too (Kubernetes source): a Pod
+        # relabelled reconverts only the Services it backs.
+        joined = _joined_pods(ks.namespace, ns_slices, pods) if pods else ()
+        inputs: tuple[object, ...] = ("kube", domain, ks, *ns_slices, "we", *ns_wes, "pods", *joined)
         reg.merge(
             cache.get(
                 inputs,
-                lambda r, ks=ks, sl=ns_slices, wes=ns_wes: _kube_service(r, ks, sl, wes, we_by_addr, domain),
+                lambda r, ks=ks, sl=ns_slices, wes=ns_wes: _kube_service(r, ks, sl, wes, we_by_addr, domain, pods),
             )
         )
+
+
+def _joined_pods(namespace: str, slices: Sequence[EndpointSlice], pods: PodIndex) -> list[PodInfo]:
+    out: list[PodInfo] = []
+    for sl in slices:
+        for ep in sl.endpoints:
+            target = ep.target_ref.name if ep.target_ref and ep.target_ref.kind == "Pod" else ""
+            for addr in ep.addresses:
+                pod = pods.find(namespace, addr, target)
+                if pod is not None:
+                    out.append(pod)
+    return out
 
 
 def _kube_service(
@@ -187,6 +233,7 @@ def _kube_service(
     workload_entries: list[Config],
     we_by_addr: dict[tuple[str, str], Config],
     domain: str,
+    pods: PodIndex = EMPTY_INDEX,
 ) -> None:
     ns = ks.namespace
     host = f"{ks.name}.{ns}.svc.{domain}"
@@ -211,7 +258,7 @@ def _kube_service(
             reg.add_endpoint(Endpoint.make(host, port.number, ks.external_name, port.number))
         return
     for sl in slices:
-        _slice_endpoints(reg, host, ports, ks, sl, we_by_addr)
+        _slice_endpoints(reg, host, ports, ks, sl, we_by_addr, pods)
     if ks.selector:
         # Istio lets a Kubernetes Service select WorkloadEntries too.
         for wcfg in workload_entries:
@@ -228,6 +275,7 @@ def _slice_endpoints(
     ks: KubeService,
     sl: EndpointSlice,
     we_by_addr: Mapping[tuple[str, str], Config],
+    pods: PodIndex = EMPTY_INDEX,
 ) -> None:
     for sp in ports:
         slice_port = next((p for p in sl.ports if (p.name or "") == (sp.name or "")), None)
@@ -247,6 +295,14 @@ def _slice_endpoints(
                     sa = w.service_account
                     locality = w.locality or locality
                     workload = we.meta.name
+                elif pods:
+                    target = ep.target_ref.name if ep.target_ref and ep.target_ref.kind == "Pod" else ""
+                    pod = pods.find(ks.namespace, addr, target)
+                    if pod is not None:  # as istiod: the Pod's labels, account and Node locality
+                        labels = dict(pod.labels)
+                        sa = pod.service_account
+                        locality = pod.locality or locality
+                        workload = pod.workload_name or pod.name
                 reg.add_endpoint(
                     Endpoint.make(
                         host,
@@ -270,12 +326,13 @@ def build_registry(
     slices: Sequence[EndpointSlice],
     domain: str,
     cache: ConversionCache | None = None,
+    pods: PodIndex = EMPTY_INDEX,
 ) -> Registry:
     cache = cache or ConversionCache()
     reg = Registry()
     wes = [c for c in configs if c.meta.kind == "WorkloadEntry"]
     ses = [c for c in configs if c.meta.kind == "ServiceEntry"]
-    kube_services(reg, services, slices, wes, domain, cache)
-    service_entries(reg, ses, wes, domain, cache)
+    kube_services(reg, services, slices, wes, domain, cache, pods)
+    service_entries(reg, ses, wes, domain, cache, pods)
     cache.end_build()
     return reg

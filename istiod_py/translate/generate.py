@@ -24,9 +24,9 @@ from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
 from .gateway.generate import generate as generate_gateway
 from .security import mtls
+from .sidecar import capture, capture_outbound, headless, tcproute
 from .sidecar import listeners as lds
 from .sidecar import routes as rds
-from .sidecar import tcproute
 from .traffic import lb_locality
 
 
@@ -90,16 +90,14 @@ class Translator:
             out = {}
             origins: dict[str, frozenset[str]] = {}
             scope_reads = ctx.replay(scope.key)
-            for svc in scope.services:
-                for port in svc.ports:
-                    for subset in ("", *cds.subsets_of(ctx, svc, proxy.namespace)):
-                        # Traced one by one: each cluster's provenance (its DestinationRule,
-                        # Service, Sidecar) rather than the whole part's.
-                        c, reads = ctx.traced(lambda: cds.outbound_cluster(ctx, svc, port, subset, proxy.namespace))  # noqa: B023
-                        if not sds:
-                            mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
-                        out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
-                        origins[c.name] = ctx.refs(reads | scope_reads | {provenance.service_ref(svc)})
+            for svc, port, subset in cds.outbound_keys(ctx, scope.services, proxy.namespace):
+                # Traced one by one: each cluster's provenance (its DestinationRule,
+                # Service, Sidecar) rather than the whole part's.
+                c, reads = ctx.traced(lambda: cds.outbound_cluster(ctx, svc, port, subset, proxy.namespace))  # noqa: B023
+                if not sds:
+                    mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
+                out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+                origins[c.name] = ctx.refs(reads | scope_reads | {provenance.service_ref(svc)})
             for c in (cds.blackhole(), cds.passthrough()):
                 out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
             return Part(out, origins)
@@ -109,6 +107,9 @@ class Translator:
     def clusters(self, ctx: PushContext, proxy: Proxy) -> Resources:
         outbound = self.outbound_clusters(ctx, proxy)
         scope = ctx.sidecar_scope(proxy)
+        if not proxy.capture_none:
+            outbound = capture.outbound_clusters(ctx, proxy, outbound)
+            return resources_of(outbound, capture.inbound_clusters(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
@@ -184,12 +185,18 @@ class Translator:
     def listeners(self, ctx: PushContext, proxy: Proxy) -> Resources:
         scope = ctx.sidecar_scope(proxy)
 
-        def outbound() -> Part:
-            ctx.replay(scope.key)
-            return Part(
-                {lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in lds.outbound_listeners(ctx, proxy, scope)}
-            )
+        # With iptables capture, virtualOutbound joins the per-port listeners.
+        make_outbound = lds.outbound_listeners if proxy.capture_none else capture_outbound.outbound_listeners
 
+        def outbound() -> Part:
+            ctx.replay(scope.key)  # provenance: every listener depends on the Sidecar scope
+            return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in make_outbound(ctx, proxy, scope)})
+
+        if not proxy.capture_none:
+            l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
+            labels_key = proxy.labels_key if l4_labels else ()
+            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx))
+            return resources_of(ctx.cached(key, outbound), capture.inbound_listeners(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
@@ -217,7 +224,7 @@ class Translator:
             out = {}
             ports: set[int] = set()
             for egress in scope.egress:
-                for port, is_http in lds._egress_ports(egress, scope.services):
+                for port, is_http in lds._egress_ports(egress, scope.services, proxy):
                     if is_http:
                         ports.add(port)
             origins: dict[str, frozenset[str]] = {}
@@ -230,7 +237,8 @@ class Translator:
                     origins[sub] = ctx.refs(sub_reads)
             return Part(out, origins)
 
-        return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)
+        # Captured proxies route ports without a declared protocol too (sidecar/protocols.py).
+        return ctx.cached(("rds", scope.key, proxy.namespace, labels_key, proxy.capture_none), make)
 
 
 def _uses_source_labels(ctx: PushContext) -> bool:

@@ -45,6 +45,8 @@ class Nack:
     at: float
     # The Istio configs (Kind/ns/name[:field]) behind the rejected resources (quarantine.py).
     origins: tuple[str, ...] = ()
+    # The proxy is served without those configs now (until they change).
+    quarantined: bool = False
 
 
 @dataclass(slots=True)
@@ -93,6 +95,7 @@ class Watch:
                 "code": self.last_nack.code,
                 "resource_names": list(self.last_nack.names),
                 "origins": list(self.last_nack.origins),
+                "quarantined": self.last_nack.quarantined,
                 "at": self.last_nack.at,
             },
         }

@@ -169,6 +169,7 @@ class Quarantine:
         if case.phase == "quarantined" and any(config_digest(state, r) != d for r, d in case.digests.items()):
             log.info("%s: %s changed; quarantine lifted", proxy.id, ", ".join(sorted(case.culprits)))
             del self.cases[proxy.id]
+            self._mark(proxy.id, False)
             return main(state, proxy, type_url)
         excluded = case.excluded
         hit = self._derived.get(excluded)
@@ -279,6 +280,7 @@ class Quarantine:
         case.digests[ref] = config_digest(state, ref)
         case.phase = "quarantined"
         case.suspects = [ref]
+        self._mark(case.proxy_id, True, tuple(case.origins()))
         short = TypeUrl.SHORT.get(case.type_url, case.type_url)
         kind, ns, name = _split(ref)
         self.rejects.labels(kind, ns, name, short).inc()
@@ -293,6 +295,17 @@ class Quarantine:
                 case.message[:500],
             )
         self._push(stream)
+
+    def _mark(self, proxy_id: str, on: bool, origins: tuple[str, ...] = ()) -> None:
+        """Flag the proxy's recorded NACKs (shown by /debug/syncz and proxy-status)."""
+        for s in list(self.host.streams.values()):
+            if s.info is None or s.info.proxy.id != proxy_id:
+                continue
+            for w in s.info.watches.values():
+                if w.last_nack is not None and (not on or w.last_nack.origins):
+                    w.last_nack.quarantined = on
+                    if origins:
+                        w.last_nack.origins = origins
 
     def _push(self, stream: Stream) -> None:
         stream.request_push(PushRequest(self.host.state(), True, reason="quarantine"))

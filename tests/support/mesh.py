@@ -71,9 +71,10 @@ class Mesh:
 
     # --- control plane -----------------------------------------------------------
 
-    def start(self, timeout: float = 20.0) -> Mesh:
+    def start(self, timeout: float = 20.0, host: str | None = None) -> Mesh:
         # A fresh loopback address per control plane: no port races between tests.
-        self.host = allocate_ip()
+        # `host`: listen there instead (e.g. a test bridge that pods in network namespaces reach).
+        self.host = host or allocate_ip()
         self.xds_port = free_port(self.host)
         self.debug_port = free_port(self.host)
         args = [

@@ -21,6 +21,7 @@ from ..context import EgressListener, IngressListener, PushContext, SidecarScope
 from ..features import extra_network_filters
 from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..security import mtls
+from . import headless, protocols
 from .routes import inbound_route_config
 from .tcproute import L4Chain, filter_chain, normalize_cidrs, tcp_chains, virtual_services_for
 from .tlsroute import tls_chains
@@ -57,9 +58,12 @@ def _listener(name: str, bind: str, port: int, direction: str) -> listener_pb2.L
     return lst
 
 
-def _egress_ports(egress: EgressListener, services: tuple[Service, ...]) -> list[tuple[int, bool]]:
+def _egress_ports(
+    egress: EgressListener, services: tuple[Service, ...], proxy: Proxy | None = None
+) -> list[tuple[int, bool]]:
     """(port, is_http) for one egress listener. An explicit Sidecar port wins;
-    otherwise every service port in scope, HTTP if any service there speaks HTTP."""
+    otherwise every service port in scope, HTTP if any service there speaks HTTP
+    (or, for a captured `proxy`, may: protocols.py)."""
     if egress.port is not None:
         proto = egress.port.protocol
         if proto == Protocol.TCP and egress.port.name == "":
@@ -70,7 +74,7 @@ def _egress_ports(egress: EgressListener, services: tuple[Service, ...]) -> list
         if not egress.hosts.allows(svc.namespace, svc.hostname):
             continue
         for p in svc.ports:
-            ports[p.number] = ports.get(p.number, False) or p.protocol.is_http
+            ports[p.number] = ports.get(p.number, False) or p.protocol.is_http or protocols.sniffed(proxy, svc, p)
     return sorted(ports.items())
 
 
@@ -100,6 +104,15 @@ def _listener_protocols(
     return out
 
 
+def _sniffed_ranges(proxy: Proxy, port: int, targets: list[tuple[Service, Protocol]]) -> set[str]:
+    out: set[str] = set()
+    for svc, _ in targets:
+        sport = svc.port(port)
+        if sport is not None and protocols.sniffed(proxy, svc, sport):
+            out.update(normalize_cidrs(svc.addresses))
+    return out
+
+
 def _wildcard(bind: str) -> bool:
     return bind in ("0.0.0.0", "::")
 
@@ -119,7 +132,9 @@ def _l4_specs(
     for svc, proto in targets:
         if proto.is_http:
             continue
-        cidrs = normalize_cidrs(svc.addresses) if _wildcard(bind) else ()
+        # A headless service has no address: captured proxies match its endpoints' (headless.py).
+        addresses = svc.addresses or headless.endpoint_addresses(ctx, proxy, svc, port)
+        cidrs = normalize_cidrs(addresses) if _wildcard(bind) else ()
         vss = virtual_services_for(ctx, svc, proxy.namespace)
         if proto in (Protocol.TLS, Protocol.HTTPS):
             # istiod matches SNI unless the service has an address of its own (not a CIDR).
@@ -169,14 +184,15 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
     out: list[listener_pb2.Listener] = []
     seen: set[str] = set()
     for egress in scope.egress:
-        bind = egress.bind or (DEFAULT_NONE_BIND if proxy.capture_none else "0.0.0.0")
-        for port, is_http in _egress_ports(egress, scope.services):
+        bound = proxy.capture_none or egress.capture_none
+        bind = egress.bind or (DEFAULT_NONE_BIND if bound else "0.0.0.0")
+        for port, is_http in _egress_ports(egress, scope.services, proxy):
             name = naming.listener(bind, port)
             if name in seen:
                 continue
             seen.add(name)
             lst = _listener(name, bind, port, "outbound")
-            if not proxy.capture_none:
+            if not bound:
                 lst.bind_to_port.value = False
             stat = f"outbound_{bind}_{port}"
             targets = _listener_protocols(egress, port, scope.services)
@@ -191,11 +207,19 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
                     chain.filter_chain_match.transport_protocol = "raw_buffer"
                     chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
                 lst.filter_chains.append(chain)
+            sniffed_ranges = _sniffed_ranges(proxy, port, targets) if sniff else set()
             for spec in specs:
                 fc = filter_chain(spec)
                 if sniff and not spec.server_names:
                     # Envoy does not fall back from the raw_buffer branch the HTTP chain opens.
                     fc.filter_chain_match.transport_protocol = "raw_buffer"
+                    if spec.prefix_ranges and set(spec.prefix_ranges) <= sniffed_ranges:
+                        # Destination addresses are matched before protocols: a sniffed
+                        # service's own address needs its own HTTP chain too.
+                        http_fc = _filter_chain_http(manager)
+                        http_fc.filter_chain_match.CopyFrom(fc.filter_chain_match)
+                        http_fc.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
+                        lst.filter_chains.append(http_fc)
                 lst.filter_chains.append(fc)
             if not lst.filter_chains:
                 lst.filter_chains.append(_filter_chain_tcp(stat, naming.BLACKHOLE))

@@ -14,6 +14,7 @@ from ..context import PushContext, SidecarScope
 from ..features import RouteInput
 from ..route import delegate
 from ..route.httproute import build_routes, default_route
+from . import protocols
 
 
 def service_domains(svc: Service, port: int, proxy_ns: str) -> list[str]:
@@ -61,7 +62,7 @@ def sidecar_route_config(
     used: set[str] = set()
     for svc in scope.services:
         sport = svc.port(port)
-        if sport is None or not sport.protocol.is_http:
+        if sport is None or not (sport.protocol.is_http or protocols.sniffed(proxy, svc, sport)):
             continue
         domains = _unique_domains(service_domains(svc, port, proxy.namespace), used)
         if not domains:

@@ -1,0 +1,106 @@
+"""Kubernetes as a source of `istiod-py serve` (`--kubeconfig PATH`, or
+`--kubeconfig in-cluster`), beside or instead of the config directory.
+
+Kept apart from server.py so the control plane's wiring needs one call to add
+the cluster: `attach(control_plane, kubeconfig)` syncs every informer before
+anything listens (the first proxy sees the whole cluster) and then routes each
+change through the push pipeline like the file source's."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from istiod_py.model import MeshConfig
+from istiod_py.registry.aggregate import SourceSnapshot
+
+from .client import KubeClient
+from .leader import LeaderElector
+from .source import KubeSource
+
+log = logging.getLogger("istiod_py.kube")
+
+IN_CLUSTER = "in-cluster"
+
+
+class KubeAttachment:
+    def __init__(self, cp: Any, source: KubeSource, client: KubeClient) -> None:
+        self.cp = cp
+        self.source = source
+        self.client = client
+        self.base_mesh: MeshConfig = cp.aggregator.mesh
+        self.publisher: Any = None
+        self.cacerts_copy: Path | None = None  # the cacerts Secret's files, removed on stop
+        # Singleton duties (root-cert publishing) run on the Lease holder only.
+        self.leader = LeaderElector(
+            client,
+            cp.aggregator.mesh.root_namespace,
+            lease_duration=float(os.environ.get("ISTIOD_PY_LEASE_DURATION", "15")),
+            retry=float(os.environ.get("ISTIOD_PY_LEASE_RETRY", "2")),
+            on_change=self._leadership,
+        )
+
+    def _leadership(self, leader: bool) -> None:
+        if leader and self.publisher is not None:
+            self.publisher.resync()
+
+    def on_change(self, snap: SourceSnapshot) -> None:
+        if self.cp.pipeline is not None:
+            self.cp.pipeline.source_changed(self.source.name, snap)
+        else:
+            self.cp.aggregator.set_source(self.source.name, snap)
+
+    def on_mesh(self, mesh: MeshConfig | None) -> None:
+        """The `istio` ConfigMap wins over --mesh-config while it exists."""
+        new = mesh if mesh is not None else self.base_mesh
+        if new == self.cp.aggregator.mesh:
+            return
+        log.info("mesh config from the cluster changed: %s", new)
+        self.cp.aggregator.mesh = new
+        self.cp.mesh = new
+        self.on_change(self.source.snapshot)  # the rebuild sees the new mesh: a full push
+
+    def extend_ca(self, ca_runtime: Any) -> None:
+        from .rootcert import RootCertPublisher
+        from .tokenreview import add_to_ca
+
+        add_to_ca(ca_runtime, self.client)
+        self.publisher = RootCertPublisher(
+            self.client, lambda: str(ca_runtime.ca.root_pem), lambda: self.leader.is_leader
+        )
+        self.publisher.start()
+
+    async def stop(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+        await self.leader.stop()  # releases the Lease: a successor need not wait it out
+        await self.source.stop()
+        await asyncio.to_thread(self.client.close)
+        if self.cacerts_copy is not None:
+            shutil.rmtree(self.cacerts_copy, ignore_errors=True)
+
+
+async def attach(cp: Any, kubeconfig: str, sync_timeout: float = 60.0) -> KubeAttachment:
+    path = None if kubeconfig == IN_CLUSTER else kubeconfig
+    client = await asyncio.to_thread(KubeClient.from_kubeconfig, path)
+    root_ns = cp.aggregator.mesh.root_namespace
+    att = KubeAttachment(cp, KubeSource(client, lambda snap: None, root_namespace=root_ns), client)
+    if cp.opts.enable_ca and not cp.opts.cacerts_dir:  # the CA starts after this: plug-in CA from the cluster
+        from .cacerts import fetch_cacerts
+
+        plugin = await asyncio.to_thread(fetch_cacerts, client, root_ns)
+        if plugin is not None:
+            cp.opts.cacerts_dir = str(plugin)
+            att.cacerts_copy = plugin
+    source = att.source
+    source.on_change = att.on_change
+    source.on_mesh = att.on_mesh
+    snap = await source.start(sync_timeout)
+    cp.aggregator.set_source(source.name, snap)
+    att.leader.start()
+    log.info("kubernetes source: %s (%s)", client.host, client.description)
+    return att
