@@ -13,7 +13,8 @@ from istiod_py.config.loader import load_bytes, load_directory, load_file, load_
 from istiod_py.config.yaml_bounds import MAX_DEPTH, MAX_FILE_BYTES
 
 DR = (
-    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr, namespace: ns}\nspec:\n  host: r\n"
+    "apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata: {name: dr, namespace: ns}\n"
+    "spec:\n  host: r\n"
 )
 EF_HEAD = """apiVersion: networking.istio.io/v1alpha3
 kind: EnvoyFilter

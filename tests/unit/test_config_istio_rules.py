@@ -132,29 +132,13 @@ VALID = [
     ("VirtualService", "  hosts: [r]\n  http:\n  - match: [{uri: {regex: '/api/[0-9]+'}}]\n" + ROUTE),
     ("VirtualService", "  hosts: ['*.example.com', 10.1.2.3]\n  http:\n  - timeout: 1ms\n" + ROUTE),
     ("VirtualService", "  hosts: ['*']\n  gateways: [ns/gw]\n  http:\n  -" + ROUTE[3:]),
-    (
-        "VirtualService",
-        "  hosts: [r]\n  http:\n  - retries: {attempts: 3, perTryTimeout: 2s, retryOn: '5xx,503'}\n" + ROUTE,
-    ),
-    (
-        "VirtualService",
-        "  hosts: [r]\n  tcp: [{match: [{destinationSubnets: [10.0.0.0/8, '::1']}], route: [{destination: {host: r}}]}]\n",
-    ),
-    (
-        "ServiceEntry",
-        SE
-        + "  addresses: [10.0.0.0/16, 2001:db8::/32]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1, ports: {http: 8080}}]\n",
-    ),
-    (
-        "ServiceEntry",
-        "  hosts: ['*.example.com']\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: NONE\n",
-    ),
+    ("VirtualService", "  hosts: [r]\n  http:\n  - retries: {attempts: 3, perTryTimeout: 2s, retryOn: '5xx,503'}\n" + ROUTE),  # noqa: E501
+    ("VirtualService", "  hosts: [r]\n  tcp: [{match: [{destinationSubnets: [10.0.0.0/8, '::1']}], route: [{destination: {host: r}}]}]\n"),  # noqa: E501
+    ("ServiceEntry", SE + "  addresses: [10.0.0.0/16, 2001:db8::/32]\n  resolution: STATIC\n  endpoints: [{address: 10.0.0.1, ports: {http: 8080}}]\n"),  # noqa: E501
+    ("ServiceEntry", "  hosts: ['*.example.com']\n  ports: [{number: 443, name: tls, protocol: TLS}]\n  resolution: NONE\n"),  # noqa: E501
     ("DestinationRule", "  host: '*.example.com'\n  subsets: [{name: v1-canary}]\n"),
     ("DestinationRule", "  host: r\n  trafficPolicy: {loadBalancer: {consistentHash: {maglev: {tableSize: 65537}}}}\n"),
-    (
-        "Sidecar",
-        "  egress: [{port: {number: 80, protocol: HTTP, name: http}, hosts: ['./*']}, {hosts: ['istio-system/*']}]\n",
-    ),
+    ("Sidecar", "  egress: [{port: {number: 80, protocol: HTTP, name: http}, hosts: ['./*']}, {hosts: ['istio-system/*']}]\n"),  # noqa: E501
     ("Sidecar", "  ingress: [{port: {number: 80, protocol: HTTP, name: http}, defaultEndpoint: '127.0.0.12:8080'}]\n"),
 ]
 
