@@ -69,6 +69,8 @@ class ServeOptions:
     # reconnect storm is served in arrival order without starving config pushes.
     max_concurrent_initial: int = 50
     max_connection_age: float = 1800.0
+    # Serve a proxy without the config it rejects, found by bisecting (xds/quarantine.py).
+    nack_quarantine: bool = False
     # On stop (SIGTERM): how long streams get to finish their push and close.
     drain_timeout: float = 5.0
     # CA: where the self-signed root is kept; or a plug-in CA directory (cacerts).
@@ -145,6 +147,7 @@ class ControlPlane:
             max_concurrent_initial=o.max_concurrent_initial,
             max_connection_age=o.max_connection_age,
             isolated=lambda: Translator().generate,
+            nack_quarantine=o.nack_quarantine,
         )
         options = [
             ("grpc.max_send_message_length", 64 * 1024 * 1024),

@@ -16,6 +16,10 @@ still-broken fix is simply NACKed and quarantined anew.
 The culprit is named in the log, in `/debug/syncz` (the NACK's `origins`), in
 the metric `pilot_xds_config_rejects{kind,namespace,name,type}`, in the
 control plane's errors (configz), and in `/debug/quarantinez`.
+
+Quarantine changes what a proxy is served, which istiod never does, so it is
+opt-in (`serve --nack-quarantine`); without it a NACK is only traced: its
+suspects are named (EnvoyFilter patches first) and the proxy stays STALE.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ class Case:
     message: str
     fields: dict[str, list[str]]
     suspects: list[str]
-    phase: str = "bisecting"  # bisecting | quarantined | unresolved
+    phase: str = "bisecting"  # bisecting | quarantined | unresolved | suspected (quarantine off)
     trial: frozenset[str] = frozenset()
     culprits: frozenset[str] = frozenset()
     digests: dict[str, str] = field(default_factory=dict)
@@ -144,8 +148,11 @@ class Case:
 
 
 class Quarantine:
-    def __init__(self, host: Any, isolated: Callable[[], Generator] | None = None) -> None:
+    def __init__(self, host: Any, isolated: Callable[[], Generator] | None = None, enabled: bool = True) -> None:
         self.host = host  # the XdsServer: generate(), state(), streams, metrics
+        # Off (the default of `serve`, as istiod): NACKs are traced to their suspects
+        # (named, most likely first) but nothing else is served.
+        self.enabled = enabled
         self.cases: dict[str, Case] = {}
         self._isolated = isolated
         self._generate: Generator | None = None
@@ -221,8 +228,27 @@ class Quarantine:
         case = Case(proxy.id, w.type_url, names, nack.message, fields, fresh)
         case.culprits = earlier  # an earlier quarantine stays
         self.cases[proxy.id] = case
-        self._next(stream, case)
+        if not self.enabled:
+            self._suspect(case)
+        else:
+            self._next(stream, case)
         nack.origins = tuple(case.origins())
+
+    def _suspect(self, case: Case) -> None:
+        """Tracing only: name the suspects, most likely first; serve nothing else."""
+        case.phase = "suspected"
+        if case.suspects:
+            kind, ns, name = _split(case.suspects[0])
+            self.rejects.labels(kind, ns, name, TypeUrl.SHORT.get(case.type_url, case.type_url)).inc()
+        if self._should_log(case.proxy_id, "suspect"):
+            log.warning(
+                "%s rejected %s %s; built from %s (most likely first): %s",
+                case.proxy_id,
+                TypeUrl.SHORT.get(case.type_url, case.type_url),
+                ", ".join(case.rejected),
+                ", ".join(case.origins()) or "no Istio config",
+                case.message[:500],
+            )
 
     def _should_log(self, proxy_id: str, what: str, interval: float = 10.0) -> bool:
         """At most one line per proxy and kind of event per interval (a NACK loop
@@ -240,6 +266,9 @@ class Quarantine:
         if stream.info is None:
             return
         case = self.cases.get(stream.proxy.id)
+        if case is not None and case.phase in ("suspected", "unresolved") and case.type_url == w.type_url:
+            del self.cases[stream.proxy.id]  # accepted again: the rejection is over
+            return
         if case is None or case.phase != "bisecting" or not case.trial or case.type_url != w.type_url:
             return
         # Accepted without the trial half: the culprit is in it.

@@ -57,6 +57,7 @@ class XdsServer:
         max_concurrent_initial: int = 50,
         max_connection_age: float = 0.0,
         isolated: Callable[[], Generator] | None = None,
+        nack_quarantine: bool = False,
     ) -> None:
         self._generate = generate
         self.state = state
@@ -83,7 +84,7 @@ class XdsServer:
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
         # NACK to origin: names the config a proxy rejects and serves it without (quarantine.py).
         # `isolated` makes a translator of its own for those filtered states.
-        self.quarantine = Quarantine(self, isolated)
+        self.quarantine = Quarantine(self, isolated, enabled=nack_quarantine)
         # Push attribution: which config changes trigger pushes and their cost (attribution.py).
         self.attribution = PushAttribution()
         self.push_listeners.append(self.attribution.on_pushed)

@@ -92,7 +92,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, envoy_bin: str) -> Iterator[En
     tmp: Path = tmp_path_factory.mktemp("quarantine")
     ups = UpstreamFactory()
     with envoy_factory_context(tmp / "envoy") as envoys:
-        mesh = Mesh(tmp, envoys)
+        mesh = Mesh(tmp, envoys, extra_args=["--nack-quarantine"])
         try:
             app: HttpEchoServer = ups.http("productpage-app")
             pp_ip, bind = allocate_ip(), allocate_ip()

@@ -11,6 +11,7 @@ without the DestinationRule first (still rejected), then without the Sidecar
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -62,7 +63,7 @@ RATINGS = cluster("ratings")
 @pytest.fixture
 async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
     write_config(tmp_path, {**FILES, "ratings-dr.yaml": RATINGS_DR, "other.yaml": OTHER})
-    async with running_mesh(tmp_path) as m:
+    async with running_mesh(tmp_path, nack_quarantine=True) as m:
         yield m
 
 
@@ -184,3 +185,28 @@ async def test_bisect_over_delta(mesh: Mesh) -> None:
     assert [x["config"] for x in cases[0]["culprits"]] == ["Sidecar/default/reviews-v1"], cases
     await c.expect_none(0.3)
     await c.close()
+
+
+async def test_without_quarantine_a_nack_is_only_traced(tmp_path: Path) -> None:
+    """The default (as istiod): the suspects are named, most likely first, and the
+    proxy is served nothing else (it stays STALE); its next ACK ends the record."""
+    write_config(tmp_path, {**FILES, "ratings-dr.yaml": RATINGS_DR, "other.yaml": OTHER})
+    async with running_mesh(tmp_path) as mesh:
+        c = await SotwClient(mesh.channel, make_node()).start()
+        await c.send(CDS)
+        resp = await c.recv_type(CDS, timeout=3)
+        err = error(f"Error adding/updating cluster(s) {RATINGS}: not accepted by this test")
+        await c.send(CDS, version="", nonce=resp.nonce, err=err)
+        await c.expect_none(0.5)  # nothing is served instead
+        cases = await mesh.get_json("/debug/quarantinez")
+        assert cases[0]["phase"] == "suspected" and cases[0]["culprits"] == [], cases
+        assert cases[0]["suspects"] == ["DestinationRule/default/ratings", "Sidecar/default/reviews-v1"], cases
+        sync = await mesh.syncz()
+        assert sync["types"]["CDS"]["last_nack"]["origins"] == cases[0]["suspects"]
+        assert sync["types"]["CDS"]["last_nack"]["quarantined"] is False
+        # A config change is pushed as usual; its ACK ends the record.
+        edit(mesh.root / "ratings-dr.yaml", RATINGS_DR.replace("maxConnections: 7", "maxConnections: 9"))
+        await c.ack(await c.recv_type(CDS, timeout=3))
+        await asyncio.sleep(0.2)
+        assert await mesh.get_json("/debug/quarantinez") == []
+        await c.close()
