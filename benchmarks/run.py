@@ -560,8 +560,8 @@ async def run_scenario(
             s.envoy_latencies.append(t - t0)
     s.loadgen_cpu_s = sum(r["cpu"] for r in results) - lg_cpu0
     s.server_cpu_s = cpu1 - cpu0
-    s.bytes_sent = m1.get("pilot_xds_send_bytes_total", 0) - m0.get("pilot_xds_send_bytes_total", 0)
-    s.nacks = m1.get("pilot_total_xds_rejects_total", 0) - m0.get("pilot_total_xds_rejects_total", 0)
+    s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     s.wall_s = wall
     s.extra = s_extra
     s.envoy_nacks = sum(b - a for a, b in zip(env_rej0, env_rej1, strict=True) if a >= 0 and b >= 0)
@@ -635,8 +635,8 @@ async def run_churn(
                     s.latencies.append(times[k] - t0)
     s.loadgen_cpu_s = sum(r["cpu"] for r in results) - lg_cpu0
     s.server_cpu_s = cpu1 - cpu0
-    s.bytes_sent = m1.get("pilot_xds_send_bytes_total", 0) - m0.get("pilot_xds_send_bytes_total", 0)
-    s.nacks = m1.get("pilot_total_xds_rejects_total", 0) - m0.get("pilot_total_xds_rejects_total", 0)
+    s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     s.wall_s = t_end - start
     total = sum(sys1) - sum(sys0)
     s.machine_busy = 1 - ((sys1.idle + sys1.iowait) - (sys0.idle + sys0.iowait)) / total if total > 0 else 0
@@ -703,8 +703,8 @@ async def run_reconnect(
     s.loadgen_cpu_s = sum(x["cpu"] for x in st) - lg_cpu0
     extra["client_retries"] = sum(x.get("retries", 0) for x in st)
     m1 = scrape(server.debug_port)
-    s.bytes_sent = m1.get("pilot_xds_send_bytes_total", 0) - m0.get("pilot_xds_send_bytes_total", 0)
-    s.nacks = m1.get("pilot_total_xds_rejects_total", 0) - m0.get("pilot_total_xds_rejects_total", 0)
+    s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     sys1 = psutil.cpu_times()
     total = sum(sys1) - sum(sys0)
     s.machine_busy = 1 - ((sys1.idle + sys1.iowait) - (sys0.idle + sys0.iowait)) / total if total > 0 else 0
@@ -820,7 +820,7 @@ async def run_transport(args: argparse.Namespace, transport: str, spec: meshgen.
         rows["rss_end_mb"] = server.rss_mb()
         rows["rss_peak_mb"] = max(peak_rss, vm_hwm_mb(server.proc.pid) or 0)
         final = scrape(server.debug_port)
-        rows["nacks_total"] = final.get("pilot_total_xds_rejects_total", 0)
+        rows["nacks_total"] = final.get("pilot_total_xds_rejects", 0)
         rows["client_errors"] = sum(len(lg.errors) for lg in lgs)
         for lg in lgs:
             lg.send({"cmd": "stats"})

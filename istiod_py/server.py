@@ -4,6 +4,7 @@ lifecycle and signals."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -15,6 +16,7 @@ from aiohttp import web
 from istiod_py.config.store import FileSource
 from istiod_py.debug import preview as preview_debug
 from istiod_py.debug import provenance as provenance_debug
+from istiod_py.debug import xds_debug
 from istiod_py.debug.http import DebugServer
 from istiod_py.model import MeshConfig
 from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
@@ -80,6 +82,8 @@ class ServeOptions:
     enable_ca: bool = True
     # Kubernetes source: a kubeconfig path, or "in-cluster" (istiod_py/kube/wiring.py)
     kubeconfig: str | None = None
+    # With kubeconfig: the admission webhooks (/validate, /inject) over TLS; 0: off.
+    webhook_port: int = 15017
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -91,6 +95,7 @@ class ControlPlane:
         self.aggregator = Aggregator(mesh=mesh)
         self.translator = Translator()
         self.metrics = XdsMetrics()
+        self.metrics.rejected_source = lambda: self.aggregator.errors
         self.pipeline: PushPipeline | None = None
         self.xds: XdsServer | None = None
         self.sources: list[FileSource] = []
@@ -173,6 +178,9 @@ class ControlPlane:
         debug = DebugServer(self.xds, self.pipeline, registries, self.errors, lambda: self._ready)
         provenance_debug.register(debug, self.xds)
         preview_debug.register(debug, self.xds, lambda: Translator().generate)
+        # istiod's debug types over xDS, so tools that ask istiod over ADS work unchanged.
+        for t in xds_debug.TYPES:
+            self.xds.debug_types[t] = functools.partial(xds_debug.resources_for, debug.xds_views, t)
         self.web_runner = web.AppRunner(debug.app(), access_log=None)
         await self.web_runner.setup()
         # aiohttp leaves SO_REUSEPORT off, so a port in use is an OSError here.
@@ -221,6 +229,13 @@ class ControlPlane:
         )
         if self.kube is not None:  # CSRs with service-account tokens, checked by TokenReview
             self.kube.extend_ca(self.ca)
+            try:
+                self.ports["webhook"] = await self.kube.start_webhooks(self.ca, o.listen_address, o.webhook_port)
+            except OSError as e:
+                raise StartError(
+                    f"cannot listen on {o.listen_address}:{o.webhook_port} for the webhooks "
+                    f"(--webhook-port {o.webhook_port}): {e.strerror or e}"
+                ) from e
         creds = self.ca.server_credentials()
         self.secure_server = grpc.aio.server(options=options)
         assert self.xds is not None

@@ -3,8 +3,8 @@
 To add a group, write `istiod_py/cli/<group>.py` with `register(sub: SubParsers)`
 whose parsers `set_defaults(func=handler)` (handler: Namespace -> exit code) and
 list it in GROUPS. Operator groups: proxy_status, proxy_config, describe, analyze
-(they read the debug port and Envoy admin through istiod_py.debug.client), preview
-and status (issue 16). Planned: `install` (install, manifest), `inject` (kube-inject).
+(they read the debug port and Envoy admin through istiod_py.debug.client); install,
+inject; preview and status (issue 16).
 A group imports only `istiod_py.cli.common` from this package and does its heavy
 imports inside handlers, so `istiod-py --help` stays fast and imports stay acyclic."""
 
@@ -18,6 +18,8 @@ from istiod_py.cli import (
     analyze,
     capture,
     describe,
+    inject,
+    install,
     preview,
     proxy_config,
     proxy_status,
@@ -33,6 +35,8 @@ GROUPS = (
     serve,
     workload,
     capture,
+    inject,
+    install,
     validate,
     analyze,
     version,

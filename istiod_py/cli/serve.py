@@ -13,6 +13,12 @@ def register(sub: SubParsers) -> None:
     p = sub.add_parser("serve", help="run the control plane", epilog=EXIT_CODES_HELP)
     p.add_argument("--config-dir", help="directory of Istio YAML (and Kubernetes Service/EndpointSlice); watched")
     p.add_argument("--kubeconfig", help="watch this Kubernetes cluster too ('in-cluster': the pod's service account)")
+    p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=15017,
+        help="with --kubeconfig: admission webhooks /validate and /inject over TLS (default 15017; 0: off)",
+    )
     p.add_argument("--mesh-config", help="mesh config YAML (rootNamespace, trustDomain, outboundTrafficPolicy, ...)")
     p.add_argument("--listen-address", default="127.0.0.1", help="address every port binds (default 127.0.0.1)")
     p.add_argument("--xds-port", type=int, default=15010, help="plaintext xDS (default 15010)")
@@ -95,6 +101,7 @@ def run_serve(args: argparse.Namespace) -> int:
         enable_ca=not args.no_ca,
         gc_idle_interval=args.gc_idle_interval,
         kubeconfig=args.kubeconfig,
+        webhook_port=args.webhook_port,
     )
 
     async def main() -> None:

@@ -35,6 +35,7 @@ class KubeAttachment:
         self.base_mesh: MeshConfig = cp.aggregator.mesh
         self.publisher: Any = None
         self.cacerts_copy: Path | None = None  # the cacerts Secret's files, removed on stop
+        self.webhooks: Any = None  # kube.webhook.ValidationWebhook (also /inject) on --webhook-port
         # Singleton duties (root-cert publishing) run on the Lease holder only.
         self.leader = LeaderElector(
             client,
@@ -74,7 +75,39 @@ class KubeAttachment:
         )
         self.publisher.start()
 
+    async def start_webhooks(self, ca_runtime: Any, host: str, port: int) -> int:
+        """/validate and /inject over TLS (certificate from the CA) on `port`, then the
+        CA's root into the caBundle of the webhook configurations `install` made
+        (names from the injector's revision and the control plane's namespace)."""
+        if not port:
+            return 0
+        from istiod_py.inject.cabundle import patch_ca_bundle
+        from istiod_py.inject.values import InjectionValues
+        from istiod_py.install.webhooks import mutating_name, validating_name
+
+        from .webhook import ValidationWebhook
+
+        self.webhooks = ValidationWebhook(ca_runtime.ca, host=host, port=port)
+        bound = int(await self.webhooks.start())  # OSError (port in use) is the caller's to report
+        inj = InjectionValues.from_env()
+        names = {"revision": inj.revision, "namespace": os.environ.get("POD_NAMESPACE") or inj.istio_namespace}
+        try:
+            changed = await asyncio.to_thread(
+                patch_ca_bundle,
+                self.client.api,
+                str(ca_runtime.ca.root_pem),
+                mutating_name(names),
+                validating_name(names),
+            )
+        except Exception as e:  # RBAC or API trouble: the webhooks still serve; the log says why
+            log.warning("cannot set the webhook configurations' caBundle: %s", e)
+        else:
+            log.info("webhooks on %s:%d; caBundle set on %s", host, bound, changed or "nothing (already current)")
+        return bound
+
     async def stop(self) -> None:
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         await self.leader.stop()  # releases the Lease: a successor need not wait it out

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .mesh_telemetry import MeshTelemetry, MeshTelemetryError, parse_mesh_telemetry
 from .service import Endpoint, Service
 
 if TYPE_CHECKING:
@@ -25,24 +26,33 @@ class MeshConfigError(ValueError):
 class MeshConfig:
     root_namespace: str = "istio-system"
     trust_domain: str = "cluster.local"
+    # Other trust domains whose workloads this mesh accepts as peers (inbound mTLS).
+    trust_domain_aliases: tuple[str, ...] = ()
     outbound_traffic_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
     enable_auto_mtls: bool = True
     connect_timeout_s: float = 10.0
     # Istio's default retry policy on every route without one of its own.
     default_retry_attempts: int = 2
     extension_providers: tuple[Mapping[str, Any], ...] = ()
+    # accessLog*, enableTracing, defaultConfig.tracing, defaultProviders, typed extensionProviders.
+    telemetry: MeshTelemetry = field(default_factory=MeshTelemetry)
 
     @staticmethod
     def from_dict(raw: Mapping[str, Any], source: str = "mesh config") -> MeshConfig:
         known = {
             "rootNamespace",
             "trustDomain",
+            "trustDomainAliases",
             "outboundTrafficPolicy",
             "enableAutoMtls",
             "connectTimeout",
             "extensionProviders",
             "defaultConfig",
             "accessLogFile",
+            "accessLogEncoding",
+            "accessLogFormat",
+            "enableTracing",
+            "defaultProviders",
         }
         for key in raw:
             if key not in known:
@@ -59,13 +69,22 @@ class MeshConfig:
         providers = raw.get("extensionProviders") or []
         if not isinstance(providers, list):
             raise MeshConfigError(f"{source}: extensionProviders must be a list")
+        aliases = raw.get("trustDomainAliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise MeshConfigError(f"{source}: trustDomainAliases must be a list of strings")
+        try:
+            telemetry = parse_mesh_telemetry(raw, source)
+        except MeshTelemetryError as e:
+            raise MeshConfigError(str(e)) from None
         return MeshConfig(
             root_namespace=str(raw.get("rootNamespace", "istio-system")),
             trust_domain=str(raw.get("trustDomain", "cluster.local")),
+            trust_domain_aliases=tuple(aliases),
             outbound_traffic_policy=mode,
             enable_auto_mtls=bool(raw.get("enableAutoMtls", True)),
             connect_timeout_s=connect,
             extension_providers=tuple(MappingProxyType(dict(p)) for p in providers),
+            telemetry=telemetry,
         )
 
     @staticmethod

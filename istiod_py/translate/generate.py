@@ -22,19 +22,22 @@ from . import (
 )
 from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
+from .features import with_tcp_features
 from .gateway.generate import generate as generate_gateway
 from .security import mtls
 from .sidecar import capture, capture_outbound, headless, tcproute
 from .sidecar import listeners as lds
 from .sidecar import routes as rds
+from .telemetry.resolve import cache_key as telemetry_key
 from .traffic import lb_locality
+from .traffic.traffic_policy import policy_for
 
 
 class Translator:
     def __init__(self) -> None:
         self._ctx: PushContext | None = None
         self._eds: dict[
-            tuple[str, str, tuple[tuple[str, str], ...] | None, lb_locality.LocalityView | None], Built
+            tuple[str, str, tuple[tuple[str, str], ...] | None, lb_locality.LocalityView | None, bool], Built
         ] = {}
 
     def context(self, state: MeshState) -> PushContext:
@@ -113,8 +116,10 @@ class Translator:
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
-            out = {}
-            ctx.replay(scope.key)
+            ctx.replay(scope.key)  # provenance: the Sidecar's ingress
+            # Sidecars only (gateways share outbound_clusters), as istiod.
+            passthrough = cds.inbound_passthrough()
+            out = {passthrough.name: build(passthrough.name, TypeUrl.CLUSTER, passthrough)}
             for ing in ingress:
                 target = lds.parse_endpoint(ing.default_endpoint, ing.port.target_port or ing.port.number)
                 c = cds.inbound_cluster(ctx, proxy, ing.port, target)
@@ -134,10 +139,16 @@ class Translator:
         digest = ctx.state.endpoint_digests.get(host, "")
         # Locality LB makes EDS depend on the proxy's locality: None in the common case.
         view = lb_locality.eds_view(ctx, host, port, subset, viewer_ns, proxy) if proxy else None
-        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None, view)
+        # istiod sends not-ready endpoints (UNHEALTHY) unless the DestinationRule's
+        # outlierDetection.minHealthPercent > 0: then only ready ones count.
+        od = policy_for(ctx, host, port, subset, viewer_ns).outlier_detection
+        ready_only = od is not None and od.min_health_percent > 0
+        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None, view, ready_only)
         built = self._eds.get(key)
         if built is None:
             eps = ctx.state.endpoints_for(host, port) if labels is not None else ()
+            if ready_only:
+                eps = tuple(ep for ep in eps if ep.healthy)
             cla = eds.load_assignment(cluster_name, eps, labels or {})
             if view is not None:
                 lb_locality.apply(cla, eps, view)
@@ -190,12 +201,20 @@ class Translator:
 
         def outbound() -> Part:
             ctx.replay(scope.key)  # provenance: every listener depends on the Sidecar scope
-            return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in make_outbound(ctx, proxy, scope)})
+            return Part(
+                {
+                    lst.name: build(lst.name, TypeUrl.LISTENER, with_tcp_features(ctx, proxy, "outbound", lst))
+                    for lst in make_outbound(ctx, proxy, scope)
+                }
+            )
+
+        # Telemetry (access logs, metrics, tracing) can differ per workload: part of the keys.
+        tkey = telemetry_key(ctx, proxy)
 
         if not proxy.capture_none:
             l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
             labels_key = proxy.labels_key if l4_labels else ()
-            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx))
+            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx), tkey)
             return resources_of(ctx.cached(key, outbound), capture.inbound_listeners(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
@@ -203,15 +222,15 @@ class Translator:
             out = {}
             ctx.replay(scope.key)
             for ing in ingress:
-                lst = lds.inbound_listener(ctx, proxy, ing)
+                lst = with_tcp_features(ctx, proxy, "inbound", lds.inbound_listener(ctx, proxy, ing))
                 out[lst.name] = build(lst.name, TypeUrl.LISTENER, lst)
             return Part(out)
 
         # tcp/tls matches on sourceLabels make outbound listeners depend on the proxy's labels.
         l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
         labels_key = proxy.labels_key if l4_labels else ()
-        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none, labels_key), outbound)
-        in_key = ("lds-in", proxy.ip, ingress, mtls.inbound_key(ctx, proxy, (i.port.number for i in ingress)))
+        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none, labels_key, tkey), outbound)
+        in_key = ("lds-in", proxy.ip, ingress, mtls.inbound_key(ctx, proxy, (i.port.number for i in ingress)), tkey)
         return resources_of(out_part, ctx.cached(in_key, inbound))
 
     # --- RDS ---------------------------------------------------------------
@@ -280,6 +299,7 @@ _CARRY: dict[str, tuple[frozenset[str], bool, bool | str]] = {
                 "PeerAuthentication",
                 "AuthorizationPolicy",
                 "RequestAuthentication",
+                "Telemetry",
             }
         ),
         True,

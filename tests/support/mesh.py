@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,6 +162,7 @@ class Mesh:
         proxy_type: str = "sidecar",
         delta: bool | None = None,
         wait: bool = True,
+        stats_port: int = 0,
     ) -> EnvoyProcess:
         """Start an Envoy connected to the control plane. Its node IP is `ip` (fresh if None)."""
         ip = ip or allocate_ip()
@@ -178,6 +179,7 @@ class Mesh:
             admin_address=admin_host,
             admin_port=admin_port,
             delta=self.delta if delta is None else delta,
+            stats_port=stats_port,
         )
         proc = self.envoys(build_bootstrap(opts), name=name, wait=wait)
         proc.node_ip = ip  # type: ignore[attr-defined]
@@ -334,6 +336,7 @@ class Mesh:
     # plane on the same ports and CA directory.
 
     secure_port: int = 0  # set by start_with_ca()
+    webhook_port: int = 0  # set by start_with_ca() with --kubeconfig
 
     @property
     def ca_dir(self) -> Path:
@@ -366,6 +369,12 @@ class Mesh:
             "--log-level", "info",
             *self.extra_args,
         ]  # fmt: skip
+        if "--kubeconfig" in self.extra_args and "--webhook-port" not in self.extra_args:
+            # serve --kubeconfig also serves the admission webhooks (15017 by default):
+            # a free port, so that control planes of one test (replicas) do not collide.
+            if not getattr(self, "webhook_port", 0):
+                self.webhook_port = free_port(self.host)
+            args += ["--webhook-port", str(self.webhook_port)]
         if self.mesh_config is not None:
             mc = self.workdir / "mesh.yaml"
             mc.write_text(yaml.safe_dump(dict(self.mesh_config)), encoding="utf-8")
@@ -413,6 +422,8 @@ class Mesh:
         wait: bool = True,
         timeout: float = 20.0,
         proxy_type: str = "sidecar",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> AgentSidecar:
         """A sidecar with workload certificates: `istiod-py agent` (key + CSR to the
         CA with a bearer token, SDS on a unix socket, Envoy). Stopped with the
@@ -449,7 +460,8 @@ class Mesh:
             args.append("--xds-tls")  # xDS over TLS on the secure port, verified by the mesh root
         if proxy_type != "sidecar":
             args += ["--type", proxy_type]
-        proc = AgentSidecar(args, name=name, workdir=workdir, admin=(admin_host, admin_port))
+        args += list(extra_args)
+        proc = AgentSidecar(args, name=name, workdir=workdir, admin=(admin_host, admin_port), env=env)
         proc.node_ip = ip
         self.envoys.started.append(proc)  # the envoy_factory fixture stops it
         proc.start()
@@ -463,10 +475,19 @@ class AgentSidecar(EnvoyProcess):
     Envoy; the admin helpers of EnvoyProcess talk to that Envoy. Stopping the
     agent (SIGTERM) stops its Envoy. The log holds both."""
 
-    def __init__(self, args: list[str], *, name: str, workdir: Path, admin: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        name: str,
+        workdir: Path,
+        admin: tuple[str, int],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         bootstrap = {"admin": {"address": {"socket_address": {"address": admin[0], "port_value": admin[1]}}}}
         super().__init__(bootstrap, name=name, workdir=workdir)
         self.args = args
+        self.env = {**os.environ, **env} if env else None
         self.node_ip = ""
         self.log_path = workdir / "agent.log"
 
@@ -476,7 +497,12 @@ class AgentSidecar(EnvoyProcess):
         self._start_time = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=self.env,
             )
         return self
 

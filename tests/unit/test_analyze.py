@@ -94,9 +94,13 @@ def test_bad_suppression_is_usage_error() -> None:
 
 @pytest.mark.parametrize("sample", ["demo", "gateway", "bookinfo-local"])
 def test_no_messages_on_sample_meshes(sample: str, capsys: pytest.CaptureFixture[str]) -> None:
-    """Each sample directory that is a whole mesh analyzes clean."""
-    rc, out = analyze(capsys, str(SAMPLES / sample))
-    assert rc == 0 and out.startswith("\u2714 No validation issues found"), out
+    """Each sample directory that is a whole mesh analyzes clean, but for the one-host
+    samples' Sidecar defaultEndpoints (127.0.1.x), the documented istiod_py extension that
+    ISTPY0003 NotPortableToIstiod flags."""
+    rc, out = analyze(capsys, str(SAMPLES / sample), "-o", "json")
+    codes = {(m["code"], m["origin"].split()[0]) for m in json.loads(out)["messages"]}
+    expected = {("ISTPY0003", "Sidecar")} if sample in ("demo", "bookinfo-local") else set()
+    assert rc == 0 and codes == expected, out
 
 
 def test_bookinfo_task_files_only_report_what_istio_reports(capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,7 +115,11 @@ def test_bookinfo_task_files_only_report_what_istio_reports(capsys: pytest.Captu
     steps.append(SAMPLES / "bookinfo" / "bookinfo-gateway.yaml")
     for step in steps:
         rc, out = analyze(capsys, *base, str(step), "-o", "json")
-        found = {(m["code"], m["origin"], m["message"].split(" defined")[0]) for m in json.loads(out)["messages"]}
+        found = {
+            (m["code"], m["origin"], m["message"].split(" defined")[0])
+            for m in json.loads(out)["messages"]
+            if m["code"] != "ISTPY0003"  # bookinfo-local's one-host Sidecars (the extension)
+        }
         assert found == {
             ("IST0173", "DestinationRule default/details", "The Subset v2"),
             ("IST0173", "DestinationRule default/ratings", "The Subset v2"),
@@ -121,4 +129,4 @@ def test_bookinfo_task_files_only_report_what_istio_reports(capsys: pytest.Captu
     for ef in sorted((SAMPLES / "ratelimit").glob("*.yaml")):
         rc, out = analyze(capsys, str(SAMPLES / "bookinfo-local"), str(ef), "-o", "json")
         assert rc == 0, out
-        assert {m["code"] for m in json.loads(out)["messages"]} == {"IST0151"}, ef
+        assert {m["code"] for m in json.loads(out)["messages"]} - {"ISTPY0003"} == {"IST0151"}, ef

@@ -155,7 +155,7 @@ def test_analyze_prints_unhealthy_conditions(tmp_path: Path, capsys: pytest.Capt
     assert main(["analyze", str(f)]) == 0  # conditions are warnings, not load errors
     out = capsys.readouterr().out
     # analyze prints istioctl's format (issue 15): level [code] (kind ns/name file) message.
-    want = f"Warning [ISTPY0003] (HTTPRoute ns/r {f}) status: parentRef gw: ResolvedRefs=False BackendNotFound: "
+    want = f"Warning [ISTPY0004] (HTTPRoute ns/r {f}) status: parentRef gw: ResolvedRefs=False BackendNotFound: "
     assert want in out, out
 
 

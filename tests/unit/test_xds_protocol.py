@@ -42,6 +42,7 @@ ADS_SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggrega
 ALL_CLUSTERS = sorted(
     [
         "BlackHoleCluster",
+        "InboundPassthroughCluster",
         "PassthroughCluster",
         "inbound|9080||",
         cluster("productpage"),

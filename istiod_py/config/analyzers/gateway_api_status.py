@@ -1,4 +1,4 @@
-"""ISTPY0003 GatewayAPICondition: a Gateway API resource whose status condition is
+"""ISTPY0004 GatewayAPICondition: a Gateway API resource whose status condition is
 unhealthy (a route's backend not found, a listener not programmed, ...), the
 conditions istiod would write to its status (config/gatewayapi/status.py). Istio's
 analyzers have no such code; istiod_py reports them so file mode shows them too."""
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from istiod_py.config.analyzers.context import Context
 from istiod_py.config.analyzers.messages import Message
 
-CODE = "ISTPY0003"
+CODE = "ISTPY0004"
 
 
 def analyze(ctx: Context) -> Iterator[Message]:

@@ -119,9 +119,9 @@ def _match(fc: FilterChain, transport: str, alpns: tuple[str, ...] = ()) -> Filt
     return fc
 
 
-def _tls(fc: FilterChain, http: bool) -> FilterChain:
+def _tls(fc: FilterChain, http: bool, trust_domains: tuple[str, ...]) -> FilterChain:
     fc.transport_socket.name = mtls.TLS_SOCKET
-    fc.transport_socket.typed_config.Pack(mtls.downstream_tls_context(http))
+    fc.transport_socket.typed_config.Pack(mtls.downstream_tls_context(http, trust_domains))
     return fc
 
 
@@ -142,6 +142,7 @@ def sniffing_chains(
     Port 0: the passthrough chains (no destination port match)."""
     mode = mtls.inbound_mode(ctx, proxy, port)
     pre = extra_network_filters(ctx, proxy, "inbound", port)
+    tds = mtls.validation_trust_domains(ctx)
 
     def http() -> FilterChain:
         route = inbound_route_config(0 if passthrough else port, cluster)
@@ -157,12 +158,12 @@ def sniffing_chains(
         return _tcp_proxy_chain(tcp_name, cluster, pre)
 
     if mode == MTLSMode.STRICT:
-        chains = [_tls(_match(http(), "tls", MTLS_HTTP_ALPNS), True), _tls(_match(tcp(), "tls"), False)]
+        chains = [_tls(_match(http(), "tls", MTLS_HTTP_ALPNS), True, tds), _tls(_match(tcp(), "tls"), False, tds)]
     elif mode == MTLSMode.PERMISSIVE:
         chains = [
-            _tls(_match(http(), "tls", MTLS_HTTP_ALPNS), True),
+            _tls(_match(http(), "tls", MTLS_HTTP_ALPNS), True, tds),
             _match(http(), "raw_buffer", lds.PLAINTEXT_HTTP_ALPNS[1:]),
-            _tls(_match(tcp(), "tls", MTLS_TCP_ALPNS), False),
+            _tls(_match(tcp(), "tls", MTLS_TCP_ALPNS), False, tds),
             _match(tcp(), "raw_buffer"),
             _match(tcp(), "tls"),  # TLS the app itself terminates: passed through
         ]

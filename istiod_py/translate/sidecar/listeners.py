@@ -221,6 +221,13 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
                         http_fc.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
                         lst.filter_chains.append(http_fc)
                 lst.filter_chains.append(fc)
+            for fc in lst.filter_chains:
+                # As istiod (listener.go): a TLS handshake must finish within 15 s.
+                fc.transport_socket_connect_timeout.seconds = 15
+            if proxy.capture_none:
+                # istiod sets this on listeners that bind their own socket: each
+                # wake-up accepts one connection, spreading them over the workers.
+                lst.max_connections_to_accept_per_socket_event.value = 1
             if not lst.filter_chains:
                 lst.filter_chains.append(_filter_chain_tcp(stat, naming.BLACKHOLE))
             _add_inspectors(lst, tls=any(s.server_names for s in specs), http=sniff)
@@ -254,6 +261,18 @@ def parse_endpoint(default_endpoint: str, port: int) -> tuple[str, int]:
     return host, int(p)
 
 
+def _inbound_operation(ctx: PushContext, proxy: Proxy, port: int) -> str:
+    """istiod's inbound route decorator: `<service FQDN>:<service port>/*` of the
+    first service (by name) this proxy serves on `port`."""
+    found = sorted(
+        (ep.service, ep.service_port)
+        for ep in ctx.state.endpoints_by_address.get(proxy.ip, ())
+        if ep.port == port and ep.service in ctx.state.services
+    )
+    host, service_port = found[0] if found else ("", 0)
+    return f"{host}:{service_port}/*"
+
+
 def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> listener_pb2.Listener:
     port = ing.port.number
     bind = ing.bind or proxy.ip
@@ -263,13 +282,18 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
     pre = extra_network_filters(ctx, proxy, "inbound", port)
     http = ing.port.protocol.is_http
     if http:
-        manager = http_connection_manager(
-            ctx, proxy, "inbound", port, stat, route_config=inbound_route_config(port, cluster)
+        routes = inbound_route_config(
+            port, cluster, grpc=ing.port.protocol == Protocol.GRPC, operation=_inbound_operation(ctx, proxy, port)
         )
+        manager = http_connection_manager(ctx, proxy, "inbound", port, stat, route_config=routes)
+        if ing.port.protocol.is_http2:
+            manager.http2_protocol_options.SetInParent()  # as istiod's inbound HTTP2/gRPC ports
         mtls.forward_client_cert(manager)
         chain = _filter_chain_http(manager, pre)
     else:
         chain = _filter_chain_tcp(stat, cluster, pre)
     # PeerAuthentication decides the chains: mTLS, plaintext, or both (security/mtls.py).
-    mtls.apply_inbound(lst, chain, mtls.inbound_mode(ctx, proxy, port), http=http)
+    lst.max_connections_to_accept_per_socket_event.value = 1  # as istiod's inbound listeners
+    mode = mtls.inbound_mode(ctx, proxy, port)
+    mtls.apply_inbound(lst, chain, mode, http=http, trust_domains=mtls.validation_trust_domains(ctx))
     return lst
