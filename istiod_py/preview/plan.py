@@ -110,7 +110,21 @@ def _causes(
     host = _host_of(name)
     if t in (TypeUrl.ENDPOINT, TypeUrl.CLUSTER) and host in hosts:
         out += [r for r in hosts[host] if r not in out] or [f"endpoints of {host}"]
-    return out or ["(no Istio config in its provenance changed: services or mesh)"]
+    return out or [_NO_CONFIG]
+
+
+_NO_CONFIG = "(no Istio config in its provenance changed: services or mesh)"
+
+
+def _we_at(old: MeshState, new: MeshState, changed: set[str], address: str) -> list[str]:
+    """Changed WorkloadEntries at `address`: the proxy's own workload (its inbound side)."""
+    out = set()
+    for state in (old, new):
+        for c in state.of_kind("WorkloadEntry"):
+            ref = f"WorkloadEntry/{c.meta.namespace}/{c.meta.name}"
+            if ref in changed and str(getattr(c.spec, "address", "")) == address:
+                out.add(ref)
+    return sorted(out)
 
 
 def _endpoint_causes(old: MeshState, new: MeshState, changed: list[str]) -> dict[str, list[str]]:
@@ -177,7 +191,12 @@ def preview(
                 resources.append(entry)
             if type_changed and t in (TypeUrl.CLUSTER, TypeUrl.LISTENER):
                 size += len(new.joined())  # wildcard types: SotW sends the whole set
-        push = "none" if not resources else ("full" if change.full else "eds")
+        # As the push does: a proxy whose own address's endpoints changed gets a full push.
+        full = change.full or proxy.ip in change.addresses
+        for r in resources:
+            if r["causes"] == [_NO_CONFIG] and _we_at(old_state, new_state, changed_set, proxy.ip):
+                r["causes"] = _we_at(old_state, new_state, changed_set, proxy.ip)
+        push = "none" if not resources else ("full" if full else "eds")
         total_bytes += size
         item: dict[str, Any] = {"proxy": proxy.id, "push": push, "bytes": size, "resources": resources}
         if versions:
