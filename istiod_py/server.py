@@ -14,6 +14,8 @@ import grpc
 from aiohttp import web
 
 from istiod_py.config.store import FileSource
+from istiod_py.debug import preview as preview_debug
+from istiod_py.debug import provenance as provenance_debug
 from istiod_py.debug import xds_debug
 from istiod_py.debug.http import DebugServer
 from istiod_py.model import MeshConfig
@@ -91,6 +93,8 @@ class ServeOptions:
     # reconnect storm is served in arrival order without starving config pushes.
     max_concurrent_initial: int = 50
     max_connection_age: float = 1800.0
+    # Serve a proxy without the config it rejects, found by bisecting (xds/quarantine.py).
+    nack_quarantine: bool = False
     # On stop (SIGTERM): how long streams get to finish their push and close.
     drain_timeout: float = 5.0
     # CA: where the self-signed root is kept; or a plug-in CA directory (cacerts).
@@ -139,7 +143,8 @@ class ControlPlane:
         if self.pipeline is None:
             return self.aggregator.errors
         ctx = self.translator.context(self.pipeline.state)
-        return [*self.aggregator.errors, *envoyfilter.translation_errors(ctx)]
+        quarantined = self.xds.quarantine.errors() if self.xds is not None else []
+        return [*self.aggregator.errors, *envoyfilter.translation_errors(ctx), *quarantined]
 
     async def start(self) -> None:
         o = self.opts
@@ -168,6 +173,8 @@ class ControlPlane:
             max_concurrent_pushes=o.max_concurrent_pushes,
             max_concurrent_initial=o.max_concurrent_initial,
             max_connection_age=o.max_connection_age,
+            isolated=lambda: Translator().generate,
+            nack_quarantine=o.nack_quarantine,
         )
         options = grpc_server_options()
         self.grpc_server = grpc.aio.server(options=options)
@@ -182,6 +189,8 @@ class ControlPlane:
         if self.ca is not None and getattr(self.ca, "registry", None) is not None:
             registries.append(self.ca.registry)
         debug = DebugServer(self.xds, self.pipeline, registries, self.errors, lambda: self._ready)
+        provenance_debug.register(debug, self.xds)
+        preview_debug.register(debug, self.xds, lambda: Translator().generate)
         # istiod's debug types over xDS, so tools that ask istiod over ADS work unchanged.
         for t in xds_debug.TYPES:
             self.xds.debug_types[t] = functools.partial(xds_debug.resources_for, debug.xds_views, t)

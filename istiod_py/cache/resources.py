@@ -103,14 +103,28 @@ def delta_response(
 class Part:
     """A group of built resources shared by every proxy that gets it (for example
     all outbound clusters of one Sidecar scope). Its set version and joined SotW
-    bytes are computed once, so a proxy's cost is per part, not per resource."""
+    bytes are computed once, so a proxy's cost is per part, not per resource.
 
-    __slots__ = ("_joined", "_version", "items")
+    Provenance (never sent): `origins` maps a resource name to the Istio configs
+    (`Kind/ns/name[:field]`) it was built from; names without an entry have the
+    part's `default_origins` (what building the whole part read)."""
 
-    def __init__(self, items: dict[str, Built]) -> None:
+    __slots__ = ("_joined", "_version", "default_origins", "items", "origins")
+
+    def __init__(self, items: dict[str, Built], origins: dict[str, frozenset[str]] | None = None) -> None:
         self.items = items
         self._version: str | None = None
         self._joined: bytes | None = None
+        self.origins: dict[str, frozenset[str]] = origins if origins is not None else {}
+        self.default_origins: frozenset[str] = frozenset()
+
+    def set_default_origins(self, reads: frozenset[str]) -> None:
+        """Called by PushContext.cached with what building this part read."""
+        if not self.default_origins and self is not EMPTY_PART:
+            self.default_origins = reads
+
+    def origins_of(self, name: str) -> frozenset[str]:
+        return self.origins.get(name, self.default_origins)
 
     @property
     def version(self) -> str:
@@ -166,6 +180,19 @@ class Resources:
 
     def get(self, name: str) -> Built | None:
         return self.index.get(name)
+
+    def origins_of(self, name: str, sub: str = "") -> frozenset[str]:
+        """The Istio configs resource `name` (or its sub-resource `sub`, e.g. a
+        virtual host of a route configuration) was built from; a sub-resource
+        without its own record has its resource's."""
+        for p in reversed(self.parts):
+            if name in p.items:
+                if sub:
+                    hit = p.origins.get(f"{name}/{sub}")
+                    if hit is not None:
+                        return hit
+                return p.origins_of(name)
+        return frozenset()
 
     def __contains__(self, name: str) -> bool:
         return name in self.index

@@ -3,8 +3,8 @@
 To add a group, write `istiod_py/cli/<group>.py` with `register(sub: SubParsers)`
 whose parsers `set_defaults(func=handler)` (handler: Namespace -> exit code) and
 list it in GROUPS. Operator groups: proxy_status, proxy_config, describe, analyze
-(they read the debug port and Envoy admin through istiod_py.debug.client). Planned:
-`install` (install, manifest), `inject` (kube-inject), `preview` (preview, status).
+(they read the debug port and Envoy admin through istiod_py.debug.client); install,
+inject; preview and status (issue 16).
 A group imports only `istiod_py.cli.common` from this package and does its heavy
 imports inside handlers, so `istiod-py --help` stays fast and imports stay acyclic."""
 
@@ -21,9 +21,11 @@ from istiod_py.cli import (
     inject,
     install,
     node,
+    preview,
     proxy_config,
     proxy_status,
     serve,
+    status,
     validate,
     version,
     workload,
@@ -43,6 +45,8 @@ GROUPS = (
     proxy_status,
     proxy_config,
     describe,
+    status,
+    preview,
 )
 
 

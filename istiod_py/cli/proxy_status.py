@@ -73,8 +73,17 @@ def rows_of(entries: list[dict[str, Any]], istiod: str) -> list[dict[str, Any]]:
             t = types.get(k) or {}
             nack = t.get("last_nack")
             # Only a NACK of the newest response explains a STALE column; older ones were fixed since.
-            if nack and nack.get("nonce") == t.get("nonce_sent"):
-                row["nacks"].append({"type": k, "message": nack.get("message", ""), "version": nack.get("version")})
+            # A quarantined one (issue 16) stays shown: the proxy is served without its cause.
+            if nack and (nack.get("nonce") == t.get("nonce_sent") or nack.get("quarantined")):
+                row["nacks"].append(
+                    {
+                        "type": k,
+                        "message": nack.get("message", ""),
+                        "version": nack.get("version"),
+                        "origins": nack.get("origins") or [],
+                        "quarantined": bool(nack.get("quarantined")),
+                    }
+                )
         out.append(row)
     return out
 
@@ -113,7 +122,9 @@ def emit_table(rows: list[dict[str, Any]]) -> str:
     text = format_table(_table(rows))
     for r in rows:
         for n in r["nacks"]:
-            text += f"{r['name']} {n['type']} NACK: {n['message']}\n"
+            cause = f" (caused by {', '.join(n['origins'])})" if n.get("origins") else ""
+            held = "; quarantined: served without it until it changes" if n.get("quarantined") else ""
+            text += f"{r['name']} {n['type']} NACK: {n['message']}{cause}{held}\n"
     return text
 
 

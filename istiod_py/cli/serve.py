@@ -45,6 +45,12 @@ def register(sub: SubParsers) -> None:
         help="longest an endpoint-only change waits while events keep coming (default 0.3)",
     )
     p.add_argument("--max-connection-age", type=float, default=1800.0, help="recycle xDS streams after N s (±10%%)")
+    p.add_argument(
+        "--nack-quarantine",
+        action="store_true",
+        help="when a proxy NACKs, find the Istio config responsible (bisecting) and serve that proxy its config "
+        "without it until it changes (istiod keeps resending; without this flag NACKs are only traced)",
+    )
     p.add_argument("--send-timeout", type=float, default=30.0, help="close a stream whose send blocks N s")
     p.add_argument("--max-concurrent-pushes", type=int, default=100, help="pushes sent at once (default 100)")
     p.add_argument(
@@ -84,6 +90,7 @@ def run_serve(args: argparse.Namespace) -> int:
         debounce_max_eds=args.debounce_max_eds,
         poll_interval=args.poll_interval,
         max_connection_age=args.max_connection_age,
+        nack_quarantine=args.nack_quarantine,
         send_timeout=args.send_timeout,
         max_concurrent_pushes=args.max_concurrent_pushes,
         max_concurrent_initial=args.max_concurrent_initial,

@@ -75,6 +75,8 @@ class DebugServer:
         app = web.Application()
         for path, handler, _ in self.endpoints():
             app.router.add_get(path, handler)
+        for path, handler in self.extra_routes:
+            app.router.add_post(path, handler)  # /debug/preview takes a POSTed YAML bundle
         return app
 
     @property
@@ -220,6 +222,8 @@ class DebugServer:
                 "connections": len(conns),
                 "proxies": conns,
                 "recent_pushes": self.pipeline.history[-20:],
+                # Which config changes cost the most over the last 10 minutes (xds/attribution.py).
+                "top_triggers": self.xds.attribution.top(600.0),
                 "time": now,
             }
         )

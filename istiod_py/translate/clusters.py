@@ -3,6 +3,7 @@ local app, and the catch-all clusters istiod always sends."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
@@ -126,14 +127,23 @@ def subsets_of(ctx: PushContext, svc: Service, viewer_ns: str) -> list[str]:
     return [s.name for s in spec.subsets]
 
 
-def outbound_clusters(ctx: PushContext, services: tuple[Service, ...], viewer_ns: str) -> list[cluster_pb2.Cluster]:
-    out = []
+def outbound_keys(
+    ctx: PushContext, services: tuple[Service, ...], viewer_ns: str
+) -> Iterator[tuple[Service, Port, str]]:
+    """(service, port, subset) of every outbound cluster, in output order (the
+    translator builds them one by one to trace each cluster's provenance)."""
     for svc in services:
         for port in svc.ports:
-            out.append(outbound_cluster(ctx, svc, port, "", viewer_ns))
+            yield svc, port, ""
             for subset in subsets_of(ctx, svc, viewer_ns):
-                out.append(outbound_cluster(ctx, svc, port, subset, viewer_ns))
-    return out
+                yield svc, port, subset
+
+
+def outbound_clusters(ctx: PushContext, services: tuple[Service, ...], viewer_ns: str) -> list[cluster_pb2.Cluster]:
+    return [
+        outbound_cluster(ctx, svc, port, subset, viewer_ns)
+        for svc, port, subset in outbound_keys(ctx, services, viewer_ns)
+    ]
 
 
 def blackhole() -> cluster_pb2.Cluster:

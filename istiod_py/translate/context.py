@@ -60,19 +60,86 @@ class SidecarScope:
     outbound_policy: str
 
 
+def ref_of(cfg: Config, path: str = "") -> str:
+    """A provenance reference: `Kind/namespace/name`, with `:field.path` when known."""
+    ref = f"{cfg.meta.kind}/{cfg.meta.namespace}/{cfg.meta.name}"
+    return f"{ref}:{path}" if path else ref
+
+
 @dataclass
 class PushContext:
     state: MeshState
     memo: dict[Hashable, Any] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)  # translation-time errors (e.g. EnvoyFilter), for /debug/configz
+    # Provenance (translate/provenance.py): the configs each memoized value read
+    # while it was built, replayed into the reader's frame on a hit, so a shared
+    # value attributes its inputs to every resource that uses it.
+    memo_reads: dict[Hashable, frozenset[str]] = field(default_factory=dict)
+    frames: list[set[str]] = field(default_factory=list)
+    # Sub-resources (virtual hosts) traced while their resource is built, keyed
+    # "resource/sub"; the translator moves them onto the resource's Part.
+    sub_origins: dict[str, frozenset[str]] = field(default_factory=dict)
+    # Equal read-sets share one object: thousands of resources have the same few.
+    refsets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+
+    def refs(self, reads: frozenset[str]) -> frozenset[str]:
+        return self.refsets.setdefault(reads, reads)
 
     def cached(self, key: Hashable, build: Callable[[], T]) -> T:
         try:
-            return self.memo[key]  # type: ignore[no-any-return]
+            value: T = self.memo[key]
         except KeyError:
-            value = build()
+            frames = self.frames
+            frame: set[str] = set()
+            frames.append(frame)
+            try:
+                value = build()
+            finally:
+                frames.pop()
             self.memo[key] = value
+            if frame:
+                reads = self.refs(frozenset(frame))
+                self.memo_reads[key] = reads
+                if frames:
+                    frames[-1].update(reads)
+                set_default = getattr(value, "set_default_origins", None)
+                if set_default is not None:
+                    set_default(reads)
             return value
+        if self.frames:
+            replay = self.memo_reads.get(key)
+            if replay:
+                self.frames[-1].update(replay)
+        return value
+
+    def replay(self, key: Hashable) -> frozenset[str]:
+        """Record what memoized value `key` read (for a value computed before the
+        frame opened, e.g. the Sidecar scope), and return it."""
+        reads = self.memo_reads.get(key, frozenset())
+        if reads and self.frames:
+            self.frames[-1].update(reads)
+        return reads
+
+    def take_sub_origins(self) -> dict[str, frozenset[str]]:
+        out, self.sub_origins = self.sub_origins, {}
+        return out
+
+    def note(self, ref: str) -> None:
+        """Record that the value being built read config `ref` (see ref_of)."""
+        if self.frames:
+            self.frames[-1].add(ref)
+
+    def traced(self, build: Callable[[], T]) -> tuple[T, frozenset[str]]:
+        """`build()` and the configs it read (memoized reads included)."""
+        frame: set[str] = set()
+        self.frames.append(frame)
+        try:
+            value = build()
+        finally:
+            self.frames.pop()
+        if self.frames:
+            self.frames[-1].update(frame)
+        return value, self.refs(frozenset(frame))
 
     @property
     def domain(self) -> str:
@@ -89,6 +156,8 @@ class PushContext:
 
     def _build_scope(self, proxy: Proxy, sc: Config | None, key: Hashable) -> SidecarScope:
         policy = self.state.mesh.outbound_traffic_policy
+        if sc is not None:
+            self.note(ref_of(sc))
         if sc is None:
             egress = (EgressListener(None, "", ALL_HOSTS),)
             return SidecarScope(key, None, egress, (), tuple(visible_services(self.state, proxy)), policy)
@@ -163,6 +232,8 @@ class PushContext:
             cand = (0 if dr_host == host else 1, rank, cfg)
             if best is None or (cand[0], cand[1]) < (best[0], best[1]):
                 best = cand
+        if best is not None:
+            self.note(ref_of(best[2]))
         return best[2] if best else None
 
     def virtual_services(self, viewer_ns: str, gateway: str = "mesh") -> tuple[Config, ...]:
@@ -191,6 +262,7 @@ class PushContext:
             spec: Any = cfg.spec
             for h in spec.hosts:
                 if host_matches(fqdn(h, cfg.meta.namespace, self.domain), host):
+                    self.note(ref_of(cfg))
                     return cfg
         return None
 

@@ -19,6 +19,7 @@ from . import endpoints as eds
 from . import (
     naming,
     plugins,  # noqa: F401  (registers feature modules)
+    provenance,
 )
 from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
@@ -90,6 +91,8 @@ class Translator:
 
         def make() -> Part:
             out = {}
+            origins: dict[str, frozenset[str]] = {}
+            scope_reads = ctx.replay(scope.key)
             for svc in scope.services:
                 # A cluster depends on the viewer's namespace only through the
                 # DestinationRule it sees: keyed by that, each cluster is built and
@@ -97,25 +100,32 @@ class Translator:
                 dr = ctx.destination_rule(svc.hostname, proxy.namespace)
                 dr_key = (dr.meta.namespace, dr.meta.name) if dr is not None else None
                 subsets = ("", *cds.subsets_of(ctx, svc, proxy.namespace))
+                svc_ref = provenance.service_ref(svc)
                 for port in svc.ports:
                     for subset in subsets:
                         key = ("ob-cluster", svc.hostname, port.number, subset, dr_key, sds)
-                        b: Built | None = ctx.memo.get(key)
-                        if b is None:
-                            b = ctx.memo[key] = self._one_cluster(ctx, svc, port, subset, proxy, sds)
+                        hit: tuple[Built, frozenset[str]] | None = ctx.memo.get(key)
+                        if hit is None:
+                            hit = ctx.memo[key] = self._one_cluster(ctx, svc, port, subset, proxy, sds)
+                        b, reads = hit
                         out[b.name] = b
+                        # Each cluster's own provenance (its DestinationRule, Service, Sidecar).
+                        origins[b.name] = ctx.refs(reads | scope_reads | {svc_ref})
             for fixed in ctx.cached(("cds-fixed",), _fixed_clusters):
                 out[fixed.name] = fixed
-            return Part(out)
+            return Part(out, origins)
 
         return ctx.cached(("cds-out", scope.key, proxy.namespace, sds), make)
 
     @staticmethod
-    def _one_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, proxy: Proxy, sds: bool) -> Built:
-        c = cds.outbound_cluster(ctx, svc, port, subset, proxy.namespace)
+    def _one_cluster(
+        ctx: PushContext, svc: Service, port: Port, subset: str, proxy: Proxy, sds: bool
+    ) -> tuple[Built, frozenset[str]]:
+        """One outbound cluster, built and serialized, with the configs it read."""
+        c, reads = ctx.traced(lambda: cds.outbound_cluster(ctx, svc, port, subset, proxy.namespace))
         if not sds:
             mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
-        return build(c.name, TypeUrl.CLUSTER, c)
+        return build(c.name, TypeUrl.CLUSTER, c), reads
 
     def clusters(self, ctx: PushContext, proxy: Proxy) -> Resources:
         outbound = self.outbound_clusters(ctx, proxy)
@@ -126,6 +136,7 @@ class Translator:
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
+            ctx.replay(scope.key)  # provenance: the Sidecar's ingress
             # Sidecars only (gateways share outbound_clusters), as istiod.
             passthrough = cds.inbound_passthrough()
             out = {passthrough.name: build(passthrough.name, TypeUrl.CLUSTER, passthrough)}
@@ -183,9 +194,10 @@ class Translator:
                             del items[name]
                         else:
                             items[name] = b
-                return Part(items)
+                return Part(items, old.origins)
             out = {}
-            for name in self.outbound_clusters(ctx, proxy).items:
+            clusters = self.outbound_clusters(ctx, proxy)
+            for name in clusters.items:
                 if not name.startswith("outbound|"):
                     continue
                 svc = ctx.state.services.get(name.rsplit("|", 1)[1])
@@ -194,7 +206,8 @@ class Translator:
                 b = self.eds_for(ctx, name, proxy.namespace, proxy)
                 if b is not None:
                     out[name] = b
-            return Part(out)
+            # An endpoint group comes from its cluster's inputs (Service, subset's DestinationRule).
+            return Part(out, {n: clusters.origins_of(n) for n in out})
 
         return ctx.cached(key, make)
 
@@ -207,6 +220,7 @@ class Translator:
         make_outbound = lds.outbound_listeners if proxy.capture_none else capture_outbound.outbound_listeners
 
         def outbound() -> Part:
+            ctx.replay(scope.key)  # provenance: every listener depends on the Sidecar scope
             return Part(
                 {
                     lst.name: build(lst.name, TypeUrl.LISTENER, with_tcp_features(ctx, proxy, "outbound", lst))
@@ -226,6 +240,7 @@ class Translator:
 
         def inbound() -> Part:
             out = {}
+            ctx.replay(scope.key)
             for ing in ingress:
                 lst = with_tcp_features(ctx, proxy, "inbound", lds.inbound_listener(ctx, proxy, ing))
                 out[lst.name] = build(lst.name, TypeUrl.LISTENER, lst)
@@ -251,11 +266,18 @@ class Translator:
                 for port, is_http in lds._egress_ports(egress, scope.services, proxy):
                     if is_http:
                         ports.add(port)
+            origins: dict[str, frozenset[str]] = {}
+            scope_reads = ctx.replay(scope.key)
             for port in sorted(ports):
                 # Virtual hosts shared across proxies are serialized once (route_share.py).
-                name, body = route_share.sidecar_route_bytes(ctx, proxy, scope, port)
+                (name, body), reads = ctx.traced(
+                    lambda: route_share.sidecar_route_bytes(ctx, proxy, scope, port)  # noqa: B023
+                )
                 out[name] = build_from_bytes(name, TypeUrl.ROUTE, body)
-            return Part(out)
+                origins[name] = ctx.refs(reads | scope_reads)
+                for sub, sub_reads in ctx.take_sub_origins().items():
+                    origins[sub] = ctx.refs(sub_reads)
+            return Part(out, origins)
 
         # Captured proxies route ports without a declared protocol too (sidecar/protocols.py).
         return ctx.cached(("rds", scope.key, proxy.namespace, labels_key, proxy.capture_none), make)
@@ -362,3 +384,6 @@ def carry_over(old: PushContext, new: PushContext) -> None:
                 new.memo[("eds-prev", *key[1:])] = (value, frozenset(hosts))
             continue
         new.memo[key] = value
+        reads = old.memo_reads.get(key)
+        if reads is not None:
+            new.memo_reads[key] = reads

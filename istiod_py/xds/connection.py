@@ -43,6 +43,10 @@ class Nack:
     code: int
     names: tuple[str, ...]
     at: float
+    # The Istio configs (Kind/ns/name[:field]) behind the rejected resources (quarantine.py).
+    origins: tuple[str, ...] = ()
+    # The proxy is served without those configs now (until they change).
+    quarantined: bool = False
 
 
 @dataclass(slots=True)
@@ -65,6 +69,10 @@ class Watch:
     acked_at: float = 0.0
     # The state version the last send reflected (debug and convergence checks).
     state_version: int = 0
+    # The Resources of the last send and of the last ACKed send (shared objects):
+    # what the proxy holds, per resource version, for propagation status.
+    sent_res: Any = None
+    acked_res: Any = None
 
     def debug(self) -> dict[str, Any]:
         return {
@@ -86,6 +94,8 @@ class Watch:
                 "message": self.last_nack.message,
                 "code": self.last_nack.code,
                 "resource_names": list(self.last_nack.names),
+                "origins": list(self.last_nack.origins),
+                "quarantined": self.last_nack.quarantined,
                 "at": self.last_nack.at,
             },
         }

@@ -144,7 +144,7 @@ class DeltaStream(Stream):
                 w.sent.pop(n, None)
             if t == TypeUrl.CLUSTER:
                 self._changed_clusters = {name for name, _ in changes}
-            self.mark_sent(w, res.version, nonce)
+            self.mark_sent(w, res.version, nonce, res)
             await self.write(data, t)
             return True
         index = res.index
@@ -179,6 +179,6 @@ class DeltaStream(Stream):
         if shared_key is not None:
             entry = ([(b.name, b.version) for b in updates], removed, nonce, data)
             sharing.delta.put(shared_key, entry, len(data))
-        self.mark_sent(w, res.version, nonce)
+        self.mark_sent(w, res.version, nonce, res)
         await self.write(data, t)
         return True

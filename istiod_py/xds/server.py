@@ -24,10 +24,12 @@ import grpc
 from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy
 
+from .attribution import PushAttribution
 from .connection import PushRequest, Watch
 from .delta import DeltaStream
 from .metrics import XdsMetrics, metric_type
 from .nacklog import NackLog
+from .quarantine import Quarantine
 from .sharing import SharedResponses
 from .slots import PushSlots
 from .sotw import SotwStream
@@ -54,6 +56,8 @@ class XdsServer:
         max_concurrent_pushes: int = 100,
         max_concurrent_initial: int = 50,
         max_connection_age: float = 0.0,
+        isolated: Callable[[], Generator] | None = None,
+        nack_quarantine: bool = False,
     ) -> None:
         self._generate = generate
         self.state = state
@@ -78,6 +82,12 @@ class XdsServer:
         self._watchdog_grace = 3
         self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
+        # NACK to origin: names the config a proxy rejects and serves it without (quarantine.py).
+        # `isolated` makes a translator of its own for those filtered states.
+        self.quarantine = Quarantine(self, isolated, enabled=nack_quarantine)
+        # Push attribution: which config changes trigger pushes and their cost (attribution.py).
+        self.attribution = PushAttribution()
+        self.push_listeners.append(self.attribution.on_pushed)
         # Types answered on request from outside the translator (istiod's
         # istio.io/debug/syncz and istio.io/debug/config_dump; see server.py).
         self.debug_types: dict[str, DebugGenerator] = {}
@@ -108,6 +118,8 @@ class XdsServer:
 
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
         try:
+            if self.quarantine.cases and self.quarantine.applies(proxy):
+                return self.quarantine.generate(state, proxy, type_url, self._generate)
             return self._generate(state, proxy, type_url)
         except Exception as e:
             self.metrics.internal_errors.inc()
@@ -124,6 +136,7 @@ class XdsServer:
         assert stream.info is not None
         self.streams[stream.info.conn_id] = stream
         self.metrics.connections.labels("delta" if stream.delta else "sotw").inc()
+        self.attribution.on_registered(stream)
         log.info("proxy connected: %s (%s)", stream.info.conn_id, "delta" if stream.delta else "sotw")
 
     def unregister(self, stream: Stream) -> None:
@@ -133,8 +146,16 @@ class XdsServer:
             log.info("proxy disconnected: %s", stream.info.conn_id)
 
     def on_ack(self, stream: Stream, w: Watch) -> None:
+        if self.quarantine.cases:
+            self.quarantine.on_ack(stream, w)
         for fn in self.ack_listeners:
             fn(stream, w)
+
+    def on_nack(self, stream: Stream, w: Watch) -> None:
+        try:
+            self.quarantine.on_nack(stream, w)
+        except Exception:  # tracing a NACK must never end the stream
+            log.exception("tracing a NACK from %s failed", stream.conn_id)
 
     def on_pushed(self, stream: Stream, req: PushRequest) -> None:
         self.metrics.convergence.observe(time.monotonic() - req.start)
@@ -152,6 +173,7 @@ class XdsServer:
     # --- pushing --------------------------------------------------------------
 
     def push(self, req: PushRequest) -> None:
+        self.attribution.on_push(req)
         self.metrics.observe_push(req)
         for stream in list(self.streams.values()):
             stream.request_push(req)

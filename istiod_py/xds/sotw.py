@@ -169,7 +169,7 @@ class SotwStream(Stream):
             nonce, data = self.server.sharing.full_response(shared, res, version, w.names)
         else:
             nonce, data = part
-        self.mark_sent(w, version, nonce)
+        self.mark_sent(w, version, nonce, res)
         # After a partial (EDS-only) send the new resources are the truth for
         # every subscribed name too: the others are identical in content.
         self._sent_res[t] = res

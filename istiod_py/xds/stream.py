@@ -81,6 +81,7 @@ class StreamHost(Protocol):
     def register(self, stream: Stream) -> None: ...
     def unregister(self, stream: Stream) -> None: ...
     def on_ack(self, stream: Stream, w: Watch) -> None: ...
+    def on_nack(self, stream: Stream, w: Watch) -> None: ...
     def on_pushed(self, stream: Stream, req: PushRequest) -> None: ...
     def count_sent(self, type_url: str, size: int) -> None: ...
 
@@ -110,6 +111,8 @@ class Stream:
         self._room = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
         # Requests queued or being handled by the stream's task (see _reader).
         self._requests_open = 0
+        # (translation seconds, total seconds) of the last push.
+        self.push_cost = (0.0, 0.0)
 
     # --- the protocol's part ----------------------------------------------------
 
@@ -168,7 +171,8 @@ class Stream:
         self.info.bytes_sent += len(data)
         self.server.count_sent(type_url, len(data))
 
-    def mark_sent(self, w: Watch, version: str, nonce: str) -> None:
+    def mark_sent(self, w: Watch, version: str, nonce: str, res: Resources | None = None) -> None:
+        w.sent_res = res
         w.nonce_sent = nonce
         w.version_sent = version
         w.sends += 1
@@ -331,8 +335,11 @@ class Stream:
         self.server.nack_log.nack(
             self.proxy.id, TypeUrl.SHORT.get(w.type_url, w.type_url), version, req.error_detail.message
         )
+        self.server.on_nack(self, w)
 
     def record_ack(self, w: Watch, version: str, nonce: str) -> None:
+        if nonce == w.nonce_sent and w.sent_res is not None:
+            w.acked_res = w.sent_res
         w.acks += 1
         w.version_acked = version
         w.nonce_acked = nonce
@@ -343,6 +350,8 @@ class Stream:
 
     async def _push(self, req: PushRequest) -> None:
         assert self.info is not None
+        t0 = time.perf_counter()
+        build_s = 0.0
         self.state = req.state
         self.info.pushes += 1
         if not req.full and self.proxy.ip in req.addresses:
@@ -354,8 +363,10 @@ class Stream:
                 continue
             if not req.full and t != TypeUrl.ENDPOINT:
                 continue
+            tg = time.perf_counter()
             began = time.monotonic()
             res = self.server.generate(self.state, self.proxy, t)
+            build_s += time.perf_counter() - tg
             only: frozenset[str] | None = None
             if not req.full and t == TypeUrl.ENDPOINT:
                 only = self.server.sharing.eds_changed_names(res, req.eds_hosts)
@@ -367,4 +378,5 @@ class Stream:
             if t == TypeUrl.CLUSTER and sent:
                 cds_changed = True
         self.info.last_push_state = self.state.version
+        self.push_cost = (build_s, time.perf_counter() - t0)  # for push attribution (attribution.py)
         self.server.on_pushed(self, req)

@@ -417,8 +417,11 @@ class Mesh:
 
 
 @asynccontextmanager
-async def running_mesh(root: Path) -> AsyncIterator[Mesh]:
-    cp = ControlPlane(options(root))
+async def running_mesh(root: Path, **overrides: Any) -> AsyncIterator[Mesh]:
+    opts = options(root)
+    for k, v in overrides.items():
+        setattr(opts, k, v)
+    cp = ControlPlane(opts)
     await cp.start()
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{cp.ports['xds']}")
     try:

@@ -76,20 +76,29 @@ def patch_part(
     if hit is not None and hit[0] is part:
         return hit[1]  # type: ignore[no-any-return]
     items: dict[str, Built] = {}
+    origins: dict[str, frozenset[str]] = dict(part.origins)  # sub-resource records too
     changed = False
     for built in part.items.values():
-        patched = _patch_resource(ctx, proxy, type_url, built, patches)
+        applied: list[str] = []
+        patched = _patch_resource(ctx, proxy, type_url, built, patches, applied)
         if patched is not built:
             changed = True
         if patched is not None:
             items[patched.name] = patched
-    out = Part(items) if changed else part
+            # Provenance: the patches that changed it, with their field path.
+            origins[patched.name] = part.origins_of(built.name) | frozenset(applied)
+    out = Part(items, origins) if changed else part
     ctx.memo[key] = (part, out)
     return out
 
 
 def _patch_resource(
-    ctx: PushContext, proxy: Proxy, type_url: str, built: Built, patches: tuple[CompiledPatch, ...]
+    ctx: PushContext,
+    proxy: Proxy,
+    type_url: str,
+    built: Built,
+    patches: tuple[CompiledPatch, ...],
+    applied: list[str] | None = None,
 ) -> Built | None:
     msg = built.message()
     before: list[str] | None = None
@@ -114,6 +123,8 @@ def _patch_resource(
                 report(ctx, f"{p.where} on {built.name}: result rejected: {'; '.join(new[:5])} (patch skipped)")
                 continue
         msg = trial
+        if applied is not None:
+            applied.append(patch_ref(p))
     body = msg.SerializeToString(deterministic=True)
     if body == built.body:
         return built
@@ -133,6 +144,7 @@ def _added_part(
     if not adds:
         return Part({})
     out: dict[str, Built] = {}
+    origins: dict[str, frozenset[str]] = {}
     for p in adds:
         assert p.value is not None
         name = getattr(p.value, "name", "")
@@ -144,7 +156,14 @@ def _added_part(
             report(ctx, f"{p.where}: added {name!r} is not valid: {'; '.join(problems[:5])} (patch skipped)")
             continue
         out[name] = build(name, type_url, p.value)
-    return Part(out)
+        origins[name] = frozenset({patch_ref(p)})
+    return Part(out, origins)
+
+
+def patch_ref(p: CompiledPatch) -> str:
+    """Provenance of a patch: `EnvoyFilter/ns/name:configPatches[i]`."""
+    ns_name, index = p.key
+    return f"EnvoyFilter/{ns_name}:configPatches[{index}]"
 
 
 def _apply_one(ctx: PushContext, proxy: Proxy, type_url: str, msg: Message, p: CompiledPatch) -> bool | Removed:

@@ -77,7 +77,7 @@ def outbound_clusters(ctx: PushContext, proxy: Proxy, base: Part) -> Part:
                 c = capture_clusters.headless_original_dst(built.message())
                 items[name] = build(name, TypeUrl.CLUSTER, c)
                 changed = True
-        return Part(items) if changed else base
+        return Part(items, dict(base.origins)) if changed else base  # provenance unchanged
 
     # `base` lives in this state's memo, so its id names it for the state's lifetime.
     return ctx.cached(("cds-out-captured", id(base)), make)

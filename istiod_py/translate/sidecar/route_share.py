@@ -13,6 +13,7 @@ from collections.abc import Hashable
 from istiod_py.cache.resources import _field
 from istiod_py.model import Proxy, Service
 
+from .. import naming
 from ..context import PushContext, SidecarScope
 from . import routes
 
@@ -44,10 +45,17 @@ def sidecar_route_bytes(ctx: PushContext, proxy: Proxy, scope: SidecarScope, por
         if key is None:
             parts.append(_field(_VIRTUAL_HOSTS, _serialize(routes._vhost(ctx, proxy, svc, port, domains))))
             continue
-        hit: bytes | None = ctx.memo.get(key)
+        hit: tuple[bytes, frozenset[str]] | None = ctx.memo.get(key)
+        origin = routes.vhost_origin_key(port, naming.vhost(svc.hostname, port))
         if hit is None:
-            hit = ctx.memo[key] = _field(_VIRTUAL_HOSTS, _serialize(routes._vhost(ctx, proxy, svc, port, domains)))
-        parts.append(hit)
+            body = _field(_VIRTUAL_HOSTS, _serialize(routes._vhost(ctx, proxy, svc, port, domains)))
+            hit = ctx.memo[key] = (body, ctx.sub_origins.get(origin, frozenset()))
+        else:
+            # Shared bytes, same provenance: recorded for this proxy's route config too.
+            ctx.sub_origins[origin] = hit[1]
+            for ref in hit[1]:
+                ctx.note(ref)
+        parts.append(hit[0])
     # Hosts only a VirtualService names: routed by it, so never shared.
     parts.extend(_field(_VIRTUAL_HOSTS, _serialize(vh)) for vh in routes._vs_only_vhosts(ctx, proxy, scope, port, used))
     catch_all = ctx.cached(

@@ -104,9 +104,17 @@ def _shell(port: int) -> route_pb2.RouteConfiguration:
 def _vhost(ctx: PushContext, proxy: Proxy, svc: Service, port: int, domains: list[str]) -> rc.VirtualHost:
     vh = rc.VirtualHost(name=naming.vhost(svc.hostname, port))
     vh.domains.extend(domains)
-    vh.routes.extend(_vhost_routes(ctx, proxy, svc, port, "mesh"))
+    # Traced: the virtual host's own provenance (its VirtualService), kept beside the resource.
+    vh_routes, reads = ctx.traced(lambda: _vhost_routes(ctx, proxy, svc, port, "mesh"))
+    vh.routes.extend(vh_routes)
+    ctx.sub_origins[vhost_origin_key(port, vh.name)] = reads
     vh.include_request_attempt_count = True
     return vh
+
+
+def vhost_origin_key(port: int, vhost: str) -> str:
+    """Where a virtual host's provenance is kept: `<route config>/<virtual host>`."""
+    return f"{naming.sidecar_route(port)}/{vhost}"
 
 
 def _http_vhosts(

@@ -1,0 +1,96 @@
+"""Propagation status (issue 16): `istiod-py status --wait` against 50 real
+gRPC ADS clients, exact from their ACKs: it returns only after the last
+affected proxy ACKs the change, and times out naming the one that never does."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from istiod_py.cli.app import parser
+from istiod_py.cli.common import CliError
+from tests.unit.xds_client import CDS, RDS, ROUTING, Mesh, SotwClient, edit, make_node, running_mesh, write_config
+
+pytestmark = pytest.mark.timeout(120)
+
+N = 50
+LAGGARD = "p49.default"
+VS = "VirtualService/default/reviews"
+
+
+@pytest.fixture
+async def mesh(tmp_path: Path) -> AsyncIterator[Mesh]:
+    write_config(tmp_path)
+    async with running_mesh(tmp_path) as m:
+        yield m
+
+
+async def _answer(c: SotwClient, ack: bool, quiet: float = 0.05) -> int:
+    """Read what arrived; ACK the newest response of each type when `ack`."""
+    latest: dict[str, Any] = {}
+    for resp in await c.drain(quiet):
+        latest[resp.type_url] = resp
+    if ack:
+        for resp in latest.values():
+            await c.ack(resp, ["9080"] if resp.type_url == RDS else [])
+    return len(latest)
+
+
+def _status(mesh: Mesh, *extra: str) -> tuple[int, str]:
+    args = parser().parse_args(["status", "--debug-address", mesh.debug_url, "-o", "json", *extra])
+    try:
+        return int(args.func(args)), ""
+    except CliError as e:
+        return int(e.code), str(e)
+
+
+async def test_status_wait_and_the_proxy_that_never_acks(mesh: Mesh) -> None:
+    clients = []
+    for i in range(N):
+        c = await SotwClient(mesh.channel, make_node(ip=f"127.0.3.{i + 1}", name=f"p{i}", labels={"app": "c"})).start()
+        await c.send(CDS)
+        await c.send(RDS, ["9080"])
+        clients.append(c)
+    laggard = clients[-1]
+    for c in clients:
+        await c.recv_type(CDS, timeout=5)  # the first responses, then ACKs (not the laggard)
+    await asyncio.gather(*(_answer(c, c is not laggard, 0.3) for c in clients))
+    # Every client got the first RDS too: ACK it (drain read it above along with the rest).
+    report = await mesh.get_json(f"/debug/statusz?resource={VS}")
+    vs = report["resources"][VS]
+    assert vs["proxies"] == N and vs["live"] == N - 1 and vs["pending"] == [LAGGARD], vs
+
+    # Change the VirtualService; status --wait runs while the ACKs come in.
+    edit(mesh.root / "routing.yaml", ROUTING.replace("weight: 80", "weight: 70").replace("weight: 20", "weight: 30"))
+    waiting = asyncio.create_task(asyncio.to_thread(_status, mesh, VS, "--wait", "--timeout", "3"))
+    await asyncio.sleep(0.3)
+    for c in clients[: N - 2]:
+        await _answer(c, True)
+    assert not waiting.done(), "returned before the last ACK"
+    await _answer(clients[N - 2], True)
+    code, err = await waiting
+    assert code == 1 and "pending" in err and LAGGARD in err and "p48" not in err, err
+
+    # Now the laggard ACKs: a wait started before its ACK returns right after it.
+    t0 = time.monotonic()
+    waiting = asyncio.create_task(asyncio.to_thread(_status, mesh, VS, "--wait", "--timeout", "20"))
+    await asyncio.sleep(0.5)
+    assert not waiting.done()
+    await _answer(laggard, True)
+    code, err = await waiting
+    assert (code, err) == (0, "")
+    assert time.monotonic() - t0 < 5
+    report = await mesh.get_json(f"/debug/statusz?resource={VS}")
+    assert report["resources"][VS]["live"] == N
+    # Every config at once, and an unknown one named.
+    everything = await mesh.get_json("/debug/statusz")
+    assert "DestinationRule/default/reviews" in everything["resources"]
+    code, err = await asyncio.to_thread(_status, mesh, "VirtualService/default/nope")
+    assert code == 1 and "VirtualService/default/nope" in err
+    for c in clients:
+        await c.close()
