@@ -42,6 +42,10 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         ]
     },
     "PeerAuthentication": {"mtls": {"mode": "STRICT"}},
+    "Telemetry": {
+        "accessLogging": [{"providers": [{"name": "envoy"}]}],
+        "tracing": [{"randomSamplingPercentage": 10.0}],
+    },
     "AuthorizationPolicy": {
         "action": "ALLOW",
         "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/x/sa/y"]}}]}],
