@@ -76,6 +76,8 @@ class ServeOptions:
     enable_ca: bool = True
     # Kubernetes source: a kubeconfig path, or "in-cluster" (istiod_py/kube/wiring.py)
     kubeconfig: str | None = None
+    # Admission webhooks over HTTPS with --kubeconfig and the CA (kube/webhook_server.py); < 0: off.
+    webhook_port: int = 15017
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -212,6 +214,8 @@ class ControlPlane:
         )
         if self.kube is not None:  # CSRs with service-account tokens, checked by TokenReview
             self.kube.extend_ca(self.ca)
+            if o.webhook_port >= 0:
+                self.ports["webhook"] = await self.kube.start_webhooks(self.ca, o.listen_address, o.webhook_port)
         creds = self.ca.server_credentials()
         self.secure_server = grpc.aio.server(options=options)
         assert self.xds is not None

@@ -56,6 +56,12 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--ca-dir", default="./var/ca", help="where the self-signed root CA is created and kept (0700)")
     p.add_argument("--cacerts-dir", help="plug-in CA in Istio's layout (ca-cert.pem, ca-key.pem, ...)")
     p.add_argument("--token-file", help="YAML mapping bearer tokens to identities, for CSR authentication")
+    p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=15017,
+        help="with --kubeconfig: admission webhooks (/validate) over HTTPS (default 15017; -1: off)",
+    )
     p.add_argument("--no-ca", action="store_true", help="do not run the CA or the secure port")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=run_serve)
@@ -88,6 +94,7 @@ def run_serve(args: argparse.Namespace) -> int:
         enable_ca=not args.no_ca,
         gc_idle_interval=args.gc_idle_interval,
         kubeconfig=args.kubeconfig,
+        webhook_port=args.webhook_port,
     )
 
     async def main() -> None:

@@ -34,6 +34,8 @@ class KubeAttachment:
         self.client = client
         self.base_mesh: MeshConfig = cp.aggregator.mesh
         self.publisher: Any = None
+        self.webhooks: Any = None  # webhook_server.WebhookServer
+        self.ca_bundle: Any = None  # webhook_server.CaBundlePatcher (leader only)
         self.cacerts_copy: Path | None = None  # the cacerts Secret's files, removed on stop
         # Singleton duties (root-cert publishing) run on the Lease holder only.
         self.leader = LeaderElector(
@@ -47,6 +49,8 @@ class KubeAttachment:
     def _leadership(self, leader: bool) -> None:
         if leader and self.publisher is not None:
             self.publisher.resync()
+        if leader and self.ca_bundle is not None:
+            self.ca_bundle.resync()
 
     def on_change(self, snap: SourceSnapshot) -> None:
         if self.cp.pipeline is not None:
@@ -74,7 +78,27 @@ class KubeAttachment:
         )
         self.publisher.start()
 
+    async def start_webhooks(self, ca_runtime: Any, host: str, port: int) -> int:
+        """The admission webhooks on `port` (15017), and the leader's caBundle patching."""
+        from .webhook_server import CaBundlePatcher, WebhookServer
+
+        self.webhooks = WebhookServer(ca_runtime.ca, host, port, self.cp.aggregator.mesh.root_namespace)
+        # The injection webhook mounts here: self.webhooks.mount(istiod_py.inject.webhook.add_routes)
+        bound: int = await self.webhooks.start()
+        self.ca_bundle = CaBundlePatcher(
+            self.client,
+            lambda: str(ca_runtime.ca.root_pem),
+            lambda: self.leader.is_leader,
+            interval=float(os.environ.get("ISTIOD_PY_WEBHOOK_RESYNC", "5")),
+        )
+        self.ca_bundle.start()
+        return bound
+
     async def stop(self) -> None:
+        if self.ca_bundle is not None:
+            await self.ca_bundle.stop()
+        if self.webhooks is not None:
+            await self.webhooks.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         await self.leader.stop()  # releases the Lease: a successor need not wait it out

@@ -53,6 +53,7 @@ class Mesh:
         self.host = "127.0.0.1"
         self.xds_port = 0
         self.debug_port = 0
+        self.webhook_port = 0  # with --kubeconfig: the admission webhooks (15017 in a cluster)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "istiod.log"
 
@@ -346,6 +347,13 @@ class Mesh:
     def ca_token_file(self) -> Path:
         return self.workdir / "ca-tokens.yaml"
 
+    def _webhook_args(self) -> list[str]:
+        """A free webhook port: replicas and parallel tests share 127.0.0.1, not 15017."""
+        if "--kubeconfig" not in self.extra_args or "--webhook-port" in self.extra_args:
+            return []
+        self.webhook_port = self.webhook_port or free_port(self.host)
+        return ["--webhook-port", str(self.webhook_port)]
+
     def start_with_ca(self, timeout: float = 20.0) -> Mesh:
         for attr in ("xds_port", "debug_port", "secure_port"):
             if not getattr(self, attr, 0):
@@ -363,6 +371,7 @@ class Mesh:
             "--token-file", str(self.ca_token_file),
             "--debounce-quiet", "0.05",
             "--log-level", "info",
+            *self._webhook_args(),
             *self.extra_args,
         ]  # fmt: skip
         if self.mesh_config is not None:
