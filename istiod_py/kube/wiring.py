@@ -34,6 +34,8 @@ class KubeAttachment:
         self.client = client
         self.base_mesh: MeshConfig = cp.aggregator.mesh
         self.publisher: Any = None
+        self.secrets: Any = None  # secrets.SecretStore: gateway credentials
+        self.credentials: Any = None  # credentials.GatewayCredentials: their SDS
         self.webhooks: Any = None  # webhook_server.WebhookServer
         self.ca_bundle: Any = None  # webhook_server.CaBundlePatcher (leader only)
         self.cacerts_copy: Path | None = None  # the cacerts Secret's files, removed on stop
@@ -68,6 +70,30 @@ class KubeAttachment:
         self.cp.mesh = new
         self.on_change(self.source.snapshot)  # the rebuild sees the new mesh: a full push
 
+    async def start_credentials(self, sync_timeout: float) -> None:
+        """Secrets for credentialName, synced before the first proxy asks."""
+        from .credentials import GatewayCredentials
+        from .secrets import SecretAuthorizer, SecretStore
+
+        self.secrets = SecretStore(self.client)
+        self.credentials = GatewayCredentials(self.secrets, SecretAuthorizer(self.client), self._push_secrets)
+        self.secrets.start()
+        try:
+            await asyncio.wait_for(self.secrets.synced.wait(), sync_timeout)
+        except TimeoutError:
+            log.warning("Secrets not listed within %.0fs: credentialName certificates follow later", sync_timeout)
+
+    def _push_secrets(self, reason: str) -> None:
+        """A full push of the current state: only SDS content differs, the other
+        types are the memoized results of the same state (nothing sent)."""
+        from istiod_py.xds.connection import PushRequest
+
+        if self.cp.xds is not None and self.cp.pipeline is not None:
+            self.cp.xds.push(PushRequest(self.cp.pipeline.current(), True, reason=reason))
+
+    def wrap_generator(self, generate: Any) -> Any:
+        return self.credentials.wrap(generate) if self.credentials is not None else generate
+
     def extend_ca(self, ca_runtime: Any) -> None:
         from .rootcert import RootCertPublisher
         from .tokenreview import add_to_ca
@@ -101,6 +127,8 @@ class KubeAttachment:
             await self.webhooks.stop()
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.secrets is not None:
+            await self.secrets.stop()
         await self.leader.stop()  # releases the Lease: a successor need not wait it out
         await self.source.stop()
         await asyncio.to_thread(self.client.close)
@@ -125,6 +153,7 @@ async def attach(cp: Any, kubeconfig: str, sync_timeout: float = 60.0) -> KubeAt
     source.on_mesh = att.on_mesh
     snap = await source.start(sync_timeout)
     cp.aggregator.set_source(source.name, snap)
+    await att.start_credentials(sync_timeout)
     att.leader.start()
     log.info("kubernetes source: %s (%s)", client.host, client.description)
     return att
