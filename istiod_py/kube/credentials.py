@@ -184,7 +184,8 @@ class GatewayCredentials:
                     key[1],
                     key[0],
                 )
-            if before is None or before[0] != ok:
+            # A first "no" changes nothing served; a grant or a revocation does.
+            if (before is None and ok) or (before is not None and before[0] != ok):
                 self.push(f"secret access for {key[0]}/{key[1]}")
 
         asyncio.get_running_loop().create_task(run())

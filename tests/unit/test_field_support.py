@@ -34,14 +34,6 @@ REJECTIONS = [
      "spec.trafficPolicy.tunnel", u.MSG_TUNNEL),
     ("DestinationRule", "  host: r\n  trafficPolicy: {proxyProtocol: {version: V1}}\n",
      "spec.trafficPolicy.proxyProtocol", u.MSG_PROXY_PROTOCOL),
-    ("DestinationRule", "  host: r\n  trafficPolicy: {tls: {mode: SIMPLE, credentialName: s}}\n",
-     "spec.trafficPolicy.tls.credentialName", u.MSG_DR_CREDENTIAL_NAME),
-    ("DestinationRule", "  host: r\n  trafficPolicy: {tls: {mode: MUTUAL, credentialName: s}}\n",
-     "spec.trafficPolicy.tls.credentialName", u.MSG_DR_CREDENTIAL_NAME),
-    ("DestinationRule",
-     "  host: r\n  trafficPolicy:\n"
-     "    portLevelSettings: [{port: {number: 80}, tls: {mode: SIMPLE, credentialName: s}}]\n",
-     "spec.trafficPolicy.portLevelSettings[0].tls.credentialName", u.MSG_DR_CREDENTIAL_NAME),
     ("DestinationRule", "  host: r\n  subsets: [{name: v1, trafficPolicy: {tunnel: {protocol: POST, targetHost: h,"
      " targetPort: 1}}}]\n", "spec.subsets[0].trafficPolicy.tunnel", u.MSG_TUNNEL),
     ("DestinationRule", "  host: r\n  workloadSelector: {matchLabels: {app: a}}\n",
@@ -226,7 +218,6 @@ def test_doc_says_rejected_for_the_known_unsupported_fields() -> None:
     for kind, path in [
         ("DestinationRule", "spec.trafficPolicy.tunnel"),
         ("DestinationRule", "spec.trafficPolicy.proxyProtocol"),
-        ("DestinationRule", "spec.trafficPolicy.tls.credentialName"),
         ("DestinationRule", "spec.workloadSelector"),
         ("VirtualService", "spec.http[].fault.delay.exponentialDelay"),
         ("VirtualService", "spec.http[].fault.abort.http2Error"),
@@ -236,8 +227,12 @@ def test_doc_says_rejected_for_the_known_unsupported_fields() -> None:
     ]:
         assert rows[kind][path].startswith("rejected"), (kind, path)
     # Served from Kubernetes Secrets over SDS (kube/credentials.py) since the kube source.
-    for path in ("spec.servers[].tls.credentialName", "spec.servers[].tls.credentialNames[]"):
-        assert rows["Gateway"][path].startswith("supported"), path
+    for kind, path in (
+        ("Gateway", "spec.servers[].tls.credentialName"),
+        ("Gateway", "spec.servers[].tls.credentialNames[]"),
+        ("DestinationRule", "spec.trafficPolicy.tls.credentialName"),
+    ):
+        assert rows[kind][path].startswith("supported"), (kind, path)
 
 
 # --- analysis ---------------------------------------------------------------------------------

@@ -21,7 +21,7 @@ from typing import Any
 
 from istiod_py.config.proto_yaml import FieldProblem
 
-from .destinationrule import MSG_DR_CREDENTIAL_NAME, MSG_DR_WORKLOAD_SELECTOR, MSG_PROXY_PROTOCOL, MSG_TUNNEL
+from .destinationrule import MSG_DR_WORKLOAD_SELECTOR, MSG_PROXY_PROTOCOL, MSG_TUNNEL
 from .gateway import (
     GATEWAY_PROTOCOLS,
     HTTP_PROTOCOLS,
@@ -54,7 +54,6 @@ __all__ = [
     "HTTP_PROTOCOLS",
     "IGNORED",
     "MSG_CAPTURE_IPTABLES",
-    "MSG_DR_CREDENTIAL_NAME",
     "MSG_DR_WORKLOAD_SELECTOR",
     "MSG_EGRESS_PROXY",
     "MSG_EXPONENTIAL_DELAY",

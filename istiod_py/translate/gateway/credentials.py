@@ -32,11 +32,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from envoy.config.core.v3 import base_pb2, config_source_pb2
+from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 from istio.networking.v1alpha3 import gateway_pb2
 
+from ..credential_sds import CA_SUFFIX, ads_config, credential_secret_name
 from ..security import mtls
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
@@ -52,9 +53,6 @@ _TLS_VERSIONS: dict[int, Any] = {
 }
 
 
-KUBERNETES_PREFIX = "kubernetes://"
-KUBERNETES_GATEWAY_PREFIX = "kubernetes-gateway://"
-CA_SUFFIX = "-cacert"  # istiod's SdsCaSuffix: the CA part of a credential
 FILE_CERT_PREFIX = "file-cert:"
 FILE_ROOT_PREFIX = "file-root:"
 
@@ -69,22 +67,9 @@ def file_root_secret_name(ca: str) -> str:
     return f"{FILE_ROOT_PREFIX}{ca}"
 
 
-def credential_secret_name(credential: str) -> str:
-    """istiod's SDS resource name for a credentialName."""
-    if credential.startswith((KUBERNETES_PREFIX, KUBERNETES_GATEWAY_PREFIX)):
-        return credential
-    return KUBERNETES_PREFIX + credential
-
-
 def _credentials(tls: Any) -> list[str]:
     names = [str(tls.credential_name)] if tls.credential_name else []
     return names + [str(n) for n in tls.credential_names if n and n not in names]
-
-
-def _ads() -> config_source_pb2.ConfigSource:
-    return config_source_pb2.ConfigSource(
-        ads=config_source_pb2.AggregatedConfigSource(), resource_api_version=config_source_pb2.V3
-    )
 
 
 def terminates_tls(tls: Any) -> bool:
@@ -137,7 +122,7 @@ def downstream_tls_context(
     common.alpn_protocols.extend(alpn)
     creds = _credentials(tls)
     for cred in creds:
-        common.tls_certificate_sds_secret_configs.add(name=credential_secret_name(cred), sds_config=_ads())
+        common.tls_certificate_sds_secret_configs.add(name=credential_secret_name(cred), sds_config=ads_config())
     for cert, key in [] if creds else _pairs(tls):
         if sds:
             common.tls_certificate_sds_secret_configs.add(
@@ -164,7 +149,7 @@ def downstream_tls_context(
             vc = combined.default_validation_context
             vc.SetInParent()
             combined.validation_context_sds_secret_config.name = credential_secret_name(creds[0]) + CA_SUFFIX
-            combined.validation_context_sds_secret_config.sds_config.CopyFrom(_ads())
+            combined.validation_context_sds_secret_config.sds_config.CopyFrom(ads_config())
         elif sds:
             # As istiod: the checks stay inline, the trusted CA comes from SDS.
             combined = common.combined_validation_context
