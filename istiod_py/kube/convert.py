@@ -156,6 +156,17 @@ class IstioObject:
 
     config: Config | None
     errors: tuple[ConfigError, ...]
+    # status.validationMessages as stored: ((code, name, level), ...) sorted (kube/status.py)
+    messages: tuple[tuple[str, str, str], ...] = ()
+
+
+def stored_messages(obj: JsonObj) -> tuple[tuple[str, str, str], ...]:
+    out = set()
+    for m in (obj.get("status") or {}).get("validationMessages") or []:
+        if isinstance(m, dict):
+            t = m.get("type") or {}
+            out.add((str(t.get("code") or ""), str(t.get("name") or ""), str(m.get("level") or "")))
+    return tuple(sorted(out))
 
 
 def istio_converter(info: KindInfo, version: Any) -> Any:
@@ -171,7 +182,8 @@ def istio_converter(info: KindInfo, version: Any) -> Any:
         result: LoadResult = load_text(json.dumps(body), f"kubernetes {info.kind} {ns}/{name}")
         config = result.configs[0] if result.configs and not result.errors else None
         # A line number in the JSON the loader was given means nothing to the user.
-        return IstioObject(config, tuple(dataclasses.replace(e, line=None) for e in result.errors))
+        errors = tuple(dataclasses.replace(e, line=None) for e in result.errors)
+        return IstioObject(config, errors, stored_messages(obj))
 
     return convert
 

@@ -38,6 +38,7 @@ class KubeAttachment:
         self.credentials: Any = None  # credentials.GatewayCredentials: their SDS
         self.webhooks: Any = None  # webhook_server.WebhookServer
         self.ca_bundle: Any = None  # webhook_server.CaBundlePatcher (leader only)
+        self.status: Any = None  # status.StatusWriter (leader only)
         self.cacerts_copy: Path | None = None  # the cacerts Secret's files, removed on stop
         # Singleton duties (root-cert publishing) run on the Lease holder only.
         self.leader = LeaderElector(
@@ -91,6 +92,22 @@ class KubeAttachment:
         if self.cp.xds is not None and self.cp.pipeline is not None:
             self.cp.xds.push(PushRequest(self.cp.pipeline.current(), True, reason=reason))
 
+    def start_status(self) -> None:
+        from .status import StatusWriter
+
+        def stored() -> dict[tuple[str, str, str], Any]:
+            return {
+                (inf.resource.kind, ns, name): obj.messages
+                for inf in self.source.istio
+                for (ns, name), obj in inf.store.items()
+            }
+
+        def state() -> Any:
+            return self.cp.pipeline.current() if self.cp.pipeline is not None else None
+
+        self.status = StatusWriter(self.client, state, stored, lambda: self.leader.is_leader)
+        self.status.start()
+
     def wrap_generator(self, generate: Any) -> Any:
         return self.credentials.wrap(generate) if self.credentials is not None else generate
 
@@ -121,6 +138,8 @@ class KubeAttachment:
         return bound
 
     async def stop(self) -> None:
+        if self.status is not None:
+            await self.status.stop()
         if self.ca_bundle is not None:
             await self.ca_bundle.stop()
         if self.webhooks is not None:
@@ -155,5 +174,6 @@ async def attach(cp: Any, kubeconfig: str, sync_timeout: float = 60.0) -> KubeAt
     cp.aggregator.set_source(source.name, snap)
     await att.start_credentials(sync_timeout)
     att.leader.start()
+    att.start_status()
     log.info("kubernetes source: %s (%s)", client.host, client.description)
     return att
