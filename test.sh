@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 ./scripts/setup.sh
+./scripts/install_netns_tools.sh  # iptables, iproute2 for the capture tests (network namespaces)
+./scripts/browser.sh  # Chromium + chromedriver for the mesh page test, when missing
 . .venv/bin/activate
 ./scripts/gen_protos.sh --check
 ruff check istiod_py tests benchmarks

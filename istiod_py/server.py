@@ -76,7 +76,7 @@ class ServeOptions:
     enable_ca: bool = True
     # Kubernetes source: a kubeconfig path, or "in-cluster" (istiod_py/kube/wiring.py)
     kubeconfig: str | None = None
-    # Admission webhooks over HTTPS with --kubeconfig and the CA (kube/webhook_server.py); < 0: off.
+    # With kubeconfig: the admission webhooks (/validate, /inject) over TLS; 0: off.
     webhook_port: int = 15017
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -217,8 +217,13 @@ class ControlPlane:
         )
         if self.kube is not None:  # CSRs with service-account tokens, checked by TokenReview
             self.kube.extend_ca(self.ca)
-            if o.webhook_port >= 0:
+            try:
                 self.ports["webhook"] = await self.kube.start_webhooks(self.ca, o.listen_address, o.webhook_port)
+            except OSError as e:
+                raise StartError(
+                    f"cannot listen on {o.listen_address}:{o.webhook_port} for the webhooks "
+                    f"(--webhook-port {o.webhook_port}): {e.strerror or e}"
+                ) from e
         creds = self.ca.server_credentials()
         self.secure_server = grpc.aio.server(options=options)
         assert self.xds is not None

@@ -80,7 +80,10 @@ def build_bootstrap(o: BootstrapOptions) -> dict[str, Any]:
         "CLUSTER_ID": o.cluster_id,
         "ISTIO_VERSION": "istiod_py",
         "INSTANCE_IPS": o.ip,
-        "PROXY_CONFIG": {"discoveryAddress": o.discovery_address},
+        # proxyAdminPort is Istio's ProxyConfig field; ADMIN_ADDRESS (istiod_py's) adds the host,
+        # which on one machine is not the node IP: `proxy-config` and `proxy-status PROXY` read both.
+        "PROXY_CONFIG": {"discoveryAddress": o.discovery_address, "proxyAdminPort": o.admin_port},
+        "ADMIN_ADDRESS": f"{o.admin_address}:{o.admin_port}",
     }
     if o.sds_socket:
         metadata[SDS_METADATA_KEY] = "true"

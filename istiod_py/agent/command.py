@@ -40,6 +40,10 @@ class AgentOptions:
     envoy: bool = True
     envoy_binary: str = "envoy"
     envoy_log_level: str = "warning"
+    # pilot-agent's status (15020: /healthz/ready, /app-health/...) and readiness (15021) ports; 0: off.
+    status_address: str = "127.0.0.1"
+    status_port: int = 0
+    readiness_port: int = 0
 
 
 def run_agent(opts: AgentOptions) -> int:
@@ -72,6 +76,22 @@ async def _run(args: AgentOptions) -> int:
     sds = SDSServer(mgr)
     await sds.start(str(socket_path))
     log.info("agent for %s/%s: SDS on %s", args.bootstrap.namespace, args.bootstrap.service_account, socket_path)
+    status = None
+    if args.status_port or args.readiness_port:
+        from istiod_py.agent.status import StatusServer, parse_probers
+
+        admin = f"{args.bootstrap.admin_address}:{args.bootstrap.admin_port}" if args.envoy else None
+        status = StatusServer(
+            lambda: mgr.current is not None, admin, parse_probers(os.environ.get("ISTIO_KUBE_APP_PROBERS", ""))
+        )
+        try:
+            ports = await status.start(args.status_address, args.status_port, args.readiness_port)
+        except BaseException:
+            await status.stop()
+            await sds.stop()
+            await mgr.stop()
+            raise
+        log.info("status ports %s on %s", ports, args.status_address)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -108,6 +128,8 @@ async def _run(args: AgentOptions) -> int:
                 await asyncio.wait_for(envoy.wait(), 10)
             except TimeoutError:
                 envoy.kill()
+        if status is not None:
+            await status.stop()
         await sds.stop()
         await mgr.stop()
     return rc

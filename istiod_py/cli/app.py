@@ -2,7 +2,8 @@
 
 To add a group, write `istiod_py/cli/<group>.py` with `register(sub: SubParsers)`
 whose parsers `set_defaults(func=handler)` (handler: Namespace -> exit code) and
-list it in GROUPS. Planned groups: `debug` (proxy-status, proxy-config, describe),
+list it in GROUPS. Operator groups: proxy_status, proxy_config, describe, analyze
+(they read the debug port and Envoy admin through istiod_py.debug.client). Planned:
 `install` (install, manifest), `inject` (kube-inject), `preview` (preview, status).
 A group imports only `istiod_py.cli.common` from this package and does its heavy
 imports inside handlers, so `istiod-py --help` stays fast and imports stay acyclic."""
@@ -13,10 +14,34 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from istiod_py.cli import serve, validate, version, workload
+from istiod_py.cli import (
+    analyze,
+    capture,
+    describe,
+    inject,
+    install,
+    proxy_config,
+    proxy_status,
+    serve,
+    validate,
+    version,
+    workload,
+)
 from istiod_py.cli.common import EXIT_CODES_HELP, CliError
 
-GROUPS = (serve, workload, validate, version)
+GROUPS = (
+    serve,
+    workload,
+    capture,
+    inject,
+    install,
+    validate,
+    analyze,
+    version,
+    proxy_status,
+    proxy_config,
+    describe,
+)
 
 
 def parser() -> argparse.ArgumentParser:

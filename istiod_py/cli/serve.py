@@ -13,6 +13,12 @@ def register(sub: SubParsers) -> None:
     p = sub.add_parser("serve", help="run the control plane", epilog=EXIT_CODES_HELP)
     p.add_argument("--config-dir", help="directory of Istio YAML (and Kubernetes Service/EndpointSlice); watched")
     p.add_argument("--kubeconfig", help="watch this Kubernetes cluster too ('in-cluster': the pod's service account)")
+    p.add_argument(
+        "--webhook-port",
+        type=int,
+        default=15017,
+        help="with --kubeconfig: admission webhooks /validate and /inject over TLS (default 15017; 0: off)",
+    )
     p.add_argument("--mesh-config", help="mesh config YAML (rootNamespace, trustDomain, outboundTrafficPolicy, ...)")
     p.add_argument("--listen-address", default="127.0.0.1", help="address every port binds (default 127.0.0.1)")
     p.add_argument("--xds-port", type=int, default=15010, help="plaintext xDS (default 15010)")
@@ -56,12 +62,6 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--ca-dir", default="./var/ca", help="where the self-signed root CA is created and kept (0700)")
     p.add_argument("--cacerts-dir", help="plug-in CA in Istio's layout (ca-cert.pem, ca-key.pem, ...)")
     p.add_argument("--token-file", help="YAML mapping bearer tokens to identities, for CSR authentication")
-    p.add_argument(
-        "--webhook-port",
-        type=int,
-        default=15017,
-        help="with --kubeconfig: admission webhooks (/validate) over HTTPS (default 15017; -1: off)",
-    )
     p.add_argument("--no-ca", action="store_true", help="do not run the CA or the secure port")
     p.add_argument("--log-level", default="info")
     p.set_defaults(func=run_serve)

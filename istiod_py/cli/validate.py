@@ -32,9 +32,9 @@ STDIN = "-"
 
 
 def register(sub: SubParsers) -> None:
+    # `analyze` (one mesh, Istio's analyzers) is its own group: cli/analyze.py.
     for name, mesh, text in (
         ("validate", False, "check Istio YAML, each file on its own (as kubectl apply -f FILE would take it)"),
-        ("analyze", True, "check Istio YAML as one mesh, as `serve --config-dir` loads it (duplicates, IST0101)"),
     ):
         p = sub.add_parser(
             name,

@@ -32,6 +32,12 @@ def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--namespace", default="default")
     p.add_argument("--service-account", default="default")
     p.add_argument("--labels", type=_labels, default={}, help="workload labels: app=reviews,version=v1")
+    p.add_argument(
+        "--labels-file",
+        default="",
+        help='labels from a Kubernetes downward-API file (key="value" lines; the injected '
+        "sidecar's /etc/istio/pod/labels), over --labels",
+    )
     p.add_argument("--workload-name", default="", help="WORKLOAD_NAME metadata (default: --name)")
     p.add_argument("--interception-mode", default="NONE", choices=["NONE", "REDIRECT", "TPROXY"])
     p.add_argument("--discovery-address", default="127.0.0.1:15010", help="control plane HOST:PORT")
@@ -43,14 +49,39 @@ def add_bootstrap_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument("--delta", action="store_true", help="use Delta xDS instead of state-of-the-world")
 
 
+def read_labels_file(path: str) -> dict[str, str]:
+    """A downward-API labels file: one `key="value"` per line, values quoted as Go quotes them."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError as e:
+        raise CliError(f"--labels-file {path}: {e.strerror}", ExitCode.INPUT) from None
+    out = {}
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        key, sep, raw = line.partition("=")
+        try:
+            value = json.loads(raw) if raw.startswith('"') else raw
+        except ValueError:
+            value = None
+        if not sep or not key or not isinstance(value, str):
+            raise CliError(f'--labels-file {path}:{n}: expected key="value", got {line!r}', ExitCode.INPUT)
+        out[key] = value
+    return out
+
+
 def bootstrap_options(args: argparse.Namespace) -> BootstrapOptions:
+    labels = dict(args.labels)
+    if getattr(args, "labels_file", ""):
+        labels.update(read_labels_file(args.labels_file))
     return BootstrapOptions(
         proxy_type=args.type,
         ip=args.ip,
         name=args.name,
         namespace=args.namespace,
         service_account=args.service_account,
-        labels=args.labels,
+        labels=labels,
         workload_name=args.workload_name,
         interception_mode=args.interception_mode,
         discovery_address=args.discovery_address,
@@ -99,6 +130,9 @@ def register(sub: SubParsers) -> None:
     a.add_argument("--no-envoy", action="store_true", help="run only the certificate + SDS part")
     a.add_argument("--envoy-binary", default="envoy")
     a.add_argument("--envoy-log-level", default="warning")
+    a.add_argument("--status-address", default="127.0.0.1", help="address of the status/readiness ports")
+    a.add_argument("--status-port", type=int, default=0, help="status port: /healthz/ready, /app-health (15020; 0 off)")
+    a.add_argument("--readiness-port", type=int, default=0, help="readiness port: /healthz/ready (15021; 0 off)")
     a.set_defaults(func=run_agent)
 
 
@@ -137,5 +171,8 @@ def run_agent(args: argparse.Namespace) -> int:
             envoy=not args.no_envoy,
             envoy_binary=args.envoy_binary,
             envoy_log_level=args.envoy_log_level,
+            status_address=args.status_address,
+            status_port=args.status_port,
+            readiness_port=args.readiness_port,
         )
     )

@@ -10,6 +10,10 @@ report it: warnings, never rejections (the resources still load and apply).
   does not exist; ISTPY0002 DelegateNotApplied for one that has hosts, is not
   exported to the root's namespace, or a delegate route whose matches conflict
   with the root's (those routes are dropped, as istiod drops them).
+- ISTPY0003 NotPortableToIstiod: YAML istiod_py accepts as an extension but
+  istiod's validation refuses: a Sidecar ingress `defaultEndpoint` on a host
+  other than 127.0.0.1, 0.0.0.0, [::1], [::] (or unix://). istiod_py's one-host
+  samples use 127.0.1.x (docs/istiod-differences.md).
 
 `analyze(configs, services)` returns ConfigErrors located like load errors (file,
 document, resource, field); the caller keeps them in a separate warnings list.
@@ -26,6 +30,36 @@ from istiod_py.config.unsupported import ignored_fields
 DEFAULT_DOMAIN = "cluster.local"
 REFERENCED_NOT_FOUND = "IST0101 ReferencedResourceNotFound"
 FIELD_IGNORED = "ISTPY0001 FieldIgnored"
+NOT_PORTABLE = "ISTPY0003 NotPortableToIstiod"
+# The defaultEndpoint hosts istiod's ValidateSidecar accepts ("" is `:PORT`).
+ISTIOD_DEFAULT_ENDPOINT_HOSTS = ("", "127.0.0.1", "0.0.0.0", "::1", "::")
+
+
+def istiod_accepts_default_endpoint(value: str) -> bool:
+    """istiod's rule for Sidecar ingress defaultEndpoint: unset, unix://PATH, or
+    HOST:PORT with HOST one of ISTIOD_DEFAULT_ENDPOINT_HOSTS and PORT 1-65535."""
+    if not value or value.startswith("unix://"):
+        return True
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+        return False
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return host in ISTIOD_DEFAULT_ENDPOINT_HOSTS
+
+
+def _not_portable(cfg: Config) -> Iterator[ConfigError]:
+    spec: Any = cfg.spec
+    if cfg.meta.kind != "Sidecar":
+        return
+    for i, ing in enumerate(spec.ingress):
+        if not istiod_accepts_default_endpoint(ing.default_endpoint):
+            yield _warning(
+                cfg,
+                f"spec.ingress[{i}].defaultEndpoint",
+                f"{NOT_PORTABLE}: defaultEndpoint {ing.default_endpoint!r} is an istiod_py extension: istiod "
+                "refuses it (it must be 127.0.0.1:PORT, 0.0.0.0:PORT, [::1]:PORT, [::]:PORT or unix://PATH)",
+            )
 
 
 def _fqdn(host: str, namespace: str, domain: str) -> str:
@@ -147,6 +181,7 @@ def analyze(configs: Iterable[Config], services: Any, domain: str = DEFAULT_DOMA
                     )
         for p in ignored_fields(cfg.meta.kind, spec):
             out.append(_warning(cfg, p.path, f"{FIELD_IGNORED}: {p.message}"))
+        out += _not_portable(cfg)
     from istiod_py.translate.route import delegate  # translate imports config: import late
 
     out += [_warning(i.config, i.path, i.message) for i in delegate.issues(configs, domain)]

@@ -1,7 +1,9 @@
 """Debug and metrics HTTP endpoints (port 15014), as JSON.
 
-/ready, /version, /metrics, /debug/syncz, /debug/configz, /debug/registryz,
-/debug/config_dump?proxyID=, /debug/push_status."""
+This module: /ready, /version, /metrics, /debug/configz, /debug/registryz,
+/debug/push_status, and the index (/debug, /debug/list). Per-connection views
+(syncz, adsz, connections, config_dump, force_disconnect) are in xds_views.py;
+state views (instancesz, sidecarz, mesh) in mesh_views.py."""
 
 from __future__ import annotations
 
@@ -13,12 +15,16 @@ from aiohttp import web
 from google.protobuf import json_format
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-from istiod_py.xds.types import TypeUrl
+from istiod_py.debug.mesh_page import MeshPage
+from istiod_py.debug.mesh_views import MeshViews
+from istiod_py.debug.xds_views import XdsViews
 
 if TYPE_CHECKING:
     from istiod_py.model import MeshState
     from istiod_py.xds.pipeline import PushPipeline
     from istiod_py.xds.server import Stream, XdsServer
+
+Handler = Callable[[web.Request], Any]
 
 
 def _json(data: Any, status: int = 200) -> web.Response:
@@ -39,21 +45,34 @@ class DebugServer:
         self.registries = registries
         self.errors = errors
         self.ready = ready
-        self.extra_routes: list[tuple[str, Callable[[web.Request], Any]]] = []
+        self.extra_routes: list[tuple[str, Handler]] = []
         self._warnings: tuple[int, list[Any]] = (-1, [])
+        # Subscribes to the xDS server's ACKs now, so config_dump has what proxies
+        # ACK from their first connection on.
+        self.xds_views = XdsViews(xds)
+        self.mesh_views = MeshViews(lambda: self.pipeline.state, self.xds_views)
+        self.mesh_page = MeshPage(lambda: self.pipeline.state, self.xds_views, lambda: self.pipeline.history)
+
+    def endpoints(self) -> list[tuple[str, Handler, str]]:
+        """Every endpoint once, with what it shows: the routes and the /debug index."""
+        return [
+            ("/ready", self.handle_ready, "200 once the first state is built"),
+            ("/version", self.handle_version, "control plane version"),
+            ("/metrics", self.handle_metrics, "Prometheus metrics"),
+            ("/debug", self.handle_index, "this list"),
+            ("/debug/list", self.handle_index, "this list"),
+            ("/debug/configz", self.handle_configz, "loaded config, errors and analysis warnings"),
+            ("/debug/registryz", self.handle_registryz, "services with their endpoints"),
+            ("/debug/push_status", self.handle_push_status, "state version, proxies in sync, recent pushes"),
+            *self.xds_views.routes(),
+            *self.mesh_views.routes(),
+            *self.mesh_page.routes(),
+            *((path, handler, "") for path, handler in self.extra_routes),
+        ]
 
     def app(self) -> web.Application:
         app = web.Application()
-        app.router.add_get("/ready", self.handle_ready)
-        app.router.add_get("/version", self.handle_version)
-        app.router.add_get("/metrics", self.handle_metrics)
-        app.router.add_get("/debug/syncz", self.handle_syncz)
-        app.router.add_get("/debug/configz", self.handle_configz)
-        app.router.add_get("/debug/registryz", self.handle_registryz)
-        app.router.add_get("/debug/config_dump", self.handle_config_dump)
-        app.router.add_get("/debug/push_status", self.handle_push_status)
-        app.router.add_get("/debug", self.handle_index)
-        for path, handler in self.extra_routes:
+        for path, handler, _ in self.endpoints():
             app.router.add_get(path, handler)
         return app
 
@@ -62,7 +81,10 @@ class DebugServer:
         return self.pipeline.state
 
     async def handle_index(self, _: web.Request) -> web.Response:
-        return _json({"endpoints": sorted(r.resource.canonical for r in _.app.router.routes() if r.resource)})
+        seen: dict[str, str] = {}
+        for path, _h, what in self.endpoints():
+            seen.setdefault(path, what)
+        return _json({"endpoints": sorted(seen), "descriptions": seen})
 
     def sources_unavailable(self) -> list[Any]:
         """Config sources that cannot be read now (their last good config serves)."""
@@ -89,34 +111,19 @@ class DebugServer:
             except PackageNotFoundError:
                 return "unknown"
 
-        return _json({"version": of("istiod_py"), "python": platform.python_version(), "grpcio": of("grpcio")})
+        return _json(
+            {
+                "version": of("istiod_py"),
+                "python": platform.python_version(),
+                "grpcio": of("grpcio"),
+                # The ISTIOD column of `proxy-status`: which control plane instance a proxy talks to.
+                "instance": f"istiod-py@{platform.node()}",
+            }
+        )
 
     async def handle_metrics(self, _: web.Request) -> web.Response:
         body = b"".join(generate_latest(r) for r in self.registries)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-    async def handle_syncz(self, _: web.Request) -> web.Response:
-        out = []
-        for s in list(self.xds.streams.values()):
-            if s.info is None:
-                continue
-            out.append(
-                {
-                    "proxy": s.info.proxy.id,
-                    "connection_id": s.info.conn_id,
-                    "node_id": s.info.proxy.node_id,
-                    # Versions the proxy's agent put in its node metadata (`istiod-py version`).
-                    "istio_version": str(s.info.proxy.metadata.get("ISTIO_VERSION") or ""),
-                    "envoy_version": str(s.info.proxy.metadata.get("ENVOY_VERSION") or ""),
-                    "transport": "delta" if s.delta else "sotw",
-                    "peer": s.info.peer,
-                    "connected_at": s.info.connected_at,
-                    "pushes": s.info.pushes,
-                    "state_version": s.state.version,
-                    "types": {TypeUrl.SHORT.get(t, t): w.debug() for t, w in s.info.watches.items()},
-                }
-            )
-        return _json(out)
 
     async def handle_configz(self, _: web.Request) -> web.Response:
         configs = []
@@ -138,6 +145,8 @@ class DebugServer:
                 "configs": configs,
                 "errors": [str(e) for e in self.errors()],
                 "warnings": [str(w) for w in self.warnings()],
+                # istioctl analyze's view of the running state (IST codes, levels, origins).
+                "analysis": [m.to_json() for m in self.mesh_page.analysis(self.state)],
                 # Gateway API status conditions (what istiod writes to the resources' status).
                 "gatewayApiStatus": [
                     {"kind": st.kind, "namespace": st.namespace, "name": st.name, "status": st.as_dict()}
@@ -188,31 +197,7 @@ class DebugServer:
         return _json(out)
 
     def find_stream(self, proxy_id: str) -> Stream | None:
-        for s in list(self.xds.streams.values()):
-            if s.info and proxy_id in (s.info.conn_id, s.info.proxy.id, s.info.proxy.node_id):
-                return s
-        return None
-
-    async def handle_config_dump(self, req: web.Request) -> web.Response:
-        pid = req.query.get("proxyID", "")
-        stream = self.find_stream(pid) if pid else None
-        if stream is None or stream.info is None:
-            known = [s.info.proxy.id for s in self.xds.streams.values() if s.info]
-            return _json({"error": f"no connected proxy {pid!r}; connected: {known}"}, status=404)
-        dump: dict[str, Any] = {}
-        for t, w in stream.info.watches.items():
-            res = self.xds.generate(stream.state, stream.proxy, t)
-            names = sorted(res.index) if w.wildcard else sorted(n for n in w.names if n in res.index)
-            if stream.delta:
-                names = sorted(n for n in w.sent if n in res.index)
-            dump[TypeUrl.SHORT.get(t, t)] = {
-                "version_sent": w.version_sent,
-                "version_acked": w.version_acked,
-                "resources": [
-                    json_format.MessageToDict(res.index[n].message(), preserving_proto_field_name=True) for n in names
-                ],
-            }
-        return _json({"proxy": stream.info.proxy.id, "state_version": stream.state.version, "config": dump})
+        return self.xds_views.find(proxy_id)
 
     async def handle_push_status(self, _: web.Request) -> web.Response:
         now = time.time()

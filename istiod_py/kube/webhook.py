@@ -68,8 +68,12 @@ async def handle_validate(request: web.Request) -> web.Response:
 
 
 def app() -> web.Application:
+    """/validate, and the sidecar injector's /inject: one port (15017) carries both, as istiod's."""
+    from istiod_py.inject.webhook import add_routes
+
     a = web.Application()
     a.router.add_post(WEBHOOK_PATH, handle_validate)
+    add_routes(a)
     return a
 
 

@@ -55,11 +55,18 @@ def service_dns_names(namespace: str, service: str = "istiod") -> tuple[str, ...
 class WebhookServer:
     """HTTPS on host:port; /validate always, other routes by `mount`."""
 
-    def __init__(self, ca: Any, host: str = "127.0.0.1", port: int = DEFAULT_PORT, namespace: str = "istio-system"):
+    def __init__(
+        self,
+        ca: Any,
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        namespace: str = "istio-system",
+        service: str = "istiod",
+    ):
         self.ca = ca
         self.host = host
         self.port = port
-        self.dns_names = service_dns_names(namespace)
+        self.dns_names = service_dns_names(namespace, service)
         self.app = web.Application()
         self.app.router.add_post(WEBHOOK_PATH, handle_validate)
         self._ctx: ssl.SSLContext | None = None

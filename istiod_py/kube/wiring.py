@@ -122,16 +122,27 @@ class KubeAttachment:
         self.publisher.start()
 
     async def start_webhooks(self, ca_runtime: Any, host: str, port: int) -> int:
-        """The admission webhooks on `port` (15017), and the leader's caBundle patching."""
+        """/validate and /inject on one HTTPS server (certificate from the CA) on
+        `port` (15017; 0: off), and the leader's caBundle patching of the webhook
+        configurations of the injector's revision (labelled istio.io/rev)."""
+        if not port:
+            return 0
+        from istiod_py.inject.values import InjectionValues
+        from istiod_py.inject.webhook import add_routes
+
         from .webhook_server import CaBundlePatcher, WebhookServer
 
-        self.webhooks = WebhookServer(ca_runtime.ca, host, port, self.cp.aggregator.mesh.root_namespace)
-        # The injection webhook mounts here: self.webhooks.mount(istiod_py.inject.webhook.add_routes)
-        bound: int = await self.webhooks.start()
+        inj = InjectionValues.from_env()
+        namespace = os.environ.get("POD_NAMESPACE") or inj.istio_namespace
+        service = f"istiod-{inj.revision}" if inj.revision else "istiod"
+        self.webhooks = WebhookServer(ca_runtime.ca, host, port, namespace, service)
+        self.webhooks.mount(add_routes)  # /inject (istiod_py/inject/webhook.py)
+        bound = int(await self.webhooks.start())  # OSError (port in use) is the caller's to report
         self.ca_bundle = CaBundlePatcher(
             self.client,
             lambda: str(ca_runtime.ca.root_pem),
             lambda: self.leader.is_leader,
+            revision=inj.revision or "default",
             interval=float(os.environ.get("ISTIOD_PY_WEBHOOK_RESYNC", "5")),
         )
         self.ca_bundle.start()

@@ -25,6 +25,8 @@ class MeshConfigError(ValueError):
 class MeshConfig:
     root_namespace: str = "istio-system"
     trust_domain: str = "cluster.local"
+    # Other trust domains whose workloads this mesh accepts as peers (inbound mTLS).
+    trust_domain_aliases: tuple[str, ...] = ()
     outbound_traffic_policy: str = "ALLOW_ANY"  # or REGISTRY_ONLY
     enable_auto_mtls: bool = True
     connect_timeout_s: float = 10.0
@@ -37,6 +39,7 @@ class MeshConfig:
         known = {
             "rootNamespace",
             "trustDomain",
+            "trustDomainAliases",
             "outboundTrafficPolicy",
             "enableAutoMtls",
             "connectTimeout",
@@ -59,9 +62,13 @@ class MeshConfig:
         providers = raw.get("extensionProviders") or []
         if not isinstance(providers, list):
             raise MeshConfigError(f"{source}: extensionProviders must be a list")
+        aliases = raw.get("trustDomainAliases") or []
+        if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
+            raise MeshConfigError(f"{source}: trustDomainAliases must be a list of strings")
         return MeshConfig(
             root_namespace=str(raw.get("rootNamespace", "istio-system")),
             trust_domain=str(raw.get("trustDomain", "cluster.local")),
+            trust_domain_aliases=tuple(aliases),
             outbound_traffic_policy=mode,
             enable_auto_mtls=bool(raw.get("enableAutoMtls", True)),
             connect_timeout_s=connect,

@@ -66,12 +66,29 @@ class ConversionCache:
         self._entries, self._next = self._next, {}
 
 
+def workload_entry_tls_mode(labels: Mapping[str, str], service_account: str) -> str:
+    """istiod's tlsMode of a WorkloadEntry (or inline ServiceEntry endpoint): the
+    `security.istio.io/tlsMode` label as it is when present; else "istio" when the
+    entry has a serviceAccount (it runs a sidecar with a workload identity); else
+    none. "disabled" means none too (no transport-socket match metadata)."""
+    mode = labels.get(TLS_MODE_LABEL)
+    if mode is None:
+        mode = "istio" if service_account else ""
+    return "" if mode == "disabled" else mode
+
+
+def pod_tls_mode(labels: Mapping[str, str]) -> str:
+    """A pod's tlsMode: its label only (the injector sets it); a service account
+    does not imply a sidecar."""
+    mode = labels.get(TLS_MODE_LABEL, "")
+    return "" if mode == "disabled" else mode
+
+
 def _workload_endpoint(
     host: str, port: Port, we: Any, namespace: str, name: str, labels: Mapping[str, str] | None = None
 ) -> Endpoint:
     lbl = dict(labels if labels is not None else we.labels)
     target = int(we.ports.get(port.name, 0)) if port.name else 0
-    tls = lbl.get(TLS_MODE_LABEL, "")
     return Endpoint.make(
         host,
         port.number,
@@ -83,7 +100,7 @@ def _workload_endpoint(
         service_account=we.service_account,
         namespace=namespace,
         workload_name=name,
-        tls_mode="istio" if tls == "istio" else "",
+        tls_mode=workload_entry_tls_mode(lbl, we.service_account),
     )
 
 
@@ -315,7 +332,7 @@ def _slice_endpoints(
                         namespace=ks.namespace,
                         workload_name=workload,
                         healthy=healthy,
-                        tls_mode="istio" if labels.get(TLS_MODE_LABEL) == "istio" else "",
+                        tls_mode=workload_entry_tls_mode(labels, sa) if we is not None else pod_tls_mode(labels),
                     )
                 )
 

@@ -8,6 +8,7 @@ from typing import Any
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2
 from envoy.config.core.v3 import address_pb2, config_source_pb2, protocol_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
+from envoy.extensions.network.dns_resolver.cares.v3 import cares_dns_resolver_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from google.protobuf import any_pb2, duration_pb2
 
@@ -60,6 +61,19 @@ def _http2(cluster: cluster_pb2.Cluster) -> None:
     cluster.typed_extension_protocol_options[H2_OPTIONS_KEY].CopyFrom(packed)
 
 
+def _istiod_dns(c: cluster_pb2.Cluster) -> None:
+    """istiod's DNS settings: re-resolve every 60 s or at the record's TTL, with
+    100 ms of jitter (PILOT_DNS_JITTER_DURATION), through c-ares with at most 100
+    UDP queries per socket (PILOT_DNS_CARES_UDP_MAX_QUERIES)."""
+    c.dns_refresh_rate.seconds = 60
+    c.respect_dns_ttl = True
+    c.dns_jitter.nanos = 100_000_000
+    c.typed_dns_resolver_config.name = "envoy.network.dns_resolver.cares"
+    cares = cares_dns_resolver_pb2.CaresDnsResolverConfig()
+    cares.udp_max_queries.value = 100
+    c.typed_dns_resolver_config.typed_config.Pack(cares)
+
+
 def _timeout(ctx: PushContext) -> duration_pb2.Duration:
     secs = ctx.state.mesh.connect_timeout_s
     return duration_pb2.Duration(seconds=int(secs), nanos=int((secs % 1) * 1e9))
@@ -71,6 +85,7 @@ def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, vi
     if svc.resolution in (Resolution.DNS, Resolution.DNS_ROUND_ROBIN):
         c.type = cluster_pb2.Cluster.STRICT_DNS if svc.resolution == Resolution.DNS else cluster_pb2.Cluster.LOGICAL_DNS
         c.dns_lookup_family = cluster_pb2.Cluster.V4_ONLY
+        _istiod_dns(c)
         targets = [(ep.address, ep.port) for ep in ctx.state.endpoints_for(svc.hostname, port.number)]
         if not targets:
             targets = [(svc.hostname, port.target_port or port.number)]
@@ -86,9 +101,19 @@ def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, vi
         c.eds_cluster_config.service_name = name
     if port.protocol.is_http2:
         _http2(c)
-    c.metadata.filter_metadata["istio"].update(
-        {"services": [{"host": svc.hostname, "name": svc.hostname.split(".")[0], "namespace": svc.namespace}]}
-    )
+    # Panic mode off, as istiod 1.31+ (PILOT_AUTO_SEND_UNHEALTHY_ENDPOINTS): with
+    # most endpoints unhealthy or ejected Envoy answers 503 ("no healthy upstream")
+    # instead of spreading traffic over all of them. A DestinationRule
+    # outlierDetection.minHealthPercent replaces it (traffic/traffic_policy.py).
+    c.common_lb_config.healthy_panic_threshold.SetInParent()
+    c.metadata.filter_metadata["istio"].update({"services": [_service_metadata(svc)]})
+    dr = ctx.destination_rule(svc.hostname, viewer_ns)
+    if dr is not None:
+        # Which DestinationRule shaped this cluster (istiod's AddConfigInfoMetadata).
+        config = naming.config_path("destination-rule", dr.meta.namespace, dr.meta.name)
+        c.metadata.filter_metadata["istio"].update({"config": config})
+        if subset:
+            c.metadata.filter_metadata["istio"].update({"subset": subset})
     apply_cluster_features(ctx, c, svc, port, subset, viewer_ns)
     return c
 
@@ -119,23 +144,64 @@ def blackhole() -> cluster_pb2.Cluster:
     )
 
 
+def default_circuit_breakers() -> circuit_breaker_pb2.CircuitBreakers:
+    """istiod's getDefaultCircuitBreakerThresholds: no limits (Envoy's own
+    defaults, 1024 connections and 3 parallel retries, would 503 under load)."""
+    return circuit_breaker_pb2.CircuitBreakers(
+        thresholds=[
+            circuit_breaker_pb2.CircuitBreakers.Thresholds(
+                max_connections={"value": 4294967295},
+                max_pending_requests={"value": 4294967295},
+                max_requests={"value": 4294967295},
+                max_retries={"value": 4294967295},
+            )
+        ]
+    )
+
+
+def _downstream_protocol(cluster: cluster_pb2.Cluster, idle_timeout_s: int = 0) -> None:
+    """Speak upstream what the client spoke downstream (HTTP/1.1 or h2)."""
+    opts = http_protocol_options_pb2.HttpProtocolOptions()
+    opts.use_downstream_protocol_config.http_protocol_options.SetInParent()
+    opts.use_downstream_protocol_config.http2_protocol_options.SetInParent()
+    if idle_timeout_s:
+        opts.common_http_protocol_options.idle_timeout.seconds = idle_timeout_s
+    cluster.typed_extension_protocol_options[H2_OPTIONS_KEY].Pack(opts)
+
+
 def passthrough() -> cluster_pb2.Cluster:
-    return cluster_pb2.Cluster(
+    """istiod's PassthroughCluster: to the original destination, HTTP in the
+    client's protocol with a 5 minute idle timeout."""
+    c = cluster_pb2.Cluster(
         name=naming.PASSTHROUGH,
         type=cluster_pb2.Cluster.ORIGINAL_DST,
         lb_policy=cluster_pb2.Cluster.CLUSTER_PROVIDED,
         connect_timeout=duration_pb2.Duration(seconds=10),
-        circuit_breakers=circuit_breaker_pb2.CircuitBreakers(
-            thresholds=[
-                circuit_breaker_pb2.CircuitBreakers.Thresholds(
-                    max_connections={"value": 4294967295},
-                    max_pending_requests={"value": 4294967295},
-                    max_requests={"value": 4294967295},
-                    max_retries={"value": 4294967295},
-                )
-            ]
-        ),
+        circuit_breakers=default_circuit_breakers(),
     )
+    _downstream_protocol(c, idle_timeout_s=300)
+    return c
+
+
+INBOUND_PASSTHROUGH_SOURCE = "127.0.0.6"
+
+
+def inbound_passthrough() -> cluster_pb2.Cluster:
+    """istiod's InboundPassthroughCluster: PassthroughCluster for traffic captured
+    inbound to a port no Service declares, sent from 127.0.0.6 so that the
+    capture rules (which exempt that source) do not loop it back into Envoy.
+    Used by the capture listener (virtualInbound) only."""
+    c = passthrough()
+    c.name = naming.INBOUND_PASSTHROUGH
+    c.upstream_bind_config.source_address.CopyFrom(socket_address(INBOUND_PASSTHROUGH_SOURCE, 0).socket_address)
+    return c
+
+
+def _service_metadata(svc: Service) -> dict[str, str]:
+    """istiod's istio.services entry: FQDN, name (a ServiceEntry's is its host) and namespace."""
+    kube = svc.hostname.split(".")[2:3] == ["svc"]
+    name = svc.hostname.split(".")[0] if kube else svc.hostname
+    return {"host": svc.hostname, "name": name, "namespace": svc.namespace}
 
 
 def inbound_cluster(ctx: PushContext, proxy: Proxy, port: Port, target: tuple[str, int]) -> cluster_pb2.Cluster:
@@ -145,7 +211,16 @@ def inbound_cluster(ctx: PushContext, proxy: Proxy, port: Port, target: tuple[st
         type=cluster_pb2.Cluster.STATIC,
         connect_timeout=_timeout(ctx),
         load_assignment=static_load_assignment(name, [target]),
+        circuit_breakers=default_circuit_breakers(),  # as istiod: no limits to the local app
     )
     if port.protocol.is_http2:
         _http2(c)
+    services: list[dict[str, str]] = []
+    for ep in ctx.state.endpoints_by_address.get(proxy.ip, ()):
+        svc = ctx.state.services.get(ep.service)
+        if svc is not None and ep.port == port.number and _service_metadata(svc) not in services:
+            services.append(_service_metadata(svc))
+    if services:
+        # The services this port serves (telemetry and EnvoyFilter matches read it).
+        c.metadata.filter_metadata["istio"].update({"services": sorted(services, key=lambda s: s["host"])})
     return c

@@ -14,6 +14,7 @@ from istiod_py.model.service import Port, Protocol
 from .scope import ALL_HOSTS, EgressHosts, config_visible, host_matches, sidecar_for, visible_services
 
 T = TypeVar("T")
+_CAPTURE_NONE = 2  # networking.v1alpha3.CaptureMode NONE (DEFAULT 0, IPTABLES 1)
 
 
 def fqdn(host: str, namespace: str, domain: str = "cluster.local") -> str:
@@ -28,6 +29,9 @@ class EgressListener:
     port: Port | None  # None: every service port (no port in the Sidecar egress entry)
     bind: str
     hosts: EgressHosts
+    # Sidecar `captureMode: NONE` on this entry: a listener that binds its port even
+    # when the proxy's traffic is otherwise captured by iptables.
+    capture_none: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +39,7 @@ class IngressListener:
     port: Port
     bind: str
     default_endpoint: str  # host:port of the app
+    capture_none: bool = False  # Sidecar `captureMode: NONE` on this entry (see EgressListener)
 
 
 @dataclass(frozen=True)
@@ -86,7 +91,7 @@ class PushContext:
             port = None
             if eg.HasField("port") and eg.port.number:
                 port = Port(eg.port.name, eg.port.number, _protocol_of(eg.port.protocol, eg.port.name))
-            egress_list.append(EgressListener(port, eg.bind, hosts))
+            egress_list.append(EgressListener(port, eg.bind, hosts, int(eg.capture_mode) == _CAPTURE_NONE))
             for svc in visible_services(self.state, proxy, hosts):
                 seen.setdefault(svc.hostname, svc)
         ingress_list = []
@@ -97,7 +102,9 @@ class PushContext:
                 _protocol_of(ing.port.protocol, ing.port.name),
                 ing.port.target_port if hasattr(ing.port, "target_port") else 0,
             )
-            ingress_list.append(IngressListener(port, ing.bind, ing.default_endpoint))
+            ingress_list.append(
+                IngressListener(port, ing.bind, ing.default_endpoint, int(ing.capture_mode) == _CAPTURE_NONE)
+            )
         if spec.HasField("outbound_traffic_policy"):
             mode = spec.outbound_traffic_policy.mode
             policy = "REGISTRY_ONLY" if int(mode) == 0 else "ALLOW_ANY"

@@ -29,6 +29,32 @@ def subset_labels(ctx: PushContext, host: str, subset: str, viewer_ns: str) -> M
     return None
 
 
+CLUSTER_ID = "Kubernetes"  # istiod's default CLUSTER_ID
+
+
+def _first_label(labels: Mapping[str, str], keys: Sequence[str], default: str) -> str:
+    for k in keys:
+        if labels.get(k):
+            return labels[k]
+    return default
+
+
+def workload_metadata(ep: Endpoint) -> str:
+    """istiod's compressed telemetry label for an endpoint (util.go
+    AppendLbEndpointMetadata): `workload;namespace;canonical name;canonical
+    revision;cluster id`. Telemetry on the client side reads the server's
+    identity from it when no metadata exchange happened."""
+    name = _first_label(
+        ep.labels, ("service.istio.io/canonical-name", "app.kubernetes.io/name", "app"), ep.workload_name
+    )
+    revision = _first_label(
+        ep.labels, ("service.istio.io/canonical-revision", "app.kubernetes.io/version", "version"), "latest"
+    )
+    if revision == "latest":
+        revision = ""  # istiod does not send the default
+    return f"{ep.workload_name};{ep.namespace};{name};{revision};{CLUSTER_ID}"
+
+
 def _locality(loc: str) -> base_pb2.Locality:
     region, _, rest = loc.partition("/")
     zone, _, sub = rest.partition("/")
@@ -57,12 +83,6 @@ def load_assignment(
             total += max(ep.weight, 1)
             if ep.tls_mode:
                 lb.metadata.filter_metadata["envoy.transport_socket_match"].update({"tlsMode": ep.tls_mode})
-            meta: dict[str, str] = {}
-            if ep.workload_name:
-                meta["workload"] = f"{ep.workload_name};{ep.namespace}"
-            if ep.service_account:
-                meta["service_account"] = ep.service_account
-            if meta:
-                lb.metadata.filter_metadata["istio"].update(meta)
+            lb.metadata.filter_metadata["istio"].update({"workload": workload_metadata(ep)})
         group.load_balancing_weight.value = total
     return cla

@@ -23,17 +23,18 @@ from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
 from .gateway.generate import generate as generate_gateway
 from .security import mtls
+from .sidecar import capture, capture_outbound, headless, tcproute
 from .sidecar import listeners as lds
 from .sidecar import routes as rds
-from .sidecar import tcproute
 from .traffic import lb_locality
+from .traffic.traffic_policy import policy_for
 
 
 class Translator:
     def __init__(self) -> None:
         self._ctx: PushContext | None = None
         self._eds: dict[
-            tuple[str, str, tuple[tuple[str, str], ...] | None, lb_locality.LocalityView | None], Built
+            tuple[str, str, tuple[tuple[str, str], ...] | None, lb_locality.LocalityView | None, bool], Built
         ] = {}
 
     def context(self, state: MeshState) -> PushContext:
@@ -100,10 +101,15 @@ class Translator:
     def clusters(self, ctx: PushContext, proxy: Proxy) -> Resources:
         outbound = self.outbound_clusters(ctx, proxy)
         scope = ctx.sidecar_scope(proxy)
+        if not proxy.capture_none:
+            outbound = capture.outbound_clusters(ctx, proxy, outbound)
+            return resources_of(outbound, capture.inbound_clusters(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
-            out = {}
+            # Sidecars only (gateways share outbound_clusters), as istiod.
+            passthrough = cds.inbound_passthrough()
+            out = {passthrough.name: build(passthrough.name, TypeUrl.CLUSTER, passthrough)}
             for ing in ingress:
                 target = lds.parse_endpoint(ing.default_endpoint, ing.port.target_port or ing.port.number)
                 c = cds.inbound_cluster(ctx, proxy, ing.port, target)
@@ -123,10 +129,16 @@ class Translator:
         digest = ctx.state.endpoint_digests.get(host, "")
         # Locality LB makes EDS depend on the proxy's locality: None in the common case.
         view = lb_locality.eds_view(ctx, host, port, subset, viewer_ns, proxy) if proxy else None
-        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None, view)
+        # istiod sends not-ready endpoints (UNHEALTHY) unless the DestinationRule's
+        # outlierDetection.minHealthPercent > 0: then only ready ones count.
+        od = policy_for(ctx, host, port, subset, viewer_ns).outlier_detection
+        ready_only = od is not None and od.min_health_percent > 0
+        key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None, view, ready_only)
         built = self._eds.get(key)
         if built is None:
             eps = ctx.state.endpoints_for(host, port) if labels is not None else ()
+            if ready_only:
+                eps = tuple(ep for ep in eps if ep.healthy)
             cla = eds.load_assignment(cluster_name, eps, labels or {})
             if view is not None:
                 lb_locality.apply(cla, eps, view)
@@ -172,11 +184,17 @@ class Translator:
     def listeners(self, ctx: PushContext, proxy: Proxy) -> Resources:
         scope = ctx.sidecar_scope(proxy)
 
-        def outbound() -> Part:
-            return Part(
-                {lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in lds.outbound_listeners(ctx, proxy, scope)}
-            )
+        # With iptables capture, virtualOutbound joins the per-port listeners.
+        make_outbound = lds.outbound_listeners if proxy.capture_none else capture_outbound.outbound_listeners
 
+        def outbound() -> Part:
+            return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in make_outbound(ctx, proxy, scope)})
+
+        if not proxy.capture_none:
+            l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
+            labels_key = proxy.labels_key if l4_labels else ()
+            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx))
+            return resources_of(ctx.cached(key, outbound), capture.inbound_listeners(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
@@ -203,7 +221,7 @@ class Translator:
             out = {}
             ports: set[int] = set()
             for egress in scope.egress:
-                for port, is_http in lds._egress_ports(egress, scope.services):
+                for port, is_http in lds._egress_ports(egress, scope.services, proxy):
                     if is_http:
                         ports.add(port)
             for port in sorted(ports):
@@ -211,7 +229,8 @@ class Translator:
                 out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
             return Part(out)
 
-        return ctx.cached(("rds", scope.key, proxy.namespace, labels_key), make)
+        # Captured proxies route ports without a declared protocol too (sidecar/protocols.py).
+        return ctx.cached(("rds", scope.key, proxy.namespace, labels_key, proxy.capture_none), make)
 
 
 def _uses_source_labels(ctx: PushContext) -> bool:

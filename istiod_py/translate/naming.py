@@ -44,3 +44,10 @@ def gateway_route(port: int, tls: bool = False) -> str:
 
 def vhost(host: str, port: int) -> str:
     return f"{host}:{port}"
+
+
+def config_path(kind: str, namespace: str, name: str) -> str:
+    """istiod's `istio.config` metadata (AddConfigInfoMetadata): the resource's
+    API path with the canonical networking.istio.io/v1 version and the kind in
+    kebab case, e.g. `virtual-service`, whatever version the YAML used."""
+    return f"/apis/networking.istio.io/v1/namespaces/{namespace}/{kind}/{name}"

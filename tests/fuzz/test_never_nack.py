@@ -98,6 +98,11 @@ SIDECAR = parse_proxy(
     "sidecar~127.30.0.20~productpage-v1.default~default.svc.cluster.local",
     {"NAMESPACE": "default", "LABELS": {"app": "productpage", "version": "v1"}, "INTERCEPTION_MODE": "NONE"},
 )
+# The same workload with iptables capture: virtualOutbound/virtualInbound and their chains.
+CAPTURED = parse_proxy(
+    "sidecar~127.30.0.20~productpage-v1.default~default.svc.cluster.local",
+    {"NAMESPACE": "default", "LABELS": {"app": "productpage", "version": "v1"}, "INTERCEPTION_MODE": "REDIRECT"},
+)
 GATEWAY = parse_proxy(
     "router~127.30.0.30~gw-1.default~default.svc.cluster.local",
     {"NAMESPACE": "default", "LABELS": {"istio": "ingressgateway"}, "INTERCEPTION_MODE": "NONE"},
@@ -460,7 +465,7 @@ def test_envoy_accepts_what_valid_istio_config_becomes(mesh: dict[str, dict[str,
     loaded = load_text(text, "fuzz.yaml")
     assume(not loaded.errors)  # only what a user can apply
     RUNS["examples"] += 1
-    for proxy in (SIDECAR, GATEWAY):
+    for proxy in (SIDECAR, CAPTURED, GATEWAY):
         config = bootstrap(_translate(text, proxy), proxy)
         dumped = json.dumps(config)
         for feature in SEEN:

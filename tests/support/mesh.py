@@ -20,7 +20,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +53,6 @@ class Mesh:
         self.host = "127.0.0.1"
         self.xds_port = 0
         self.debug_port = 0
-        self.webhook_port = 0  # with --kubeconfig: the admission webhooks (15017 in a cluster)
         self.proc: subprocess.Popen[bytes] | None = None
         self.log_path = self.workdir / "istiod.log"
 
@@ -72,9 +71,10 @@ class Mesh:
 
     # --- control plane -----------------------------------------------------------
 
-    def start(self, timeout: float = 20.0) -> Mesh:
+    def start(self, timeout: float = 20.0, host: str | None = None) -> Mesh:
         # A fresh loopback address per control plane: no port races between tests.
-        self.host = allocate_ip()
+        # `host`: listen there instead (e.g. a test bridge that pods in network namespaces reach).
+        self.host = host or allocate_ip()
         self.xds_port = free_port(self.host)
         self.debug_port = free_port(self.host)
         args = [
@@ -334,6 +334,7 @@ class Mesh:
     # plane on the same ports and CA directory.
 
     secure_port: int = 0  # set by start_with_ca()
+    webhook_port: int = 0  # set by start_with_ca() with --kubeconfig
 
     @property
     def ca_dir(self) -> Path:
@@ -346,13 +347,6 @@ class Mesh:
     @property
     def ca_token_file(self) -> Path:
         return self.workdir / "ca-tokens.yaml"
-
-    def _webhook_args(self) -> list[str]:
-        """A free webhook port: replicas and parallel tests share 127.0.0.1, not 15017."""
-        if "--kubeconfig" not in self.extra_args or "--webhook-port" in self.extra_args:
-            return []
-        self.webhook_port = self.webhook_port or free_port(self.host)
-        return ["--webhook-port", str(self.webhook_port)]
 
     def start_with_ca(self, timeout: float = 20.0) -> Mesh:
         for attr in ("xds_port", "debug_port", "secure_port"):
@@ -371,9 +365,14 @@ class Mesh:
             "--token-file", str(self.ca_token_file),
             "--debounce-quiet", "0.05",
             "--log-level", "info",
-            *self._webhook_args(),
             *self.extra_args,
         ]  # fmt: skip
+        if "--kubeconfig" in self.extra_args and "--webhook-port" not in self.extra_args:
+            # serve --kubeconfig also serves the admission webhooks (15017 by default):
+            # a free port, so that control planes of one test (replicas) do not collide.
+            if not getattr(self, "webhook_port", 0):
+                self.webhook_port = free_port(self.host)
+            args += ["--webhook-port", str(self.webhook_port)]
         if self.mesh_config is not None:
             mc = self.workdir / "mesh.yaml"
             mc.write_text(yaml.safe_dump(dict(self.mesh_config)), encoding="utf-8")
@@ -421,6 +420,8 @@ class Mesh:
         wait: bool = True,
         timeout: float = 20.0,
         proxy_type: str = "sidecar",
+        extra_args: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> AgentSidecar:
         """A sidecar with workload certificates: `istiod-py agent` (key + CSR to the
         CA with a bearer token, SDS on a unix socket, Envoy). Stopped with the
@@ -457,7 +458,8 @@ class Mesh:
             args.append("--xds-tls")  # xDS over TLS on the secure port, verified by the mesh root
         if proxy_type != "sidecar":
             args += ["--type", proxy_type]
-        proc = AgentSidecar(args, name=name, workdir=workdir, admin=(admin_host, admin_port))
+        args += list(extra_args)
+        proc = AgentSidecar(args, name=name, workdir=workdir, admin=(admin_host, admin_port), env=env)
         proc.node_ip = ip
         self.envoys.started.append(proc)  # the envoy_factory fixture stops it
         proc.start()
@@ -471,10 +473,19 @@ class AgentSidecar(EnvoyProcess):
     Envoy; the admin helpers of EnvoyProcess talk to that Envoy. Stopping the
     agent (SIGTERM) stops its Envoy. The log holds both."""
 
-    def __init__(self, args: list[str], *, name: str, workdir: Path, admin: tuple[str, int]) -> None:
+    def __init__(
+        self,
+        args: list[str],
+        *,
+        name: str,
+        workdir: Path,
+        admin: tuple[str, int],
+        env: Mapping[str, str] | None = None,
+    ) -> None:
         bootstrap = {"admin": {"address": {"socket_address": {"address": admin[0], "port_value": admin[1]}}}}
         super().__init__(bootstrap, name=name, workdir=workdir)
         self.args = args
+        self.env = {**os.environ, **env} if env else None
         self.node_ip = ""
         self.log_path = workdir / "agent.log"
 
@@ -484,7 +495,12 @@ class AgentSidecar(EnvoyProcess):
         self._start_time = time.monotonic()
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                self.args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
+                self.args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.workdir,
+                env=self.env,
             )
         return self
 

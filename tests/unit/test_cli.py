@@ -50,7 +50,8 @@ def test_analyze_treats_inputs_as_one_mesh() -> None:
     assert r.returncode == 0, r.stdout
     # The samples merged into one mesh collide, as `serve --config-dir deploy/samples` would report.
     r = cli("analyze", "deploy/samples", "-o", "json")
-    assert r.returncode == 1
+    # 79: istioctl's exit code for "analysis found issues" (issue 15; it was 1 before analyze followed istioctl).
+    assert r.returncode == 79
     report = json.loads(r.stdout)
     assert report["mode"] == "one mesh"
     assert any("duplicate resource" in e["message"] for e in report["errors"])
@@ -184,3 +185,16 @@ def test_second_serve_on_a_taken_port_fails_naming_it(
     # The first control plane still answers: nothing was shared or stolen.
     with urllib.request.urlopen(f"http://{host}:{ports['debug']}/ready", timeout=5) as resp:
         assert resp.status == 200
+
+
+def test_operator_commands_unreachable_control_plane_is_exit_4() -> None:
+    """proxy-status / proxy-config / describe against a port nobody listens on: one line, exit 4."""
+    from tests.support.net import free_port
+
+    addr = f"127.0.0.1:{free_port('127.0.0.1')}"
+    for args in (["proxy-status"], ["proxy-config", "cluster", "x.default"], ["describe", "pod", "x"]):
+        r = cli(*args, "--debug-address", addr, "--timeout", "2")
+        assert r.returncode == 4, (args, r.stderr)
+        assert addr in one_error_line(r) and "Traceback" not in r.stderr
+    r = cli("proxy-config", "cluster")
+    assert r.returncode == 2 and "PROXY" in one_error_line(r)

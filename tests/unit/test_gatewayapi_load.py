@@ -154,7 +154,8 @@ def test_analyze_prints_unhealthy_conditions(tmp_path: Path, capsys: pytest.Capt
     f.write_text(GATEWAY + "---" + ROUTE.replace("name: web, port: 80}", "name: nothere, port: 80}"))
     assert main(["analyze", str(f)]) == 0  # conditions are warnings, not load errors
     out = capsys.readouterr().out
-    want = f"Warning: {f} (document 1): HTTPRoute ns/r: status: parentRef gw: ResolvedRefs=False BackendNotFound: "
+    # analyze prints istioctl's format (issue 15): level [code] (kind ns/name file) message.
+    want = f"Warning [ISTPY0004] (HTTPRoute ns/r {f}) status: parentRef gw: ResolvedRefs=False BackendNotFound: "
     assert want in out, out
 
 

@@ -116,7 +116,7 @@ def test_defaults_without_destination_rule() -> None:
     (t,) = c.circuit_breakers.thresholds
     assert t.max_connections.value == t.max_pending_requests.value == MAX
     assert t.max_requests.value == t.max_retries.value == MAX
-    assert t.track_remaining
+    assert not t.track_remaining  # istiod 1.29+: DISABLE_TRACK_REMAINING_CB_METRICS defaults on
     assert not c.HasField("outlier_detection")
     assert not c.HasField("transport_socket")
 

@@ -34,6 +34,7 @@ pytestmark = pytest.mark.timeout(20)
 
 ALL_CLUSTERS = {
     "BlackHoleCluster",
+    "InboundPassthroughCluster",
     "PassthroughCluster",
     "inbound|9080||",
     cluster("productpage"),

@@ -42,6 +42,7 @@ ADS_SOTW = "/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggrega
 ALL_CLUSTERS = sorted(
     [
         "BlackHoleCluster",
+        "InboundPassthroughCluster",
         "PassthroughCluster",
         "inbound|9080||",
         cluster("productpage"),
@@ -534,11 +535,17 @@ async def test_debug_endpoints_answer_json(mesh: Mesh) -> None:
         "127.0.0.12",
     ]
 
+    # Envoy's admin ConfigDump shape (issue 15), holding what the proxy ACKed.
     dump = await mesh.get_json("/debug/config_dump?proxyID=reviews-v1.default")
-    assert dump["proxy"] == "reviews-v1.default"
-    assert dump["config"]["CDS"]["version_acked"] == versions[CDS]
-    assert sorted(x["name"] for x in dump["config"]["CDS"]["resources"]) == ALL_CLUSTERS
-    assert [x["name"] for x in dump["config"]["RDS"]["resources"]] == ["9080"]
+    by_type = {c["@type"].rsplit(".", 1)[1]: c for c in dump["configs"]}
+    assert set(by_type) == {"ClustersConfigDump", "EndpointsConfigDump", "ListenersConfigDump", "RoutesConfigDump"}
+    assert by_type["ClustersConfigDump"]["version_info"] == versions[CDS]
+    clusters = by_type["ClustersConfigDump"]["dynamic_active_clusters"]
+    assert sorted(x["cluster"]["name"] for x in clusters) == ALL_CLUSTERS
+    assert {x["version_info"] for x in clusters} == {versions[CDS]}
+    assert [x["route_config"]["name"] for x in by_type["RoutesConfigDump"]["dynamic_route_configs"]] == ["9080"]
+    # resources_sent counts what the last SotW response carried (it was 0 on SotW streams).
+    assert sync["types"]["CDS"]["resources_sent"] == len(ALL_CLUSTERS)
 
     status, _ = await mesh.get_text("/debug/config_dump?proxyID=nobody.default")
     assert status == 404

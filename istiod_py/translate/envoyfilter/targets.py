@@ -15,6 +15,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 
 from istiod_py.model import Proxy, ProxyType
 
+from .. import naming
 from ..context import PushContext
 from ..gateway.servers import port_map
 from ..scope import host_matches
@@ -69,10 +70,16 @@ def _listener_context(proxy: Proxy, lst: listener_pb2.Listener) -> int:
     return PC.SIDECAR_INBOUND if lst.traffic_direction == 1 else PC.SIDECAR_OUTBOUND
 
 
-def _listener_match(lst: listener_pb2.Listener, m: Any) -> bool:
+# Captured sidecars' catch-all listeners: as istiod, a patch's listener portNumber
+# selects their filter chains by destination port rather than the listener's own port.
+_VIRTUAL = frozenset({naming.VIRTUAL_INBOUND, naming.VIRTUAL_OUTBOUND})
+
+
+def _listener_match(lst: listener_pb2.Listener, m: Any, apply_to: int = A.LISTENER) -> bool:
     if m.name and m.name != lst.name:
         return False
-    if m.port_number and lst.address.socket_address.port_value != m.port_number:
+    virtual = apply_to != A.LISTENER and lst.name in _VIRTUAL
+    if m.port_number and not virtual and lst.address.socket_address.port_value != m.port_number:
         return False
     return not (m.listener_filter and all(f.name != m.listener_filter for f in lst.listener_filters))
 
@@ -113,6 +120,12 @@ def _chain_match(fc: lc.FilterChain, m: Any) -> bool:
     return True
 
 
+def _virtual_port_match(lst: listener_pb2.Listener, fc: lc.FilterChain, lm: Any) -> bool:
+    if lst.name not in _VIRTUAL or not lm.port_number:
+        return True
+    return bool(fc.filter_chain_match.destination_port.value == lm.port_number)
+
+
 def _chains(lst: listener_pb2.Listener) -> list[lc.FilterChain]:
     out = list(lst.filter_chains)
     if lst.HasField("default_filter_chain"):
@@ -137,7 +150,7 @@ def patch_listener(ctx: PushContext, proxy: Proxy, lst: listener_pb2.Listener, p
                     changed = True
         return changed
     lm = p.match.listener
-    if not _listener_match(lst, lm):
+    if not _listener_match(lst, lm, p.apply_to):
         return False
     if p.apply_to == A.LISTENER:
         if p.operation == OP.REMOVE:
@@ -157,14 +170,18 @@ def patch_listener(ctx: PushContext, proxy: Proxy, lst: listener_pb2.Listener, p
         changed = False
         for i in reversed(range(len(lst.filter_chains))):
             fc = lst.filter_chains[i]
-            if _chain_match(fc, lm.filter_chain):
+            if _chain_match(fc, lm.filter_chain) and _virtual_port_match(lst, fc, lm):
                 changed = True
                 if p.operation == OP.REMOVE:
                     del lst.filter_chains[i]
                 else:
                     assert p.value is not None
                     merge(fc, p.value)
-        if lst.HasField("default_filter_chain") and _chain_match(lst.default_filter_chain, lm.filter_chain):
+        if (
+            lst.HasField("default_filter_chain")
+            and _chain_match(lst.default_filter_chain, lm.filter_chain)
+            and _virtual_port_match(lst, lst.default_filter_chain, lm)
+        ):
             changed = True
             if p.operation == OP.REMOVE:
                 lst.ClearField("default_filter_chain")
@@ -175,7 +192,7 @@ def patch_listener(ctx: PushContext, proxy: Proxy, lst: listener_pb2.Listener, p
     changed = False
     fm = lm.filter_chain.filter
     for fc in _chains(lst):
-        if not _chain_match(fc, lm.filter_chain):
+        if not _chain_match(fc, lm.filter_chain) or not _virtual_port_match(lst, fc, lm):
             continue
         if p.apply_to == A.NETWORK_FILTER:
             changed |= _list_op(fc.filters, p, lambda f: f.name == fm.name, bool(fm.name))

@@ -203,6 +203,12 @@ def _listener(
                     if fc is not None:
                         lst.filter_chains.append(fc)
                         break
+    # As istiod's gateway listeners: a TLS handshake must finish within 15 s
+    # (PILOT_GATEWAY_TRANSPORT_SOCKET_CONNECT_TIMEOUT), and each wake-up of the
+    # listen socket accepts one connection, spreading them over the workers.
+    for fc in lst.filter_chains:
+        fc.transport_socket_connect_timeout.seconds = 15
+    lst.max_connections_to_accept_per_socket_event.value = 1
     return lst if lst.filter_chains else None
 
 

@@ -248,8 +248,31 @@ def build_routes(inp: RouteInput, proxy: Proxy) -> list[Route]:
         if gateway_semantics.uses_gateway_semantics(inp.vs):
             gateway_semantics.apply(route)
         apply_route_features(inp, route)
+        if inp.vs is not None:
+            route.decorator.operation = route_operation(route, inp.vs.meta.name, inp.port)
+            config = naming.config_path("virtual-service", inp.vs.meta.namespace, inp.vs.meta.name)
+            route.metadata.filter_metadata["istio"].update({"config": config})
         out.append(route)
     return out
+
+
+def route_operation(route: Route, vs_name: str, port: int) -> str:
+    """istiod's trace operation name for a route (getRouteOperation): the
+    destination `host:port` when the route has one cluster, else the
+    VirtualService `name:listenerPort`, followed by the path it matches."""
+    m = route.match
+    kind = m.WhichOneof("path_specifier")
+    path = "/*"
+    if kind == "prefix":
+        path = m.prefix + "*"
+    elif kind == "path":
+        path = m.path
+    elif kind == "safe_regex":
+        path = m.safe_regex.regex
+    parsed = naming.parse_cluster(route.route.cluster) if route.HasField("route") else None
+    if parsed is not None:
+        return f"{parsed[3]}:{parsed[1]}{path}"
+    return f"{vs_name}:{port}{path}"
 
 
 def default_route(inp: RouteInput, cluster: str) -> Route:
@@ -257,4 +280,5 @@ def default_route(inp: RouteInput, cluster: str) -> Route:
     route.route.cluster = cluster
     route.route.timeout.seconds = 0
     apply_route_features(inp, route)
+    route.decorator.operation = route_operation(route, "", inp.port)
     return route

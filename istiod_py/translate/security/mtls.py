@@ -5,7 +5,7 @@ PeerAuthentication (peer_authentication.py) picks the filter chains:
 
 - STRICT: only a chain matching `transport_protocol: tls` with Istio's ALPN
   values, terminating mTLS (client certificate required, SDS `default`,
-  validated by SDS `ROOTCA`). Plaintext matches no chain and is closed.
+  validated by SDS `ROOTCA`, SPIFFE URI in the mesh trust domain or an alias). Plaintext matches no chain and is closed.
 - PERMISSIVE: that chain plus a plaintext chain matching everything else.
 - DISABLE: the plaintext chain only.
 
@@ -13,8 +13,9 @@ Client side (outbound clusters): a DestinationRule `tls.mode: ISTIO_MUTUAL`
 gets the mesh's UpstreamTlsContext; with no DestinationRule TLS and auto mTLS
 on (MeshConfig `enableAutoMtls`, default true) the cluster gets
 `transport_socket_matches`: endpoints whose EDS metadata says
-`envoy.transport_socket_match: {tlsMode: istio}` (workloads labelled
-`security.istio.io/tlsMode: istio`) are dialled with mTLS, all others in
+`envoy.transport_socket_match: {tlsMode: istio}` (pods labelled
+`security.istio.io/tlsMode: istio`; WorkloadEntries with that label or, without
+the label, with a serviceAccount) are dialled with mTLS, all others in
 plaintext. A destination whose PeerAuthentication resolves to DISABLE, and a
 MESH_EXTERNAL service, get no auto mTLS (as istiod). Other DestinationRule TLS
 modes are traffic/traffic_policy.py's.
@@ -67,6 +68,16 @@ ALPN_IN_MESH_H2 = ("istio-peer-exchange", "istio", "h2")
 INBOUND_MTLS_ALPN_MATCH = ("istio-peer-exchange", "istio", "istio-http/1.0", "istio-http/1.1", "istio-h2")
 INBOUND_HTTP_ALPN = ("h2", "http/1.1")
 INBOUND_TCP_ALPN = ("istio-peer-exchange", "h2", "http/1.1")
+# istiod's inbound mTLS ciphers (TLS 1.2; TLS 1.3 suites are not configurable):
+# AEAD only, ECDHE first.
+INBOUND_CIPHER_SUITES = (
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "AES256-GCM-SHA384",
+    "AES128-GCM-SHA256",
+)
 
 Mode = dr_pb.ClientTLSSettings.TLSmode
 MTLSMode = pa.MTLSMode
@@ -146,6 +157,12 @@ def service_accounts(ctx: PushContext, svc: Service, port: Port) -> tuple[str, .
                     out.add(ep.service_account)
                 else:
                     out.add(spiffe(ctx.domain, ep.namespace or svc.namespace, ep.service_account))
+        # istiod's ExpandWithTrustDomains: a peer may present its identity in any
+        # trust domain the mesh treats as its own (trustDomainAliases).
+        prefix = f"spiffe://{ctx.domain}/"
+        for uri in list(out):
+            if uri.startswith(prefix):
+                out.update(f"spiffe://{alias}/{uri[len(prefix):]}" for alias in ctx.state.mesh.trust_domain_aliases)
         return tuple(sorted(out))
 
     return ctx.cached(("mtls-sans", svc.hostname, port.number), build)
@@ -251,10 +268,28 @@ def inbound_key(ctx: PushContext, proxy: Proxy, ports: Iterable[int]) -> tuple[o
     return tuple(inbound_mode(ctx, proxy, p).value for p in ports)
 
 
-def downstream_tls_context(http: bool) -> tls_pb2.DownstreamTlsContext:
+def validation_trust_domains(ctx: PushContext) -> tuple[str, ...]:
+    """istiod's TrustDomainsForValidation: the mesh trust domain and its aliases,
+    deduplicated, empty ones dropped."""
+    out: list[str] = []
+    for td in (ctx.state.mesh.trust_domain, *ctx.state.mesh.trust_domain_aliases):
+        if td and td not in out:
+            out.append(td)
+    return tuple(out)
+
+
+def downstream_tls_context(http: bool, trust_domains: Sequence[str]) -> tls_pb2.DownstreamTlsContext:
+    """The server side of mesh mTLS. As istiod, the peer certificate must not only
+    chain to the root but carry a SPIFFE URI in one of `trust_domains`
+    (`match_subject_alt_names` prefixes, the field istiod uses): a certificate of
+    another trust domain signed by the same root is refused."""
     alpn = INBOUND_HTTP_ALPN if http else INBOUND_TCP_ALPN
     ctx = tls_pb2.DownstreamTlsContext(common_tls_context=mesh_common_tls_context(alpn))
     ctx.require_client_certificate.value = True
+    ctx.common_tls_context.tls_params.cipher_suites.extend(INBOUND_CIPHER_SUITES)
+    vc = ctx.common_tls_context.combined_validation_context.default_validation_context
+    for td in trust_domains:
+        vc.match_subject_alt_names.add(prefix=f"spiffe://{td}/")
     return ctx
 
 
@@ -280,10 +315,12 @@ def apply_inbound(
     mode: MTLSMode,
     *,
     http: bool,
+    trust_domains: Sequence[str],
 ) -> None:
     """Put the filter chains for `mode` on an inbound listener. `plaintext` is the
     chain that serves the app without TLS; the mTLS chain is a copy of it with the
-    match and the DownstreamTlsContext."""
+    match and the DownstreamTlsContext; `trust_domains` is
+    `validation_trust_domains(ctx)`: the peer SANs the chain accepts."""
     if mode == MTLSMode.DISABLE:
         lst.filter_chains.append(plaintext)
         return
@@ -294,7 +331,7 @@ def apply_inbound(
     secure.filter_chain_match.transport_protocol = "tls"
     secure.filter_chain_match.application_protocols.extend(INBOUND_MTLS_ALPN_MATCH)
     secure.transport_socket.name = TLS_SOCKET
-    secure.transport_socket.typed_config.Pack(downstream_tls_context(http))
+    secure.transport_socket.typed_config.Pack(downstream_tls_context(http, trust_domains))
     lst.filter_chains.append(secure)
     if mode == MTLSMode.PERMISSIVE:
         plaintext.name = "plaintext"

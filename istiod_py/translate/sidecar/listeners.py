@@ -21,6 +21,7 @@ from ..context import EgressListener, IngressListener, PushContext, SidecarScope
 from ..features import extra_network_filters
 from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..security import mtls
+from . import headless, protocols
 from .routes import inbound_route_config
 from .tcproute import L4Chain, filter_chain, normalize_cidrs, tcp_chains, virtual_services_for
 from .tlsroute import tls_chains
@@ -57,9 +58,12 @@ def _listener(name: str, bind: str, port: int, direction: str) -> listener_pb2.L
     return lst
 
 
-def _egress_ports(egress: EgressListener, services: tuple[Service, ...]) -> list[tuple[int, bool]]:
+def _egress_ports(
+    egress: EgressListener, services: tuple[Service, ...], proxy: Proxy | None = None
+) -> list[tuple[int, bool]]:
     """(port, is_http) for one egress listener. An explicit Sidecar port wins;
-    otherwise every service port in scope, HTTP if any service there speaks HTTP."""
+    otherwise every service port in scope, HTTP if any service there speaks HTTP
+    (or, for a captured `proxy`, may: protocols.py)."""
     if egress.port is not None:
         proto = egress.port.protocol
         if proto == Protocol.TCP and egress.port.name == "":
@@ -70,7 +74,7 @@ def _egress_ports(egress: EgressListener, services: tuple[Service, ...]) -> list
         if not egress.hosts.allows(svc.namespace, svc.hostname):
             continue
         for p in svc.ports:
-            ports[p.number] = ports.get(p.number, False) or p.protocol.is_http
+            ports[p.number] = ports.get(p.number, False) or p.protocol.is_http or protocols.sniffed(proxy, svc, p)
     return sorted(ports.items())
 
 
@@ -100,6 +104,15 @@ def _listener_protocols(
     return out
 
 
+def _sniffed_ranges(proxy: Proxy, port: int, targets: list[tuple[Service, Protocol]]) -> set[str]:
+    out: set[str] = set()
+    for svc, _ in targets:
+        sport = svc.port(port)
+        if sport is not None and protocols.sniffed(proxy, svc, sport):
+            out.update(normalize_cidrs(svc.addresses))
+    return out
+
+
 def _wildcard(bind: str) -> bool:
     return bind in ("0.0.0.0", "::")
 
@@ -119,7 +132,9 @@ def _l4_specs(
     for svc, proto in targets:
         if proto.is_http:
             continue
-        cidrs = normalize_cidrs(svc.addresses) if _wildcard(bind) else ()
+        # A headless service has no address: captured proxies match its endpoints' (headless.py).
+        addresses = svc.addresses or headless.endpoint_addresses(ctx, proxy, svc, port)
+        cidrs = normalize_cidrs(addresses) if _wildcard(bind) else ()
         vss = virtual_services_for(ctx, svc, proxy.namespace)
         if proto in (Protocol.TLS, Protocol.HTTPS):
             # istiod matches SNI unless the service has an address of its own (not a CIDR).
@@ -169,14 +184,15 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
     out: list[listener_pb2.Listener] = []
     seen: set[str] = set()
     for egress in scope.egress:
-        bind = egress.bind or (DEFAULT_NONE_BIND if proxy.capture_none else "0.0.0.0")
-        for port, is_http in _egress_ports(egress, scope.services):
+        bound = proxy.capture_none or egress.capture_none
+        bind = egress.bind or (DEFAULT_NONE_BIND if bound else "0.0.0.0")
+        for port, is_http in _egress_ports(egress, scope.services, proxy):
             name = naming.listener(bind, port)
             if name in seen:
                 continue
             seen.add(name)
             lst = _listener(name, bind, port, "outbound")
-            if not proxy.capture_none:
+            if not bound:
                 lst.bind_to_port.value = False
             stat = f"outbound_{bind}_{port}"
             targets = _listener_protocols(egress, port, scope.services)
@@ -191,12 +207,27 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
                     chain.filter_chain_match.transport_protocol = "raw_buffer"
                     chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
                 lst.filter_chains.append(chain)
+            sniffed_ranges = _sniffed_ranges(proxy, port, targets) if sniff else set()
             for spec in specs:
                 fc = filter_chain(spec)
                 if sniff and not spec.server_names:
                     # Envoy does not fall back from the raw_buffer branch the HTTP chain opens.
                     fc.filter_chain_match.transport_protocol = "raw_buffer"
+                    if spec.prefix_ranges and set(spec.prefix_ranges) <= sniffed_ranges:
+                        # Destination addresses are matched before protocols: a sniffed
+                        # service's own address needs its own HTTP chain too.
+                        http_fc = _filter_chain_http(manager)
+                        http_fc.filter_chain_match.CopyFrom(fc.filter_chain_match)
+                        http_fc.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
+                        lst.filter_chains.append(http_fc)
                 lst.filter_chains.append(fc)
+            for fc in lst.filter_chains:
+                # As istiod (listener.go): a TLS handshake must finish within 15 s.
+                fc.transport_socket_connect_timeout.seconds = 15
+            if proxy.capture_none:
+                # istiod sets this on listeners that bind their own socket: each
+                # wake-up accepts one connection, spreading them over the workers.
+                lst.max_connections_to_accept_per_socket_event.value = 1
             if not lst.filter_chains:
                 lst.filter_chains.append(_filter_chain_tcp(stat, naming.BLACKHOLE))
             _add_inspectors(lst, tls=any(s.server_names for s in specs), http=sniff)
@@ -230,6 +261,18 @@ def parse_endpoint(default_endpoint: str, port: int) -> tuple[str, int]:
     return host, int(p)
 
 
+def _inbound_operation(ctx: PushContext, proxy: Proxy, port: int) -> str:
+    """istiod's inbound route decorator: `<service FQDN>:<service port>/*` of the
+    first service (by name) this proxy serves on `port`."""
+    found = sorted(
+        (ep.service, ep.service_port)
+        for ep in ctx.state.endpoints_by_address.get(proxy.ip, ())
+        if ep.port == port and ep.service in ctx.state.services
+    )
+    host, service_port = found[0] if found else ("", 0)
+    return f"{host}:{service_port}/*"
+
+
 def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> listener_pb2.Listener:
     port = ing.port.number
     bind = ing.bind or proxy.ip
@@ -239,13 +282,18 @@ def inbound_listener(ctx: PushContext, proxy: Proxy, ing: IngressListener) -> li
     pre = extra_network_filters(ctx, proxy, "inbound", port)
     http = ing.port.protocol.is_http
     if http:
-        manager = http_connection_manager(
-            ctx, proxy, "inbound", port, stat, route_config=inbound_route_config(port, cluster)
+        routes = inbound_route_config(
+            port, cluster, grpc=ing.port.protocol == Protocol.GRPC, operation=_inbound_operation(ctx, proxy, port)
         )
+        manager = http_connection_manager(ctx, proxy, "inbound", port, stat, route_config=routes)
+        if ing.port.protocol.is_http2:
+            manager.http2_protocol_options.SetInParent()  # as istiod's inbound HTTP2/gRPC ports
         mtls.forward_client_cert(manager)
         chain = _filter_chain_http(manager, pre)
     else:
         chain = _filter_chain_tcp(stat, cluster, pre)
     # PeerAuthentication decides the chains: mTLS, plaintext, or both (security/mtls.py).
-    mtls.apply_inbound(lst, chain, mtls.inbound_mode(ctx, proxy, port), http=http)
+    lst.max_connections_to_accept_per_socket_event.value = 1  # as istiod's inbound listeners
+    mode = mtls.inbound_mode(ctx, proxy, port)
+    mtls.apply_inbound(lst, chain, mode, http=http, trust_domains=mtls.validation_trust_domains(ctx))
     return lst

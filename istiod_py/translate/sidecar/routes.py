@@ -2,36 +2,55 @@
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
+from typing import Any
 
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.config.route.v3 import route_pb2
 
+from istiod_py.config.model import Config
 from istiod_py.model import Proxy, Service
 
 from .. import naming
-from ..context import PushContext, SidecarScope
+from ..context import PushContext, SidecarScope, fqdn
 from ..features import RouteInput
 from ..route import delegate
 from ..route.httproute import build_routes, default_route
+from ..scope import host_matches
+from . import protocols
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
 
 
 def service_domains(svc: Service, port: int, proxy_ns: str) -> list[str]:
-    """Host names a client may use for a service: the FQDN, the short forms for
-    Kubernetes-style names (the bare name only within the same namespace), and
-    the service addresses; each with and without the port."""
+    """Host names a client may use for a service, in istiod's order
+    (generateVirtualHostDomains): the FQDN, the FQDN with a trailing dot, the
+    short forms of a Kubernetes-style name (the bare name only within the same
+    namespace), then the service addresses (IPv6 in brackets). No `:port`
+    variants: the route configuration ignores the port in Host matching."""
+    del port  # kept for callers; istiod adds port variants only to listenerPort 0 (HTTP proxy) routes
     names = [svc.hostname]
+    if not _is_ip(svc.hostname):
+        names.append(svc.hostname + ".")
     parts = svc.hostname.split(".")
     if len(parts) >= 3 and parts[2] == "svc":
         name, ns = parts[0], parts[1]
-        names += [f"{name}.{ns}.svc", f"{name}.{ns}"]
         if ns == proxy_ns:
-            names.append(name)
-    names += [a for a in svc.addresses if "/" not in a]
-    out = []
-    for n in names:
-        out += [n, f"{n}:{port}"]
-    return out
+            names += [name, f"{name}.{ns}.svc", f"{name}.{ns}"]
+        else:
+            names += [f"{name}.{ns}", f"{name}.{ns}.svc"]
+    for a in svc.addresses:
+        if "/" in a or a == "0.0.0.0":
+            continue
+        names.append(f"[{a}]" if ":" in a else a)
+    return names
 
 
 def _vhost_routes(ctx: PushContext, proxy: Proxy, svc: Service, port: int, gateway: str) -> list[rc.Route]:
@@ -43,6 +62,24 @@ def _vhost_routes(ctx: PushContext, proxy: Proxy, svc: Service, port: int, gatew
         return routes
     inp = RouteInput(ctx, None, None, port, proxy.namespace, gateway)
     return [default_route(inp, naming.outbound_cluster(port, svc.hostname))]
+
+
+def _hosts_without_service(ctx: PushContext, scope: SidecarScope, proxy_ns: str) -> list[tuple[Config, str]]:
+    """(VirtualService, host) for the hosts of visible mesh VirtualServices that
+    no service in scope covers: istiod gives each a virtual host of its own
+    (`host:port`, domains [host]) on every HTTP route configuration."""
+    out: list[tuple[Config, str]] = []
+    for vs in ctx.virtual_services(proxy_ns, "mesh"):
+        spec: Any = vs.spec
+        for h in spec.hosts:
+            host = fqdn(h, vs.meta.namespace, ctx.domain)
+            if host == "*":
+                continue  # the catch-all virtual host owns "*"
+            if any(host_matches(host, svc.hostname) for svc in scope.services):
+                continue
+            if any(e.hosts.allows(vs.meta.namespace, host) for e in scope.egress):
+                out.append((vs, host))
+    return out
 
 
 def _unique_domains(domains: Iterable[str], used: set[str]) -> list[str]:
@@ -58,10 +95,14 @@ def sidecar_route_config(
     ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int
 ) -> route_pb2.RouteConfiguration:
     rcfg = route_pb2.RouteConfiguration(name=naming.sidecar_route(port), validate_clusters={"value": False})
+    # As istiod's sidecar outbound routes: `Host: reviews:9080` and `Host: reviews`
+    # pick the same virtual host; direct responses may carry up to 1 MiB.
+    rcfg.ignore_port_in_host_matching = True
+    rcfg.max_direct_response_body_size_bytes.value = 1048576
     used: set[str] = set()
     for svc in scope.services:
         sport = svc.port(port)
-        if sport is None or not sport.protocol.is_http:
+        if sport is None or not (sport.protocol.is_http or protocols.sniffed(proxy, svc, sport)):
             continue
         domains = _unique_domains(service_domains(svc, port, proxy.namespace), used)
         if not domains:
@@ -69,6 +110,16 @@ def sidecar_route_config(
         vh = rcfg.virtual_hosts.add(name=naming.vhost(svc.hostname, port))
         vh.domains.extend(domains)
         vh.routes.extend(_vhost_routes(ctx, proxy, svc, port, "mesh"))
+        vh.include_request_attempt_count = True
+    for vs, host in _hosts_without_service(ctx, scope, proxy.namespace):
+        domains = _unique_domains([host], used)
+        routes: list[rc.Route] = []
+        for http in delegate.http_routes(ctx, vs):
+            routes += build_routes(RouteInput(ctx, vs, http, port, proxy.namespace, "mesh"), proxy)
+        if not domains or not routes:
+            continue
+        vh = rcfg.virtual_hosts.add(name=naming.vhost(host, port), domains=domains)
+        vh.routes.extend(routes)
         vh.include_request_attempt_count = True
     catch_all = rcfg.virtual_hosts.add()
     catch_all.domains.append("*")
@@ -80,15 +131,30 @@ def sidecar_route_config(
         r = catch_all.routes.add(name="allow_any", match=rc.RouteMatch(prefix="/"))
         r.route.cluster = naming.PASSTHROUGH
         r.route.timeout.seconds = 0
+        r.route.max_grpc_timeout.seconds = 0
+    catch_all.include_request_attempt_count = True
     return rcfg
 
 
-def inbound_route_config(port: int, cluster: str) -> route_pb2.RouteConfiguration:
+INBOUND_RETRY_ON = "reset-before-request"
+INBOUND_RETRIES = 2
+
+
+def inbound_route_config(
+    port: int, cluster: str, *, grpc: bool = False, operation: str = ""
+) -> route_pb2.RouteConfiguration:
+    """istiod's BuildDefaultHTTPInboundRoute: one catch-all route to the app. It
+    retries twice a request the app reset before reading any of it (a connection
+    to the app that died while idle in the pool), except on gRPC ports."""
     rcfg = route_pb2.RouteConfiguration(name=naming.inbound_cluster(port), validate_clusters={"value": False})
     vh = rcfg.virtual_hosts.add(name=f"inbound|http|{port}", domains=["*"])
     r = vh.routes.add(name="default", match=rc.RouteMatch(prefix="/"))
     r.route.cluster = cluster
     r.route.timeout.seconds = 0
+    r.route.max_stream_duration.max_stream_duration.seconds = 0
     r.route.max_stream_duration.grpc_timeout_header_max.seconds = 0
-    r.decorator.operation = f"{cluster}/*"
+    r.decorator.operation = operation or ":0/*"  # istiod's operation for no known service
+    if not grpc:
+        r.route.retry_policy.retry_on = INBOUND_RETRY_ON
+        r.route.retry_policy.num_retries.value = INBOUND_RETRIES
     return rcfg

@@ -47,7 +47,7 @@ class L4Chain:
     stat_prefix: str
     prefix_ranges: tuple[str, ...] = ()
     server_names: tuple[str, ...] = ()
-    config: str = ""  # `/apis/networking.istio.io/v1alpha3/namespaces/NS/virtual-service/NAME`, or ""
+    config: str = ""  # `/apis/networking.istio.io/v1/namespaces/NS/virtual-service/NAME`, or ""
     origin: str = field(default="", compare=False)  # for debugging and conflict messages
 
 
@@ -68,7 +68,7 @@ def normalize_cidrs(values: Sequence[str]) -> tuple[str, ...]:
 
 
 def config_path(cfg: Config) -> str:
-    return f"/apis/networking.istio.io/v1alpha3/namespaces/{cfg.meta.namespace}/virtual-service/{cfg.meta.name}"
+    return naming.config_path("virtual-service", cfg.meta.namespace, cfg.meta.name)
 
 
 def virtual_services_for(ctx: PushContext, svc: Service, viewer_ns: str) -> list[Config]:

@@ -14,7 +14,8 @@ DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriab
 def _base_policy(attempts: int) -> rc.RetryPolicy:
     p = rc.RetryPolicy(retry_on=DEFAULT_RETRY_ON, host_selection_retry_max_attempts=5)
     p.num_retries.value = attempts
-    p.retriable_status_codes.append(503)
+    # No retriable status codes: istiod's default retries connection-level
+    # failures only, so a 503 from the app reaches the client unretried.
     pred = p.retry_host_predicate.add()
     pred.name = "envoy.retry_host_predicates.previous_hosts"
     pred.typed_config.Pack(previous_hosts_pb2.PreviousHostsPredicate())
@@ -26,10 +27,16 @@ def retries(inp: RouteInput, route: rc.Route) -> None:
     if not route.HasField("route"):
         return
     http = inp.http
+    # istiod's DefaultConsistentHashPolicy: under consistent hashing a retry goes
+    # back to the hashed host, so no previous_hosts predicate. traffic_policy.py's
+    # hash_policy feature runs first (registered when security/mtls.py imports it).
+    hashed = len(route.route.hash_policy) > 0
     if http is None or not http.HasField("retries"):
         attempts = inp.ctx.state.mesh.default_retry_attempts
         if attempts > 0:
             route.route.retry_policy.CopyFrom(_base_policy(attempts))
+            if hashed:
+                del route.route.retry_policy.retry_host_predicate[:]
         return
     r = http.retries
     if r.attempts <= 0:
@@ -51,7 +58,10 @@ def retries(inp: RouteInput, route: rc.Route) -> None:
         policy.retriable_status_codes.extend(codes)
     if r.HasField("per_try_timeout"):
         policy.per_try_timeout.CopyFrom(r.per_try_timeout)
-    if r.HasField("retry_ignore_previous_hosts") and not r.retry_ignore_previous_hosts.value:
+    if r.HasField("retry_ignore_previous_hosts"):
+        if not r.retry_ignore_previous_hosts.value:
+            del policy.retry_host_predicate[:]
+    elif hashed:
         del policy.retry_host_predicate[:]
     if r.HasField("backoff"):
         policy.retry_back_off.base_interval.CopyFrom(r.backoff)

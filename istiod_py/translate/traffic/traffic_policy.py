@@ -132,9 +132,10 @@ def traffic_policy(
 
 
 def default_thresholds() -> circuit_breaker_pb2.CircuitBreakers.Thresholds:
-    # As istiod: no limits by default (Envoy's 1024 trips during pod churn), and
-    # track_remaining so the remaining budget shows in stats.
-    t = circuit_breaker_pb2.CircuitBreakers.Thresholds(track_remaining=True)
+    # As istiod: no limits by default (Envoy's 1024 trips during pod churn). No
+    # track_remaining: istiod 1.29+ leaves the remaining_* gauges off to save
+    # proxy memory (DISABLE_TRACK_REMAINING_CB_METRICS, default true).
+    t = circuit_breaker_pb2.CircuitBreakers.Thresholds()
     t.max_connections.value = MAX_U32
     t.max_pending_requests.value = MAX_U32
     t.max_requests.value = MAX_U32

@@ -1,0 +1,127 @@
+"""What each connected proxy holds: the resources it was last sent and ACKed, per type.
+
+/debug/config_dump must show what the proxy was given, not a regeneration from
+the current state (which may differ: a NACKed push, a push still in flight). The
+xDS server keeps protocol state only, so this record hangs off its public
+`ack_listeners` hook: at each ACK it keeps a reference to what that ACK covers.
+
+- SotW: the ACKed nonce is the last sent (the server ignores stale nonces), so the
+  stream's last sent `Resources` (its `_sent_res`, read through `sent_resources`)
+  filtered by the subscription is what the proxy holds.
+- Delta: the watch's `sent` map (name -> content version) is what the proxy holds;
+  the bodies come from the previous record or the stream state's resources, matched
+  by content version (a content hash), so a body is never a guess.
+
+Cost: two references per SotW ACK (filtered when a dump is asked for); one pass
+over the name->version map per Delta ACK.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from istiod_py.cache.resources import Built, Resources
+from istiod_py.xds.types import TypeUrl
+
+if TYPE_CHECKING:
+    from istiod_py.xds.connection import Watch
+    from istiod_py.xds.server import Stream, XdsServer
+
+
+def sent_resources(stream: Stream, type_url: str) -> Resources | None:
+    """The Resources a SotW stream last sent for `type_url` (None for Delta or unsent).
+
+    Reads the stream's private `_sent_res`: the xDS server has no public accessor yet
+    (asked for in the ops report: `Stream.sent_resources(type_url)`)."""
+    sent = getattr(stream, "_sent_res", None)
+    if not isinstance(sent, dict):
+        return None
+    res = sent.get(type_url)
+    return res if isinstance(res, Resources) else None
+
+
+def sent_names(stream: Stream, w: Watch) -> list[str]:
+    """Names of the resources the proxy was last sent for this watch (SotW or Delta)."""
+    if stream.delta:
+        return sorted(w.sent)
+    res = sent_resources(stream, w.type_url)
+    if res is None or not w.version_sent or w.version_sent == "empty":
+        return []
+    if w.wildcard:
+        return sorted(res.index)
+    return sorted(n for n in w.names if n in res.index)
+
+
+@dataclass(slots=True)
+class Held:
+    """One type's ACKed resources on one connection."""
+
+    version: str
+    nonce: str
+    at: float
+    built: dict[str, Built] = field(default_factory=dict)
+    # Delta names whose body could not be matched by version (content moved on
+    # before the ACK was recorded): listed, never invented.
+    unknown: dict[str, str] = field(default_factory=dict)
+    # SotW: the sent Resources and the subscription (None: wildcard), filtered only
+    # when a dump is asked for, so an ACK costs two references, not a copy.
+    source: Resources | None = None
+    names: AbstractSet[str] | None = None
+
+    @property
+    def resources(self) -> dict[str, Built]:
+        if self.source is None:
+            return self.built
+        index = self.source.index
+        if self.names is None:
+            return dict(index)
+        return {n: index[n] for n in self.names if n in index}
+
+
+class SentRecorder:
+    def __init__(self, xds: XdsServer) -> None:
+        self.xds = xds
+        # conn_id -> type_url -> Held
+        self.held: dict[str, dict[str, Held]] = {}
+        xds.ack_listeners.append(self.on_ack)
+
+    def on_ack(self, stream: Stream, w: Watch) -> None:
+        info = stream.info
+        if info is None:
+            return
+        self._gc()
+        per = self.held.setdefault(info.conn_id, {})
+        prev = per.get(w.type_url)
+        held = Held(w.version_acked, w.nonce_acked, time.time())
+        if stream.delta:
+            current: Resources | None = None
+            for name, version in w.sent.items():
+                b = prev.resources.get(name) if prev is not None else None
+                if b is None or b.version != version:
+                    if current is None:
+                        current = self.xds.generate(stream.state, stream.proxy, w.type_url)
+                    b = current.get(name)
+                if b is not None and b.version == version:
+                    held.built[name] = b
+                else:
+                    held.unknown[name] = version
+        else:
+            # SotW replaces `w.names` with a new set on each subscription change (never
+            # mutates it), so keeping the reference keeps the ACKed subscription.
+            held.source = sent_resources(stream, w.type_url)
+            held.names = None if w.wildcard else w.names
+        per[w.type_url] = held
+
+    def _gc(self) -> None:
+        if len(self.held) > len(self.xds.streams) + 64:
+            for cid in [c for c in self.held if c not in self.xds.streams]:
+                del self.held[cid]
+
+    def of(self, conn_id: str) -> dict[str, Held]:
+        return self.held.get(conn_id, {})
+
+
+SHORT_ORDER = [TypeUrl.CLUSTER, TypeUrl.ENDPOINT, TypeUrl.LISTENER, TypeUrl.ROUTE, TypeUrl.SECRET]

@@ -1,0 +1,411 @@
+"""The sidecar's traffic capture rules, as Istio's `istio-iptables` init step
+writes them (IPv4): outbound TCP is redirected to Envoy's 15001, inbound TCP to
+15006 (nat REDIRECT, or mangle TPROXY), the proxy's own UID/GID is exempt so
+Envoy's upstream connections leave the pod, 127.0.0.6 (the source address of
+InboundPassthroughCluster) is never recaptured, and the
+`traffic.sidecar.istio.io/*` annotations narrow what is captured.
+
+`render_restore()` gives the `iptables-restore --noflush` input; `apply()` runs
+it (optionally inside a network namespace). The chain names and rule order are
+istio-iptables', so `iptables-save` in a pod looks as it does under Istio.
+DNS capture (ISTIO_OUTPUT_DNS, agent port 15053) and IPv6 are not written.
+
+Under TPROXY the proxy must run as UID 0 with GID 1337 and NET_ADMIN (as
+Istio's injector runs it): its transparent sockets need the capability, the
+GID rules exempt its traffic, and its connections to the app over lo (from the
+client's address) must not match the UID-1337 loopback rule."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import subprocess
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+
+INBOUND = "ISTIO_INBOUND"
+IN_REDIRECT = "ISTIO_IN_REDIRECT"
+OUTPUT = "ISTIO_OUTPUT"
+REDIRECT = "ISTIO_REDIRECT"
+DIVERT = "ISTIO_DIVERT"
+TPROXY = "ISTIO_TPROXY"
+# Packets Envoy sends to a workload on its own pod (app -> VIP -> Envoy outbound
+# -> Envoy inbound -> app) carry this mark in TPROXY mode, as in Istio.
+OUTBOUND_MARK = "1338"
+# Istio's injector always leaves Envoy's Prometheus port, the readiness port and
+# the agent port uncaptured.
+ALWAYS_EXCLUDED_INBOUND = ("15090", "15021", "15020")
+# Policy routing that sends TPROXY-marked packets to the local stack.
+TPROXY_ROUTE_TABLE = "133"
+
+ANNOTATION_PREFIX = "traffic.sidecar.istio.io/"
+INTERCEPTION_ANNOTATION = "sidecar.istio.io/interceptionMode"
+
+
+class CaptureConfigError(ValueError):
+    """A capture setting (flag or annotation) that istio-iptables would refuse."""
+
+
+@dataclass(frozen=True)
+class CaptureConfig:
+    """istio-iptables' settings; comma-separated lists as its flags take them."""
+
+    proxy_port: int = 15001
+    inbound_capture_port: int = 15006
+    inbound_tunnel_port: int = 15008
+    proxy_uid: str = "1337"
+    proxy_gid: str = "1337"
+    mode: str = "REDIRECT"  # inbound interception: REDIRECT or TPROXY
+    tproxy_mark: str = "1337"
+    inbound_ports_include: str = "*"
+    inbound_ports_exclude: str = ",".join(ALWAYS_EXCLUDED_INBOUND)
+    outbound_ip_ranges_include: str = "*"
+    outbound_ip_ranges_exclude: str = ""
+    outbound_ports_include: str = ""
+    outbound_ports_exclude: str = ""
+    kube_virt_interfaces: str = ""
+    exclude_interfaces: str = ""
+    host_loopback_cidr: str = "127.0.0.1/32"
+    drop_invalid: bool = False
+
+    def validate(self) -> None:
+        if self.mode not in ("REDIRECT", "TPROXY"):
+            raise CaptureConfigError(f"interception mode {self.mode!r}: must be REDIRECT or TPROXY")
+        for what, value in (
+            ("inbound ports include", self.inbound_ports_include),
+            ("inbound ports exclude", self.inbound_ports_exclude),
+            ("outbound ports include", self.outbound_ports_include),
+            ("outbound ports exclude", self.outbound_ports_exclude),
+        ):
+            for p in split(value):
+                if p == "*" and what == "inbound ports include":
+                    continue
+                if not p.isdigit() or not 0 < int(p) < 65536:
+                    raise CaptureConfigError(f"{what}: {p!r} is not a port number (1-65535)")
+        if self.outbound_ip_ranges_exclude.strip() == "*":
+            raise CaptureConfigError("outbound IP ranges exclude: '*' is not allowed (istio-iptables refuses it)")
+        for what, value in (
+            ("outbound IP ranges include", self.outbound_ip_ranges_include),
+            ("outbound IP ranges exclude", self.outbound_ip_ranges_exclude),
+        ):
+            for c in split(value):
+                if c == "*":
+                    continue
+                try:
+                    ipaddress.ip_network(c, strict=False)
+                except ValueError:
+                    raise CaptureConfigError(f"{what}: {c!r} is not a CIDR (e.g. 10.96.0.0/12)") from None
+
+
+def split(value: str) -> list[str]:
+    return [p.strip() for p in value.split(",") if p.strip()]
+
+
+def _v4_cidrs(value: str) -> tuple[bool, list[str], bool]:
+    """(wildcard, IPv4 CIDRs, one of them is loopback); IPv6 entries are skipped
+    because only the IPv4 table is written."""
+    if value.strip() == "*":
+        return True, [], False
+    cidrs, loopback = [], False
+    for c in split(value):
+        net = ipaddress.ip_network(c, strict=False)
+        if net.version != 4:
+            continue
+        cidrs.append(str(net))
+        loopback = loopback or net.network_address.is_loopback
+    return False, cidrs, loopback
+
+
+@dataclass
+class _Table:
+    chains: list[str] = field(default_factory=list)
+    rules: list[str] = field(default_factory=list)
+
+
+class _Rules:
+    """Rules per table in the order they are added; user chains are declared
+    (`-N`) before any rule, as istio-iptables' builder does."""
+
+    BUILTIN = frozenset({"PREROUTING", "INPUT", "FORWARD", "OUTPUT", "POSTROUTING"})
+
+    def __init__(self) -> None:
+        self.tables: dict[str, _Table] = {}
+
+    def _table(self, table: str, chain: str) -> _Table:
+        t = self.tables.setdefault(table, _Table())
+        if chain not in self.BUILTIN and chain not in t.chains:
+            t.chains.append(chain)
+        return t
+
+    def append(self, table: str, chain: str, *args: str) -> None:
+        self._table(table, chain).rules.append(" ".join(("-A", chain, *args)))
+
+    def insert(self, table: str, chain: str, pos: int, *args: str) -> None:
+        self._table(table, chain).rules.append(" ".join(("-I", chain, str(pos), *args)))
+
+    def render(self) -> str:
+        lines: list[str] = []
+        # Tables in istio-iptables' order.
+        order = {"mangle": 0, "nat": 1, "raw": 2}
+        for name, t in sorted(self.tables.items(), key=lambda kv: order.get(kv[0], 9)):
+            lines.append(f"* {name}")
+            lines += [f"-N {c}" for c in t.chains]
+            lines += t.rules
+            lines.append("COMMIT")
+        return "\n".join(lines) + "\n"
+
+
+def build_rules(cfg: CaptureConfig) -> _Rules:
+    cfg.validate()
+    r = _Rules()
+    lo = cfg.host_loopback_cidr
+    tproxy = cfg.mode == "TPROXY"
+    _, exclude_cidrs, _ = _v4_cidrs(cfg.outbound_ip_ranges_exclude)
+    include_all, include_cidrs, include_loopback = _v4_cidrs(cfg.outbound_ip_ranges_include)
+
+    for iface in split(cfg.exclude_interfaces):
+        r.append("nat", "PREROUTING", "-i", iface, "-j", "RETURN")
+        r.append("nat", "OUTPUT", "-o", iface, "-j", "RETURN")
+    if tproxy:
+        for iface in split(cfg.exclude_interfaces):
+            r.append("mangle", "PREROUTING", "-i", iface, "-j", "RETURN")
+            r.append("mangle", "OUTPUT", "-o", iface, "-j", "RETURN")
+    for iface in split(cfg.kube_virt_interfaces):
+        r.insert("nat", "PREROUTING", 1, "-i", iface, "-j", "RETURN")
+    if cfg.drop_invalid:
+        r.append("mangle", "PREROUTING", "-m", "conntrack", "--ctstate", "INVALID", "-j", "ISTIO_DROP")
+        r.append("mangle", "ISTIO_DROP", "-j", "DROP")
+
+    # The HBONE tunnel port is Envoy's own: never redirected.
+    r.append("nat", INBOUND, "-p", "tcp", "--dport", str(cfg.inbound_tunnel_port), "-j", "RETURN")
+    r.append("nat", REDIRECT, "-p", "tcp", "-j", "REDIRECT", "--to-ports", str(cfg.proxy_port))
+    r.append("nat", IN_REDIRECT, "-p", "tcp", "-j", "REDIRECT", "--to-ports", str(cfg.inbound_capture_port))
+
+    _inbound(r, cfg)
+
+    r.append("nat", "OUTPUT", "-j", OUTPUT)
+    for port in split(cfg.outbound_ports_exclude):
+        r.append("nat", OUTPUT, "-p", "tcp", "--dport", port, "-j", "RETURN")
+        r.append("nat", OUTPUT, "-p", "udp", "--dport", port, "-j", "RETURN")
+    # InboundPassthroughCluster connects to the app from 127.0.0.6: leave it alone.
+    r.append("nat", OUTPUT, "-o", "lo", "-s", "127.0.0.6/32", "-j", "RETURN")
+    for owner, ids in (("--uid-owner", cfg.proxy_uid), ("--gid-owner", cfg.proxy_gid)):
+        for ident in split(ids):
+            # Envoy calling its own pod's IP (app -> VIP -> Envoy -> own pod) goes
+            # through Envoy's inbound side, as it would from another pod.
+            r.append(
+                "nat", OUTPUT, "-o", "lo", "!", "-d", lo, "-p", "tcp",
+                "!", "--dport", str(cfg.inbound_tunnel_port),
+                "-m", "owner", owner, ident, "-j", IN_REDIRECT,
+            )  # fmt: skip
+            if not include_loopback:
+                # The app calling itself over lo (its own pod IP) is not captured.
+                r.append("nat", OUTPUT, "-o", "lo", "-m", "owner", "!", owner, ident, "-j", "RETURN")
+            # Envoy's own upstream traffic leaves the pod: no loop back into 15001.
+            r.append("nat", OUTPUT, "-m", "owner", owner, ident, "-j", "RETURN")
+    r.append("nat", OUTPUT, "-d", lo, "-j", "RETURN")
+    for cidr in exclude_cidrs:
+        r.append("nat", OUTPUT, "-d", cidr, "-j", "RETURN")
+    for port in split(cfg.outbound_ports_include):
+        r.append("nat", OUTPUT, "-p", "tcp", "--dport", port, "-j", REDIRECT)
+    if include_all:
+        r.append("nat", OUTPUT, "-j", REDIRECT)
+        for iface in split(cfg.kube_virt_interfaces):
+            r.insert("nat", "PREROUTING", 1, "-i", iface, "-j", REDIRECT)
+    else:
+        for cidr in include_cidrs:
+            for iface in split(cfg.kube_virt_interfaces):
+                r.insert("nat", "PREROUTING", 1, "-i", iface, "-d", cidr, "-j", REDIRECT)
+            r.append("nat", OUTPUT, "-d", cidr, "-j", REDIRECT)
+
+    if tproxy:
+        _tproxy_marks(r, cfg)
+    return r
+
+
+def _inbound(r: _Rules, cfg: CaptureConfig) -> None:
+    if not cfg.inbound_ports_include.strip():
+        return  # nothing inbound is captured
+    tproxy = cfg.mode == "TPROXY"
+    table = "mangle" if tproxy else "nat"
+    if tproxy:
+        # New inbound connections go to Envoy's 15006 by TPROXY (the original
+        # destination is kept on the socket); packets of established ones are
+        # marked so policy routing delivers them locally.
+        r.append("mangle", DIVERT, "-j", "MARK", "--set-mark", cfg.tproxy_mark)
+        r.append("mangle", DIVERT, "-j", "ACCEPT")
+        r.append(
+            "mangle", TPROXY, "!", "-d", cfg.host_loopback_cidr, "-p", "tcp", "-j", "TPROXY",
+            "--tproxy-mark", f"{cfg.tproxy_mark}/0xffffffff", "--on-port", str(cfg.inbound_capture_port),
+        )  # fmt: skip
+    r.append(table, "PREROUTING", "-p", "tcp", "-j", INBOUND)
+    if cfg.inbound_ports_include.strip() == "*":
+        for port in split(cfg.inbound_ports_exclude):
+            r.append(table, INBOUND, "-p", "tcp", "--dport", port, "-j", "RETURN")
+        if tproxy:
+            r.append(
+                "mangle", INBOUND, "-p", "tcp", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", DIVERT
+            )
+            r.append("mangle", INBOUND, "-p", "tcp", "-j", TPROXY)
+        else:
+            r.append("nat", INBOUND, "-p", "tcp", "-j", IN_REDIRECT)
+        return
+    for port in split(cfg.inbound_ports_include):
+        if tproxy:
+            r.append(
+                "mangle", INBOUND, "-p", "tcp", "--dport", port,
+                "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", DIVERT,
+            )  # fmt: skip
+            r.append("mangle", INBOUND, "-p", "tcp", "--dport", port, "-j", TPROXY)
+        else:
+            r.append("nat", INBOUND, "-p", "tcp", "--dport", port, "-j", IN_REDIRECT)
+
+
+def _tproxy_marks(r: _Rules, cfg: CaptureConfig) -> None:
+    mark, lo = cfg.tproxy_mark, cfg.host_loopback_cidr
+    # Keep the mark original_src sets as the connection's mark, and restore it
+    # on the way out so replies follow the TPROXY routing table.
+    r.append("mangle", "PREROUTING", "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "CONNMARK", "--save-mark")
+    r.append("mangle", "OUTPUT", "-p", "tcp", "-o", "lo", "-m", "mark", "--mark", mark, "-j", "RETURN")
+    for owner, ids in (("--uid-owner", cfg.proxy_uid), ("--gid-owner", cfg.proxy_gid)):
+        for ident in split(ids):
+            r.append(
+                "mangle", "OUTPUT", "!", "-d", lo, "-p", "tcp", "-o", "lo",
+                "-m", "owner", owner, ident, "-j", "MARK", "--set-mark", OUTBOUND_MARK,
+            )  # fmt: skip
+    r.append("mangle", "OUTPUT", "-p", "tcp", "-m", "connmark", "--mark", mark, "-j", "CONNMARK", "--restore-mark")
+    r.insert("mangle", INBOUND, 1, "-p", "tcp", "-m", "mark", "--mark", mark, "-j", "RETURN")
+    r.insert("mangle", INBOUND, 2, "-p", "tcp", "-s", "127.0.0.6/32", "-i", "lo", "-j", "RETURN")
+    r.insert("mangle", INBOUND, 3, "-p", "tcp", "-i", "lo", "-m", "mark", "!", "--mark", OUTBOUND_MARK, "-j", "RETURN")
+
+
+def render_restore(cfg: CaptureConfig) -> str:
+    """The `iptables-restore --noflush` input for these settings."""
+    return build_rules(cfg).render()
+
+
+def route_commands(cfg: CaptureConfig) -> list[list[str]]:
+    """`ip` commands TPROXY needs (marked packets are delivered locally); none for REDIRECT."""
+    if cfg.mode != "TPROXY":
+        return []
+    return [
+        ["ip", "-f", "inet", "rule", "add", "fwmark", cfg.tproxy_mark, "lookup", TPROXY_ROUTE_TABLE],
+        ["ip", "-f", "inet", "route", "add", "local", "default", "dev", "lo", "table", TPROXY_ROUTE_TABLE],
+    ]
+
+
+def from_annotations(annotations: Mapping[str, str], base: CaptureConfig | None = None) -> CaptureConfig:
+    """The settings Istio's injector passes to istio-iptables for a pod with
+    these annotations (`traffic.sidecar.istio.io/*`, `sidecar.istio.io/interceptionMode`)."""
+    cfg = base or CaptureConfig()
+
+    def ann(key: str, default: str) -> str:
+        return str(annotations.get(ANNOTATION_PREFIX + key, default))
+
+    excluded_in = [*ALWAYS_EXCLUDED_INBOUND, *split(ann("excludeInboundPorts", ""))]
+    cfg = replace(
+        cfg,
+        mode=str(annotations.get(INTERCEPTION_ANNOTATION, cfg.mode)).upper(),
+        inbound_ports_include=ann("includeInboundPorts", cfg.inbound_ports_include),
+        inbound_ports_exclude=",".join(dict.fromkeys(excluded_in)),
+        outbound_ip_ranges_include=ann("includeOutboundIPRanges", cfg.outbound_ip_ranges_include),
+        outbound_ip_ranges_exclude=ann("excludeOutboundIPRanges", cfg.outbound_ip_ranges_exclude),
+        outbound_ports_include=ann("includeOutboundPorts", cfg.outbound_ports_include),
+        outbound_ports_exclude=ann("excludeOutboundPorts", cfg.outbound_ports_exclude),
+        kube_virt_interfaces=ann("kubevirtInterfaces", cfg.kube_virt_interfaces),
+        exclude_interfaces=ann("excludeInterfaces", cfg.exclude_interfaces),
+    )
+    try:
+        cfg.validate()
+    except CaptureConfigError as e:
+        raise CaptureConfigError(f"pod annotations: {e}") from None
+    return cfg
+
+
+def _in_netns(netns: str, cmd: list[str]) -> list[str]:
+    return ["ip", "netns", "exec", netns, *cmd] if netns else cmd
+
+
+def apply(cfg: CaptureConfig, netns: str = "") -> None:
+    """Install the rules with iptables-restore (inside `netns` when given)."""
+    text = render_restore(cfg)
+    for cmd in route_commands(cfg):
+        subprocess.run(_in_netns(netns, cmd), check=True, capture_output=True, text=True)
+    proc = subprocess.run(
+        _in_netns(netns, ["iptables-restore", "--noflush"]), input=text, capture_output=True, text=True
+    )
+    if proc.returncode != 0:
+        raise RuntimeError(f"iptables-restore failed ({proc.returncode}): {proc.stderr.strip()}\ninput:\n{text}")
+
+
+# --- command line (`istiod-py iptables`) -----------------------------------
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Flags named as istio-iptables' (short and long)."""
+    d = CaptureConfig()
+    p.add_argument("-p", "--envoy-port", type=int, default=d.proxy_port, help="outbound capture port (15001)")
+    p.add_argument("-z", "--inbound-capture-port", type=int, default=d.inbound_capture_port, help="(15006)")
+    p.add_argument("-e", "--inbound-tunnel-port", type=int, default=d.inbound_tunnel_port, help="(15008)")
+    p.add_argument("-u", "--proxy-uid", default=d.proxy_uid, help="UIDs whose traffic is not captured (1337)")
+    p.add_argument("-g", "--proxy-gid", default=d.proxy_gid, help="GIDs whose traffic is not captured (1337)")
+    p.add_argument(
+        "-m", "--istio-inbound-interception-mode", dest="mode", default=d.mode, choices=["REDIRECT", "TPROXY"]
+    )
+    p.add_argument("-t", "--istio-inbound-tproxy-mark", dest="tproxy_mark", default=d.tproxy_mark)
+    p.add_argument("-b", "--istio-inbound-ports", dest="inbound_include", default=d.inbound_ports_include)
+    p.add_argument("-d", "--istio-local-exclude-ports", dest="inbound_exclude", default=d.inbound_ports_exclude)
+    p.add_argument("-i", "--istio-service-cidr", dest="ip_include", default=d.outbound_ip_ranges_include)
+    p.add_argument("-x", "--istio-service-exclude-cidr", dest="ip_exclude", default=d.outbound_ip_ranges_exclude)
+    p.add_argument("-q", "--istio-local-outbound-ports-include", dest="out_include", default="")
+    p.add_argument("-o", "--istio-local-outbound-ports-exclude", dest="out_exclude", default="")
+    p.add_argument("-k", "--kube-virt-interfaces", dest="kube_virt", default="")
+    p.add_argument("-c", "--istio-exclude-interfaces", dest="exclude_ifaces", default="")
+    p.add_argument("--drop-invalid", action="store_true", help="drop out-of-window packets (INVALID_DROP)")
+    p.add_argument(
+        "--annotations",
+        default="",
+        help="a pod's annotations as a JSON or YAML map (or @FILE): traffic.sidecar.istio.io/* override the flags",
+    )
+    p.add_argument("--netns", default="", help="apply inside this network namespace (ip netns exec)")
+    p.add_argument("-n", "--dry-run", action="store_true", help="print the iptables-restore input, change nothing")
+
+
+def config_from_args(args: argparse.Namespace) -> CaptureConfig:
+    cfg = CaptureConfig(
+        proxy_port=args.envoy_port,
+        inbound_capture_port=args.inbound_capture_port,
+        inbound_tunnel_port=args.inbound_tunnel_port,
+        proxy_uid=args.proxy_uid,
+        proxy_gid=args.proxy_gid,
+        mode=args.mode,
+        tproxy_mark=args.tproxy_mark,
+        inbound_ports_include=args.inbound_include,
+        inbound_ports_exclude=args.inbound_exclude,
+        outbound_ip_ranges_include=args.ip_include,
+        outbound_ip_ranges_exclude=args.ip_exclude,
+        outbound_ports_include=args.out_include,
+        outbound_ports_exclude=args.out_exclude,
+        kube_virt_interfaces=args.kube_virt,
+        exclude_interfaces=args.exclude_ifaces,
+        drop_invalid=args.drop_invalid,
+    )
+    if args.annotations:
+        import yaml
+
+        text = args.annotations
+        if text.startswith("@"):
+            with open(text[1:], encoding="utf-8") as f:
+                text = f.read()
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise CaptureConfigError(f"--annotations: expected a map of strings, got {type(data).__name__}")
+        cfg = from_annotations({str(k): str(v) for k, v in data.items()}, cfg)
+    cfg.validate()
+    return cfg
+
+
+def dry_run_text(cfg: CaptureConfig, netns: str = "") -> str:
+    """What `--dry-run` prints: the `ip` commands TPROXY needs (as comments), then the restore input."""
+    head = "".join("# " + " ".join(_in_netns(netns, cmd)) + "\n" for cmd in route_commands(cfg))
+    return head + render_restore(cfg)
