@@ -14,8 +14,12 @@ Only resources that need a change are written (merge patch on the `status`
 subresource, which neither bumps `metadata.generation` nor touches the spec);
 the writes run in a worker thread, never on the event loop.
 
-Gateway API status (config/gatewayapi/ computes it: MeshState.gateway_api_status)
-is not written yet: the cluster source does not watch Gateway API kinds.
+Gateway API resources read from the cluster get the status the conversion
+computes (config/gatewayapi/: MeshState.gateway_api_status, `ResourceStatus.as_dict()`:
+conditions, listeners, route parents), with `lastTransitionTime` set when written;
+compared without it (and `observedGeneration`), so an unchanged status is not
+rewritten. A route's `parents` list is replaced whole (istiod keeps other
+controllers' entries: not yet here).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ from istiod_py.config.model import KINDS, Config, ConfigError
 from istiod_py.model import MeshState
 
 from .client import KubeApiError, KubeClient, resource_path
-from .convert import plural
+from .convert import normalized_status, plural
 
 log = logging.getLogger("istiod_py.kube.status")
 
@@ -82,7 +86,10 @@ class StatusWriter:
         stored: Callable[[], dict[Key, Status]],
         is_leader: Callable[[], bool],
         interval: float = 0.5,
+        gateway_stored: Callable[[], dict[Key, tuple[str, str]]] | None = None,
     ) -> None:
+        # Gateway API: (kind, ns, name) -> (served version, normalized stored status)
+        self.gateway_stored = gateway_stored or dict
         self.client = client
         self.state = state
         self.stored = stored
@@ -91,6 +98,7 @@ class StatusWriter:
         self.writes = 0
         # Written but not yet seen back by the informers: not written twice.
         self._pending: dict[Key, Status] = {}
+        self._gw_pending: dict[Key, str] = {}
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -110,12 +118,13 @@ class StatusWriter:
             if st is None or not self.is_leader():
                 seen = (-1, -1)
                 continue
-            stored = self.stored()
-            mark = (st.version, hash(frozenset(stored.items())))
+            stored, gw_stored = self.stored(), self.gateway_stored()
+            mark = (st.version, hash((frozenset(stored.items()), frozenset(gw_stored.items()))))
             if mark == seen:
                 continue
             try:
                 await asyncio.to_thread(self.reconcile, self.desired(st), stored)
+                await asyncio.to_thread(self.reconcile_gateway_api, st, gw_stored)
                 seen = mark
             except Exception:  # retried with the next round
                 log.exception("writing status failed")
@@ -154,3 +163,48 @@ class StatusWriter:
             n += 1
             log.info("status of %s %s/%s: %d validation message(s)", *key, len(msgs))
         return n
+
+    def reconcile_gateway_api(self, st: MeshState, stored: dict[Key, tuple[str, str]]) -> int:
+        import datetime
+
+        from istiod_py.config.gatewayapi import GROUP
+
+        n = 0
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        for rs in st.gateway_api_status:
+            key = (rs.kind, rs.namespace, rs.name)
+            have = stored.get(key)
+            if have is None or not have[0]:
+                continue  # not a cluster object (a file), or its kind is no longer served
+            want = rs.as_dict()
+            norm = normalized_status(want)
+            if have[1] == norm:
+                self._gw_pending.pop(key, None)
+                continue
+            if self._gw_pending.get(key) == norm:
+                continue
+            ns = None if rs.kind == "GatewayClass" else rs.namespace
+            path = resource_path(GROUP, have[0], plural(rs.kind), ns, rs.name) + "/status"
+            try:
+                self.client.patch(path, {"status": _stamped(want, now)})
+            except KubeApiError as e:
+                if e.status == 404:
+                    continue
+                raise
+            self._gw_pending[key] = norm
+            self.writes += 1
+            n += 1
+            log.info("status of %s %s/%s written", *key)
+        return n
+
+
+def _stamped(v: Any, now: str) -> Any:
+    """Every condition gets lastTransitionTime (required by the Gateway API schema)."""
+    if isinstance(v, dict):
+        out = {k: _stamped(x, now) for k, x in v.items()}
+        if "type" in out and "status" in out and "reason" in out:
+            out.setdefault("lastTransitionTime", now)
+        return out
+    if isinstance(v, list):
+        return [_stamped(x, now) for x in v]
+    return v

@@ -93,19 +93,32 @@ class KubeAttachment:
             self.cp.xds.push(PushRequest(self.cp.pipeline.current(), True, reason=reason))
 
     def start_status(self) -> None:
+        from istiod_py.config.gatewayapi import GROUP as GATEWAY_API_GROUP
+
         from .status import StatusWriter
 
         def stored() -> dict[tuple[str, str, str], Any]:
             return {
                 (inf.resource.kind, ns, name): obj.messages
                 for inf in self.source.istio
+                if inf.resource.group != GATEWAY_API_GROUP
                 for (ns, name), obj in inf.store.items()
             }
 
         def state() -> Any:
             return self.cp.pipeline.current() if self.cp.pipeline is not None else None
 
-        self.status = StatusWriter(self.client, state, stored, lambda: self.leader.is_leader)
+        def gateway_stored() -> dict[tuple[str, str, str], tuple[str, str]]:
+            return {
+                (inf.resource.kind, ns, name): (inf.version, obj.status)
+                for inf in self.source.istio
+                if inf.resource.group == GATEWAY_API_GROUP
+                for (ns, name), obj in inf.store.items()
+            }
+
+        self.status = StatusWriter(
+            self.client, state, stored, lambda: self.leader.is_leader, gateway_stored=gateway_stored
+        )
         self.status.start()
 
     def wrap_generator(self, generate: Any) -> Any:
