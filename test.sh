@@ -6,6 +6,10 @@ cd "$(dirname "$0")"
 ./scripts/setup.sh
 ./scripts/install_netns_tools.sh  # iptables, iproute2 for the capture tests (network namespaces)
 ./scripts/browser.sh  # Chromium + chromedriver for the mesh page test, when missing
+# Debian's prometheus for the telemetry e2e tests (installed only when missing).
+./scripts/install_prometheus.sh
+# Jaeger (built from Go modules once, cached outside the repo) for the tracing e2e tests.
+./scripts/build_jaeger.sh >/dev/null
 . .venv/bin/activate
 ./scripts/gen_protos.sh --check
 ruff check istiod_py tests benchmarks

@@ -12,10 +12,9 @@ whole directory on any change either way):
 Kubernetes Service + EndpointSlice documents (format "kube") are the default.
 ServiceEntry documents with inline endpoints (format "se") load about twice as
 fast through istiod_py.config.loader (`python -m benchmarks.meshgen --compare`,
-1000x3: 0.23 s vs 0.41 s), but istiod_py hashes a ServiceEntry's whole spec
-into its kind digest (model/mesh.py kind_digest), so editing its
-endpoints is a FULL push there, not an EDS-only one. "kube" is the format in
-which the endpoint-only scenario really is endpoint-only.
+1000x3: 0.23 s vs 0.41 s). In both formats the endpoint-only scenario is an
+EDS-only push (a ServiceEntry's `endpoints` are left out of its kind digest:
+model/mesh.py ENDPOINT_FIELDS).
 """
 
 from __future__ import annotations
@@ -28,6 +27,7 @@ from pathlib import Path
 
 DOMAIN = "cluster.local"
 PORT = 8080
+TCP_PORT = 9000
 SHARED_VS_FILE = "shared-vs.yaml"
 
 
@@ -38,6 +38,12 @@ class MeshSpec:
     namespaces: int = 10
     virtual_services: int = 0
     fmt: str = "kube"  # kube | se
+    # Heterogeneous mesh (issue 18): a Sidecar per namespace importing its own
+    # namespace, ns-0 (where the scenarios' targets live) and the next one; an
+    # AuthorizationPolicy per namespace selecting one workload; every
+    # `tcp_every`-th service a TCP port instead of HTTP.
+    hetero: bool = False
+    tcp_every: int = 4
 
     def namespace_of(self, i: int) -> str:
         return f"ns-{i % self.namespaces}"
@@ -47,6 +53,13 @@ class MeshSpec:
 
     def host(self, i: int) -> str:
         return f"{self.service_name(i)}.{self.namespace_of(i)}.svc.{DOMAIN}"
+
+    def is_tcp(self, i: int) -> bool:
+        """svc-0 (the scenarios' target) is always HTTP."""
+        return self.hetero and self.tcp_every > 0 and i % self.tcp_every == self.tcp_every - 1
+
+    def port_of(self, i: int) -> tuple[str, int]:
+        return ("tcp", TCP_PORT) if self.is_tcp(i) else ("http", PORT)
 
 
 CHURN_PREFIX = b"10.240."
@@ -69,6 +82,7 @@ def endpoint_ip(svc: int, ep: int, generation: int = 0) -> str:
 
 def _kube_service(spec: MeshSpec, i: int, generation: int = 0) -> str:
     ns, name = spec.namespace_of(i), spec.service_name(i)
+    pname, port = spec.port_of(i)
     n = i + 1
     eps = "".join(
         f"""  - addresses: ["{endpoint_ip(i, e, generation)}"]
@@ -85,7 +99,7 @@ spec:
   clusterIP: 172.20.{(n >> 8) & 0xFF}.{n & 0xFF}
   selector: {{app: {name}}}
   ports:
-  - {{name: http, port: {PORT}, targetPort: {PORT}, protocol: TCP}}
+  - {{name: {pname}, port: {port}, targetPort: {port}, protocol: TCP}}
 ---
 apiVersion: discovery.k8s.io/v1
 kind: EndpointSlice
@@ -95,13 +109,14 @@ metadata:
   labels: {{kubernetes.io/service-name: {name}}}
 addressType: IPv4
 ports:
-- {{name: http, port: {PORT}, protocol: TCP}}
+- {{name: {pname}, port: {port}, protocol: TCP}}
 endpoints:
 {eps}"""
 
 
 def _service_entry(spec: MeshSpec, i: int, generation: int = 0) -> str:
     ns, name = spec.namespace_of(i), spec.service_name(i)
+    pname, port = spec.port_of(i)
     eps = "".join(
         f'  - {{address: "{endpoint_ip(i, e, generation)}", labels: {{app: {name}}}}}\n' for e in range(spec.endpoints)
     )
@@ -114,7 +129,7 @@ spec:
   location: MESH_INTERNAL
   resolution: STATIC
   ports:
-  - {{name: http, number: {PORT}, protocol: HTTP}}
+  - {{name: {pname}, number: {port}, protocol: {pname.upper()}}}
   endpoints:
 {eps}"""
 
@@ -156,7 +171,37 @@ def _write(path: Path, text: str) -> None:
 
 def _namespace_file(spec: MeshSpec, ns_index: int, changed: dict[int, int]) -> str:
     gen = _service_entry if spec.fmt == "se" else _kube_service
-    return "".join(gen(spec, i, changed.get(i, 0)) for i in range(ns_index, spec.services, spec.namespaces))
+    body = "".join(gen(spec, i, changed.get(i, 0)) for i in range(ns_index, spec.services, spec.namespaces))
+    return body + (_scoping(spec, ns_index) if spec.hetero else "")
+
+
+def _scoping(spec: MeshSpec, k: int) -> str:
+    """Per-namespace Sidecar (own namespace, ns-0 and the next namespace: three
+    namespaces, or fewer when they coincide) and a per-workload AuthorizationPolicy
+    selecting the namespace's first simulated client (loadgen: client-K is in ns-K)."""
+    ns = f"ns-{k}"
+    imports = ["./*", "ns-0/*", f"ns-{(k + 1) % spec.namespaces}/*"]
+    if k == 0:
+        imports[1] = f"ns-{(k + 2) % spec.namespaces}/*"
+    hosts = ", ".join(f'"{h}"' for h in dict.fromkeys(imports))
+    return f"""---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {{name: default, namespace: {ns}}}
+spec:
+  egress:
+  - hosts: [{hosts}]
+---
+apiVersion: security.istio.io/v1
+kind: AuthorizationPolicy
+metadata: {{name: client-{k}, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: client-{k}}}}}
+  action: ALLOW
+  rules:
+  - from: [{{source: {{namespaces: ["{ns}", "ns-0"]}}}}]
+    to: [{{operation: {{ports: ["{PORT}"]}}}}]
+"""
 
 
 def generate(spec: MeshSpec, root: str | Path) -> Path:
@@ -240,6 +285,7 @@ def main() -> None:
     ap.add_argument("--namespaces", type=int, default=10)
     ap.add_argument("--virtual-services", type=int, default=0)
     ap.add_argument("--format", choices=["kube", "se"], default="kube")
+    ap.add_argument("--hetero", action="store_true", help="per-namespace Sidecars, per-workload policy, TCP ports")
     ap.add_argument("--compare", action="store_true", help="time load_directory for both formats")
     a = ap.parse_args()
     if a.compare:
@@ -247,7 +293,7 @@ def main() -> None:
         return
     if not a.dir:
         ap.error("dir is required")
-    generate(MeshSpec(a.services, a.endpoints, a.namespaces, a.virtual_services, a.format), a.dir)
+    generate(MeshSpec(a.services, a.endpoints, a.namespaces, a.virtual_services, a.format, a.hetero), a.dir)
 
 
 if __name__ == "__main__":

@@ -104,8 +104,12 @@ class Server:
     ) -> None:
         self.config_dir, self.args, self.tag = config_dir, args, tag
         self.xds_port, self.debug_port = ports or (free_port(), free_port())
+        # --cprofile: the server runs under cProfile (written when it exits; the
+        # `profile_top`-free way to see a whole run's CPU when py-spy is absent).
+        prof = ["-m", "cProfile", "-o", f"{args.cprofile}.{tag}.{time.time():.0f}"] if args.cprofile else []
         cmd = [
             sys.executable,
+            *prof,
             "-m",
             "istiod_py.cli",
             "serve",
@@ -560,8 +564,8 @@ async def run_scenario(
             s.envoy_latencies.append(t - t0)
     s.loadgen_cpu_s = sum(r["cpu"] for r in results) - lg_cpu0
     s.server_cpu_s = cpu1 - cpu0
-    s.bytes_sent = m1.get("pilot_xds_send_bytes_total", 0) - m0.get("pilot_xds_send_bytes_total", 0)
-    s.nacks = m1.get("pilot_total_xds_rejects_total", 0) - m0.get("pilot_total_xds_rejects_total", 0)
+    s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     s.wall_s = wall
     s.extra = s_extra
     s.envoy_nacks = sum(b - a for a, b in zip(env_rej0, env_rej1, strict=True) if a >= 0 and b >= 0)
@@ -635,8 +639,8 @@ async def run_churn(
                     s.latencies.append(times[k] - t0)
     s.loadgen_cpu_s = sum(r["cpu"] for r in results) - lg_cpu0
     s.server_cpu_s = cpu1 - cpu0
-    s.bytes_sent = m1.get("pilot_xds_send_bytes_total", 0) - m0.get("pilot_xds_send_bytes_total", 0)
-    s.nacks = m1.get("pilot_total_xds_rejects_total", 0) - m0.get("pilot_total_xds_rejects_total", 0)
+    s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     s.wall_s = t_end - start
     total = sum(sys1) - sum(sys0)
     s.machine_busy = 1 - ((sys1.idle + sys1.iowait) - (sys0.idle + sys0.iowait)) / total if total > 0 else 0
@@ -703,8 +707,8 @@ async def run_reconnect(
     s.loadgen_cpu_s = sum(x["cpu"] for x in st) - lg_cpu0
     extra["client_retries"] = sum(x.get("retries", 0) for x in st)
     m1 = scrape(server.debug_port)
-    s.bytes_sent = m1.get("pilot_xds_send_bytes_total", 0) - m0.get("pilot_xds_send_bytes_total", 0)
-    s.nacks = m1.get("pilot_total_xds_rejects_total", 0) - m0.get("pilot_total_xds_rejects_total", 0)
+    s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     sys1 = psutil.cpu_times()
     total = sum(sys1) - sum(sys0)
     s.machine_busy = 1 - ((sys1.idle + sys1.iowait) - (sys0.idle + sys0.iowait)) / total if total > 0 else 0
@@ -820,7 +824,7 @@ async def run_transport(args: argparse.Namespace, transport: str, spec: meshgen.
         rows["rss_end_mb"] = server.rss_mb()
         rows["rss_peak_mb"] = max(peak_rss, vm_hwm_mb(server.proc.pid) or 0)
         final = scrape(server.debug_port)
-        rows["nacks_total"] = final.get("pilot_total_xds_rejects_total", 0)
+        rows["nacks_total"] = final.get("pilot_total_xds_rejects", 0)
         rows["client_errors"] = sum(len(lg.errors) for lg in lgs)
         for lg in lgs:
             lg.send({"cmd": "stats"})
@@ -855,7 +859,7 @@ def table(result: dict[str, Any]) -> str:
     hdr = (
         "| transport | scenario | clients | samples | missing | p50 | p99 | max | detect p50 | "
         "after-push p50 | after-push p99 | "
-        "server CPU s | loadgen CPU s | bytes sent | NACKs | peak RSS MB |"
+        "server CPU s | server CPU ms/proxy | loadgen CPU s | bytes sent | NACKs | peak RSS MB |"
     )
     lines = [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for tr in result["transports"]:
@@ -872,7 +876,7 @@ def table(result: dict[str, Any]) -> str:
                     f"| {tr['transport']} | {sc}{' (envoy)' if kind == 'envoy' else ''} | {clients} | {s['n']} | "
                     f"{s['missing']} | {fmt_s(s['p50'])} | {fmt_s(s['p99'])} | {fmt_s(s['max'])} | "
                     f"{fmt_s(s['detect_p50'])} | {fmt_s(s['after_push_p50'])} | {fmt_s(s['after_push_p99'])} | "
-                    f"{s['server_cpu_s']:.2f} | "
+                    f"{s['server_cpu_s']:.2f} | {1000 * s['server_cpu_s'] / max(1, clients):.2f} | "
                     f"{s['loadgen_cpu_s']:.2f} | {s['bytes_sent'] / 1e6:.1f} MB | {nacks} | "
                     f"{tr.get('rss_peak_mb') or 0:.0f} |"
                 )
@@ -880,7 +884,8 @@ def table(result: dict[str, Any]) -> str:
     for tr in result["transports"]:
         extra.append(
             f"- {tr['transport']}: initial config to all {result['args']['clients']} clients in "
-            f"{tr.get('initial_all_ready_s', 0):.2f}s (server CPU {tr.get('initial_server_cpu_s', 0):.1f}s); "
+            f"{tr.get('initial_all_ready_s', 0):.2f}s (server CPU {tr.get('initial_server_cpu_s', 0):.1f}s, "
+            f"{1000 * tr.get('initial_server_cpu_s', 0) / max(1, result['args']['clients']):.2f} ms per proxy); "
             f"RSS idle {tr.get('rss_idle_mb', 0):.0f} MB, connected {tr.get('rss_connected_mb', 0):.0f} MB, "
             f"peak {tr.get('rss_peak_mb') or 0:.0f} MB; client errors {tr.get('client_errors', 0)}"
         )
@@ -910,6 +915,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--services", type=int, default=1000)
     ap.add_argument("--endpoints", type=int, default=3)
     ap.add_argument("--namespaces", type=int, default=10)
+    ap.add_argument(
+        "--hetero",
+        action="store_true",
+        help="heterogeneous mesh: a Sidecar per namespace, per-workload policy, HTTP and TCP ports (issue 18)",
+    )
     ap.add_argument("--virtual-services", type=int, default=0, help="extra VirtualServices in the mesh")
     ap.add_argument(
         "--format",
@@ -956,6 +966,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--settle", type=float, default=2.0, help="seconds of quiet between runs")
     ap.add_argument("--profile", action="store_true", help="py-spy the server during the scenarios")
     ap.add_argument("--profile-rate", type=int, default=100)
+    ap.add_argument("--cprofile", default="", help="run the server under cProfile, output to PATH.<tag>.<time>")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (config, Envoy logs)")
     a = ap.parse_args(argv)
     a.scenarios = [s for s in a.scenarios.split(",") if s]
@@ -1011,7 +1022,7 @@ async def run_curve(args: argparse.Namespace, ts: str) -> dict[str, Any]:
         for c in args.curve_clients:
             a = copy.copy(args)
             a.services, a.clients = n, c
-            spec = meshgen.MeshSpec(n, a.endpoints, a.namespaces, a.virtual_services, a.format)
+            spec = meshgen.MeshSpec(n, a.endpoints, a.namespaces, a.virtual_services, a.format, a.hetero)
             cell: dict[str, Any] = {"services": n, "clients": c, "transports": []}
             print(f"== curve cell: {n} services x {a.endpoints} endpoints, {c} clients", flush=True)
             try:
@@ -1029,7 +1040,9 @@ async def run_curve(args: argparse.Namespace, ts: str) -> dict[str, Any]:
 
 
 async def amain(args: argparse.Namespace) -> dict[str, Any]:
-    spec = meshgen.MeshSpec(args.services, args.endpoints, args.namespaces, args.virtual_services, args.format)
+    spec = meshgen.MeshSpec(
+        args.services, args.endpoints, args.namespaces, args.virtual_services, args.format, args.hetero
+    )
     ts = time.strftime("%Y%m%d-%H%M%S")
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
     if args.curve:

@@ -4,6 +4,7 @@ lifecycle and signals."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import signal
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ import grpc
 from aiohttp import web
 
 from istiod_py.config.store import FileSource
+from istiod_py.debug import xds_debug
 from istiod_py.debug.http import DebugServer
 from istiod_py.model import MeshConfig
 from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
@@ -27,6 +29,28 @@ log = logging.getLogger("istiod_py")
 
 class StartError(Exception):
     """The control plane cannot start (a port is taken); the message names what and where."""
+
+
+def grpc_server_options() -> list[tuple[str, Any]]:
+    """Channel arguments of the xDS (and secure) gRPC servers."""
+    return [
+        ("grpc.max_send_message_length", 64 * 1024 * 1024),
+        ("grpc.max_receive_message_length", 16 * 1024 * 1024),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.http2.max_pings_without_data", 0),
+        ("grpc.max_concurrent_streams", 100_000),
+        # A reconnect storm delivers thousands of new streams at once, faster
+        # than the event loop takes them from gRPC core; past the core's default
+        # pending-call limit (1,000) it cancelled the oldest waiting streams
+        # (clients saw CANCELLED and reconnected, adding to the storm). Let them
+        # wait instead: the initial-response gate (xds/slots.py) paces the work.
+        ("grpc.server.max_pending_requests", 100_000),
+        ("grpc.server.max_pending_requests_hard_limit", 100_000),
+        ("grpc.server_max_unrequested_time_in_server", 300),
+        # gRPC sets SO_REUSEPORT by default: a second `serve` on the same port would then
+        # start without error and take a share of new proxy connections.
+        ("grpc.so_reuseport", 0),
+    ]
 
 
 def _bind_grpc(server: grpc.aio.Server, what: str, address: str, port: int, creds: Any = None) -> int:
@@ -89,6 +113,7 @@ class ControlPlane:
         self.aggregator = Aggregator(mesh=mesh)
         self.translator = Translator()
         self.metrics = XdsMetrics()
+        self.metrics.rejected_source = lambda: self.aggregator.errors
         self.pipeline: PushPipeline | None = None
         self.xds: XdsServer | None = None
         self.sources: list[FileSource] = []
@@ -147,16 +172,7 @@ class ControlPlane:
             max_concurrent_initial=o.max_concurrent_initial,
             max_connection_age=o.max_connection_age,
         )
-        options = [
-            ("grpc.max_send_message_length", 64 * 1024 * 1024),
-            ("grpc.max_receive_message_length", 16 * 1024 * 1024),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.http2.max_pings_without_data", 0),
-            ("grpc.max_concurrent_streams", 100_000),
-            # gRPC sets SO_REUSEPORT by default: a second `serve` on the same port would then
-            # start without error and take a share of new proxy connections.
-            ("grpc.so_reuseport", 0),
-        ]
+        options = grpc_server_options()
         self.grpc_server = grpc.aio.server(options=options)
         self.grpc_server.add_generic_rpc_handlers((self.xds.rpc_handler(),))
         self.ports["xds"] = _bind_grpc(self.grpc_server, "xds", o.listen_address, o.xds_port)
@@ -169,6 +185,9 @@ class ControlPlane:
         if self.ca is not None and getattr(self.ca, "registry", None) is not None:
             registries.append(self.ca.registry)
         debug = DebugServer(self.xds, self.pipeline, registries, self.errors, lambda: self._ready)
+        # istiod's debug types over xDS, so tools that ask istiod over ADS work unchanged.
+        for t in xds_debug.TYPES:
+            self.xds.debug_types[t] = functools.partial(xds_debug.resources_for, debug.xds_views, t)
         self.web_runner = web.AppRunner(debug.app(), access_log=None)
         await self.web_runner.setup()
         # aiohttp leaves SO_REUSEPORT off, so a port in use is an OSError here.

@@ -38,6 +38,8 @@ class BootstrapOptions:
     # Workload certificates from a local SDS server (the agent) on this unix socket.
     sds_socket: str = ""
     extra_metadata: Mapping[str, Any] = field(default_factory=dict)
+    # Istio's 15090: Envoy's /stats/prometheus on the workload's address (0: none).
+    stats_port: int = 0
 
 
 def _split(addr: str) -> tuple[str, int]:
@@ -114,6 +116,10 @@ def build_bootstrap(o: BootstrapOptions) -> dict[str, Any]:
     clusters = [xds]
     if o.sds_socket:
         clusters.append(_cluster(SDS_CLUSTER, {"pipe": {"path": o.sds_socket}}, False))
+    listeners = []
+    if o.stats_port:
+        clusters.append(_admin_cluster(o))
+        listeners.append(_stats_listener(o))
     return {
         "node": {"id": nid, "cluster": f"{o.workload_name or o.name}.{o.namespace}", "metadata": metadata},
         "admin": {"address": {"socket_address": {"address": o.admin_address, "port_value": o.admin_port}}},
@@ -127,7 +133,7 @@ def build_bootstrap(o: BootstrapOptions) -> dict[str, Any]:
             "cds_config": {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"},
             "lds_config": {"ads": {}, "resource_api_version": "V3", "initial_fetch_timeout": "0s"},
         },
-        "static_resources": {"clusters": clusters},
+        "static_resources": {"clusters": clusters, **({"listeners": listeners} if listeners else {})},
         # Without iptables the workload's address is its identity on the wire:
         # connections leave from it, so servers see source.ip as that workload.
         **(
@@ -154,4 +160,56 @@ def _sds_config() -> dict[str, Any]:
             "transport_api_version": "V3",
             "grpc_services": [{"envoy_grpc": {"cluster_name": SDS_CLUSTER}}],
         },
+    }
+
+
+STATS_CLUSTER = "prometheus_stats"
+
+
+def _admin_cluster(o: BootstrapOptions) -> dict[str, Any]:
+    addr = {"socket_address": {"address": o.admin_address, "port_value": o.admin_port}}
+    return {
+        "name": STATS_CLUSTER,
+        "type": "STATIC",
+        "connect_timeout": "0.250s",
+        "load_assignment": {
+            "cluster_name": STATS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": addr}}]}],
+        },
+    }
+
+
+def _stats_listener(o: BootstrapOptions) -> dict[str, Any]:
+    """Istio's `prometheus_stats` listener: GET /stats/prometheus on the stats port is
+    Envoy's admin /stats/prometheus, without exposing the rest of the admin API."""
+    bind = o.ip if o.interception_mode == "NONE" else "0.0.0.0"
+    route = {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": STATS_CLUSTER}}
+    return {
+        "name": "prometheus_stats",
+        "address": {"socket_address": {"address": bind, "port_value": o.stats_port}},
+        "filter_chains": [
+            {
+                "filters": [
+                    {
+                        "name": "envoy.filters.network.http_connection_manager",
+                        "typed_config": {
+                            "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
+                            ".HttpConnectionManager",
+                            "stat_prefix": "stats",
+                            "route_config": {
+                                "virtual_hosts": [{"name": "backend", "domains": ["*"], "routes": [route]}]
+                            },
+                            "http_filters": [
+                                {
+                                    "name": "envoy.filters.http.router",
+                                    "typed_config": {
+                                        "@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"
+                                    },
+                                }
+                            ],
+                        },
+                    }
+                ]
+            }
+        ],
     }

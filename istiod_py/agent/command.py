@@ -44,6 +44,9 @@ class AgentOptions:
     status_address: str = "127.0.0.1"
     status_port: int = 0
     readiness_port: int = 0
+    # Istio's merged metrics endpoint (15020 /stats/prometheus) on the workload's address; 0: off.
+    merge_metrics_port: int = 0
+    app_metrics_url: str = ""
 
 
 def run_agent(opts: AgentOptions) -> int:
@@ -97,8 +100,17 @@ async def _run(args: AgentOptions) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     envoy: asyncio.subprocess.Process | None = None
+    merger = None
     rc = 0
     try:
+        if args.merge_metrics_port:
+            from istiod_py.agent.metrics_merge import MetricsMerger
+
+            b = args.bootstrap
+            merger = MetricsMerger(
+                b.ip, args.merge_metrics_port, f"{b.admin_address}:{b.admin_port}", args.app_metrics_url
+            )
+            await merger.start()
         if args.envoy:
             binary = shutil.which(args.envoy_binary) or args.envoy_binary
             versions = {"ISTIO_VERSION": _own_version(), "ENVOY_VERSION": await _envoy_version(binary)}
@@ -130,6 +142,8 @@ async def _run(args: AgentOptions) -> int:
                 envoy.kill()
         if status is not None:
             await status.stop()
+        if merger is not None:
+            await merger.stop()
         await sds.stop()
         await mgr.stop()
     return rc

@@ -66,7 +66,7 @@ class CAMetrics:
         with self._lock:
             counts = dict(self._counts)
         for name, doc in COUNTERS.items():
-            m = Metric(name, doc, "unknown")
+            m = Metric(name, doc, "counter")
             m.add_sample(name, {}, counts[name])
             yield m
         yield GaugeMetricFamily(

@@ -22,12 +22,15 @@ from istio.security.v1beta1 import (
     peer_authentication_pb2,
     request_authentication_pb2,
 )
+from istio.telemetry.v1alpha1 import telemetry_pb2
 
 DEFAULT_NAMESPACE = "default"
 NETWORKING_GROUP = "networking.istio.io"
 SECURITY_GROUP = "security.istio.io"
 NETWORKING_VERSIONS = ("v1alpha3", "v1beta1", "v1")
 SECURITY_VERSIONS = ("v1beta1", "v1")
+TELEMETRY_GROUP = "telemetry.istio.io"
+TELEMETRY_VERSIONS = ("v1alpha1", "v1")
 
 
 def _frozen_map(items: Mapping[str, str] | None = None) -> Mapping[str, str]:
@@ -101,6 +104,7 @@ KINDS: Mapping[str, KindInfo] = MappingProxyType(
                 SECURITY_VERSIONS,
                 request_authentication_pb2.RequestAuthentication,
             ),
+            _kind("Telemetry", TELEMETRY_GROUP, TELEMETRY_VERSIONS, telemetry_pb2.Telemetry),
         ]
     )
 )

@@ -33,6 +33,7 @@ from istiod_py.config.istio_rules_services import (
 from istiod_py.config.model import Config, ConfigError, quote
 from istiod_py.config.proto_yaml import FieldProblem
 from istiod_py.config.rules import check_regex, is_ip
+from istiod_py.config.telemetry_validation import validate_telemetry
 from istiod_py.config.unsupported import check_unsupported
 
 Problems = list[FieldProblem]
@@ -471,6 +472,7 @@ VALIDATORS: dict[str, Callable[[Any], Problems]] = {
     "PeerAuthentication": validate_peer_authentication,
     "AuthorizationPolicy": validate_authorization_policy,
     "RequestAuthentication": validate_request_authentication,
+    "Telemetry": validate_telemetry,
 }
 
 

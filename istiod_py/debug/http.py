@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from google.protobuf import json_format
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 
+from istiod_py.debug.exposition import render
 from istiod_py.debug.mesh_page import MeshPage
 from istiod_py.debug.mesh_views import MeshViews
 from istiod_py.debug.xds_views import XdsViews
@@ -122,7 +123,7 @@ class DebugServer:
         )
 
     async def handle_metrics(self, _: web.Request) -> web.Response:
-        body = b"".join(generate_latest(r) for r in self.registries)
+        body = render(self.registries)
         return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     async def handle_configz(self, _: web.Request) -> web.Response:

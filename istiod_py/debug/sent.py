@@ -32,15 +32,8 @@ if TYPE_CHECKING:
 
 
 def sent_resources(stream: Stream, type_url: str) -> Resources | None:
-    """The Resources a SotW stream last sent for `type_url` (None for Delta or unsent).
-
-    Reads the stream's private `_sent_res`: the xDS server has no public accessor yet
-    (asked for in the ops report: `Stream.sent_resources(type_url)`)."""
-    sent = getattr(stream, "_sent_res", None)
-    if not isinstance(sent, dict):
-        return None
-    res = sent.get(type_url)
-    return res if isinstance(res, Resources) else None
+    """The Resources a SotW stream last sent for `type_url` (None for Delta or unsent)."""
+    return stream.sent_resources(type_url)
 
 
 def sent_names(stream: Stream, w: Watch) -> list[str]:

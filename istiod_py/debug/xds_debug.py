@@ -7,9 +7,8 @@
 - `istio.io/debug/config_dump`: the ConfigDump (debug/config_dump.py) of the proxy
   named in the request's resource_names.
 
-Serving them needs a hook in the xDS server (it answers only the five Envoy types
-today): `resources(type_url, names)` returns (name, message) pairs to put in a
-DiscoveryResponse, or None for a type it does not know. See the ops report."""
+`server.py` registers `resources_for` in `XdsServer.debug_types`, so both are
+answered on the xDS ports (15010, 15012) on request, as istiod answers them."""
 
 from __future__ import annotations
 
@@ -55,6 +54,11 @@ def syncz(views: XdsViews) -> list[tuple[str, Message]]:
             cc.generic_xds_configs.add(type_url=t, config_status=config_status(info.watches.get(t)))
         out.append((info.proxy.node_id, cc))
     return out
+
+
+def resources_for(views: XdsViews, type_url: str, names: Sequence[str]) -> list[tuple[str, Message]]:
+    """What the xDS server answers for a debug type (XdsServer.debug_types)."""
+    return resources(views, type_url, names) or []
 
 
 def resources(views: XdsViews, type_url: str, names: Sequence[str]) -> list[tuple[str, Message]] | None:

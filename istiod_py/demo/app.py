@@ -97,6 +97,9 @@ class AppConfig:
     listen_port: int
     upstreams: tuple[Upstream, ...]
     timeout: float
+    # Paths (prefixes) that call the upstreams: /chain, plus e.g. /productpage for
+    # bookinfo's images as the one-host node runs them (istiod_py/node/images.py).
+    chain_paths: tuple[str, ...] = ("/chain",)
 
 
 def version_from_name(name: str) -> str:
@@ -165,7 +168,7 @@ class _Handler(BaseHTTPRequestHandler):
             "host": self.headers.get("Host", ""),
             "headers": {k.lower(): v for k, v in self.headers.items()},
         }
-        if bare_path == "/chain" or bare_path.startswith("/chain/"):
+        if any(bare_path == c or bare_path.startswith(c.rstrip("/") + "/") for c in cfg.chain_paths):
             propagated = {h: v for h in PROPAGATED_HEADERS if (v := self.headers.get(h)) is not None}
             answer["upstreams"] = [call_upstream(u, path, propagated, cfg.timeout) for u in cfg.upstreams]
         self._send_json(200, answer)
@@ -226,6 +229,13 @@ def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
         metavar="[HOST=]http://ADDR:PORT[/PATH]",
         help="upstream for /chain, called at ADDR:PORT (the sidecar) with Host HOST; repeatable",
     )
+    p.add_argument(
+        "--chain-path",
+        action="append",
+        default=[],
+        metavar="PATH",
+        help="a path (and everything below it) that calls the upstreams; repeatable (default /chain)",
+    )
     p.add_argument("--timeout", type=float, default=3.0, help="seconds per upstream call (default 3)")
     p.add_argument("-v", "--verbose", action="store_true", help="log every request")
     args = p.parse_args(argv)
@@ -244,6 +254,7 @@ def parse_args(argv: Sequence[str] | None = None) -> AppConfig:
         listen_port=port,
         upstreams=upstreams,
         timeout=args.timeout,
+        chain_paths=tuple(args.chain_path) or ("/chain",),
     )
 
 

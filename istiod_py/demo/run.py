@@ -29,6 +29,7 @@ from typing import Any
 import yaml
 
 from istiod_py.agent.bootstrap import BootstrapOptions, build_bootstrap
+from istiod_py.demo import telemetry
 
 SAMPLES = Path(__file__).resolve().parents[2] / "deploy" / "samples" / "demo"
 
@@ -77,6 +78,8 @@ def _wait(cond: Any, timeout: float, what: str) -> None:
 
 
 class Demo:
+    prometheus = "127.0.0.1:9090"
+
     def __init__(self, workdir: Path, xds_port: int, debug_port: int, delta: bool) -> None:
         self.workdir = workdir
         self.xds_port = xds_port
@@ -129,6 +132,15 @@ class Demo:
                 lambda i=i, w=w: f"{w.ip}_9080" in _get(f"http://127.0.0.1:{15100 + i}/listeners")[1].decode(),
                 30,
                 f"{w.name}'s sidecar to get its listeners",
+            )
+        stats = [f"127.0.0.1:{15100 + i}" for i in range(len(WORKLOADS))]
+        cmd = telemetry.prometheus_command(self.workdir, stats, f"127.0.0.1:{self.debug_port}", self.prometheus)
+        if cmd is None:
+            print("prometheus: not installed (scripts/install_prometheus.sh); no request metrics shown")
+        else:
+            self.spawn("prometheus", cmd)
+            print(
+                f"prometheus: http://{self.prometheus} scraping every sidecar's /stats/prometheus and istiod's /metrics"
             )
 
     def traffic(self, n: int) -> int:
@@ -227,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
         demo.start()
         failures = demo.traffic(args.requests)
         demo.show_status()
+        if shutil.which("prometheus"):
+            telemetry.show_per_version(demo.prometheus)
         if args.serve:
             print("running; Ctrl-C (or SIGTERM) stops the control plane, the Envoys and the apps", flush=True)
             while True:

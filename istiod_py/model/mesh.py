@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import yaml
 
+from .mesh_telemetry import MeshTelemetry, MeshTelemetryError, parse_mesh_telemetry
 from .service import Endpoint, Service
 
 if TYPE_CHECKING:
@@ -33,6 +34,8 @@ class MeshConfig:
     # Istio's default retry policy on every route without one of its own.
     default_retry_attempts: int = 2
     extension_providers: tuple[Mapping[str, Any], ...] = ()
+    # accessLog*, enableTracing, defaultConfig.tracing, defaultProviders, typed extensionProviders.
+    telemetry: MeshTelemetry = field(default_factory=MeshTelemetry)
 
     @staticmethod
     def from_dict(raw: Mapping[str, Any], source: str = "mesh config") -> MeshConfig:
@@ -46,6 +49,10 @@ class MeshConfig:
             "extensionProviders",
             "defaultConfig",
             "accessLogFile",
+            "accessLogEncoding",
+            "accessLogFormat",
+            "enableTracing",
+            "defaultProviders",
         }
         for key in raw:
             if key not in known:
@@ -65,6 +72,10 @@ class MeshConfig:
         aliases = raw.get("trustDomainAliases") or []
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise MeshConfigError(f"{source}: trustDomainAliases must be a list of strings")
+        try:
+            telemetry = parse_mesh_telemetry(raw, source)
+        except MeshTelemetryError as e:
+            raise MeshConfigError(str(e)) from None
         return MeshConfig(
             root_namespace=str(raw.get("rootNamespace", "istio-system")),
             trust_domain=str(raw.get("trustDomain", "cluster.local")),
@@ -73,6 +84,7 @@ class MeshConfig:
             enable_auto_mtls=bool(raw.get("enableAutoMtls", True)),
             connect_timeout_s=connect,
             extension_providers=tuple(MappingProxyType(dict(p)) for p in providers),
+            telemetry=telemetry,
         )
 
     @staticmethod
@@ -144,7 +156,22 @@ class MeshState:
         return tuple(ep for ep in self.endpoints.get(hostname, ()) if ep.service_port == port)
 
 
+# Spec fields whose whole effect on output is the endpoints they make: left out
+# of the kind digest, so an edit of only these is seen in the endpoint digests
+# (an EDS-only push, as istiod's ServiceEntry controller does when the services
+# it derives are unchanged). registry/aggregate.py diff() escalates the cases
+# where endpoints reach CDS (DNS resolution, service accounts).
+ENDPOINT_FIELDS: Mapping[str, tuple[str, ...]] = {"ServiceEntry": ("endpoints",)}
+
+
 def spec_bytes(c: Config) -> bytes:
+    fields = ENDPOINT_FIELDS.get(c.meta.kind)
+    if fields and any(len(getattr(c.spec, f)) for f in fields):
+        spec = type(c.spec)()
+        spec.CopyFrom(c.spec)
+        for f in fields:
+            spec.ClearField(f)
+        return spec.SerializeToString(deterministic=True)
     return c.spec.SerializeToString(deterministic=True)
 
 

@@ -11,7 +11,15 @@ from istiod_py.config.model import Config
 from istiod_py.model import MeshState, Proxy, ProxyType, Service
 from istiod_py.model.service import Port, Protocol
 
-from .scope import ALL_HOSTS, EgressHosts, config_visible, host_matches, sidecar_for, visible_services
+from .scope import (
+    ALL_HOSTS,
+    EgressHosts,
+    SidecarIndex,
+    config_visible,
+    host_matches,
+    sidecar_for,
+    visible_services,
+)
 
 T = TypeVar("T")
 _CAPTURE_NONE = 2  # networking.v1alpha3.CaptureMode NONE (DEFAULT 0, IPTABLES 1)
@@ -74,7 +82,8 @@ class PushContext:
 
     def sidecar_scope(self, proxy: Proxy) -> SidecarScope:
         # Sidecar resources do not apply to gateways (istiod gives routers the default scope).
-        sc = sidecar_for(self.state, proxy) if proxy.type != ProxyType.ROUTER else None
+        index = self.cached(("sidecar-index",), lambda: SidecarIndex.of(self.state))
+        sc = sidecar_for(self.state, proxy, index) if proxy.type != ProxyType.ROUTER else None
         key = ("scope", proxy.namespace, sc.meta.namespace + "/" + sc.meta.name if sc else "", proxy.type)
         return self.cached(key, lambda: self._build_scope(proxy, sc, key))
 
@@ -119,23 +128,39 @@ class PushContext:
         beats a wildcard."""
         return self.cached(("dr", host, viewer_ns), lambda: self._find_dr(host, viewer_ns))
 
+    def _dr_index(self) -> tuple[dict[str, list[tuple[str, Config]]], list[tuple[str, Config]]]:
+        """DestinationRules by exact host, and the wildcard ones: a lookup reads the
+        rules that can match its host, not every rule in the mesh."""
+
+        def build() -> tuple[dict[str, list[tuple[str, Config]]], list[tuple[str, Config]]]:
+            exact: dict[str, list[tuple[str, Config]]] = {}
+            wild: list[tuple[str, Config]] = []
+            for cfg in self.state.of_kind("DestinationRule"):
+                spec: Any = cfg.spec
+                dr_host = fqdn(spec.host, cfg.meta.namespace, self.domain)
+                if dr_host.startswith("*"):
+                    wild.append((dr_host, cfg))
+                else:
+                    exact.setdefault(dr_host, []).append((dr_host, cfg))
+            return exact, wild
+
+        return self.cached(("dr-index",), build)
+
     def _find_dr(self, host: str, viewer_ns: str) -> Config | None:
         svc = self.state.services.get(host)
         order = [viewer_ns, svc.namespace if svc else "", self.state.mesh.root_namespace]
         best: tuple[int, int, Config] | None = None
-        for cfg in self.state.of_kind("DestinationRule"):
-            spec: Any = cfg.spec
+        exact, wild = self._dr_index()
+        for dr_host, cfg in (*exact.get(host, ()), *wild):
             if not config_visible(cfg, viewer_ns):
                 continue
-            dr_host = fqdn(spec.host, cfg.meta.namespace, self.domain)
             if not host_matches(dr_host, host):
                 continue
             try:
                 rank = order.index(cfg.meta.namespace)
             except ValueError:
                 rank = len(order)
-            exact = 0 if dr_host == host else 1
-            cand = (exact, rank, cfg)
+            cand = (0 if dr_host == host else 1, rank, cfg)
             if best is None or (cand[0], cand[1]) < (best[0], best[1]):
                 best = cand
         return best[2] if best else None

@@ -12,6 +12,7 @@ from istiod_py.model import Endpoint, labels_match
 
 from .clusters import socket_address
 from .context import PushContext
+from .telemetry.peer import PEER_METADATA, peer_metadata
 
 
 def subset_labels(ctx: PushContext, host: str, subset: str, viewer_ns: str) -> Mapping[str, str] | None:
@@ -84,5 +85,8 @@ def load_assignment(
             if ep.tls_mode:
                 lb.metadata.filter_metadata["envoy.transport_socket_match"].update({"tlsMode": ep.tls_mode})
             lb.metadata.filter_metadata["istio"].update({"workload": workload_metadata(ep)})
+            # The peer's workload labels for request metrics (telemetry/metrics.py reads them
+            # with CEL from xds.upstream_host_metadata): what Istio's metadata exchange carries.
+            lb.metadata.filter_metadata[PEER_METADATA].update(peer_metadata(ep))
         group.load_balancing_weight.value = total
     return cla

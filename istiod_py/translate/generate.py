@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from istiod_py.cache.resources import Built, Part, Resources, build, resources_of
-from istiod_py.model import MeshState, Proxy, ProxyType, Resolution
+from istiod_py.cache.resources import Built, Part, Resources, build, build_from_bytes, resources_of
+from istiod_py.model import MeshState, Proxy, ProxyType, Resolution, Service
 from istiod_py.model.mesh import changed_kinds
+from istiod_py.model.service import Port
 from istiod_py.xds.types import TypeUrl
 
 from . import clusters as cds
@@ -21,11 +22,12 @@ from . import (
 )
 from .context import PushContext
 from .envoyfilter import apply as apply_envoyfilters
+from .features import with_tcp_features
 from .gateway.generate import generate as generate_gateway
 from .security import mtls
-from .sidecar import capture, capture_outbound, headless, tcproute
+from .sidecar import capture, capture_outbound, headless, route_share, tcproute
 from .sidecar import listeners as lds
-from .sidecar import routes as rds
+from .telemetry.resolve import cache_key as telemetry_key
 from .traffic import lb_locality
 from .traffic.traffic_policy import policy_for
 
@@ -88,15 +90,32 @@ class Translator:
 
         def make() -> Part:
             out = {}
-            for c in cds.outbound_clusters(ctx, scope.services, proxy.namespace):
-                if not sds:
-                    mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
-                out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
-            for c in (cds.blackhole(), cds.passthrough()):
-                out[c.name] = build(c.name, TypeUrl.CLUSTER, c)
+            for svc in scope.services:
+                # A cluster depends on the viewer's namespace only through the
+                # DestinationRule it sees: keyed by that, each cluster is built and
+                # serialized once for every proxy that sees it, whatever its scope.
+                dr = ctx.destination_rule(svc.hostname, proxy.namespace)
+                dr_key = (dr.meta.namespace, dr.meta.name) if dr is not None else None
+                subsets = ("", *cds.subsets_of(ctx, svc, proxy.namespace))
+                for port in svc.ports:
+                    for subset in subsets:
+                        key = ("ob-cluster", svc.hostname, port.number, subset, dr_key, sds)
+                        b: Built | None = ctx.memo.get(key)
+                        if b is None:
+                            b = ctx.memo[key] = self._one_cluster(ctx, svc, port, subset, proxy, sds)
+                        out[b.name] = b
+            for fixed in ctx.cached(("cds-fixed",), _fixed_clusters):
+                out[fixed.name] = fixed
             return Part(out)
 
         return ctx.cached(("cds-out", scope.key, proxy.namespace, sds), make)
+
+    @staticmethod
+    def _one_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, proxy: Proxy, sds: bool) -> Built:
+        c = cds.outbound_cluster(ctx, svc, port, subset, proxy.namespace)
+        if not sds:
+            mtls.strip_workload_tls(c)  # no sds-grpc cluster: Envoy would reject SDS
+        return build(c.name, TypeUrl.CLUSTER, c)
 
     def clusters(self, ctx: PushContext, proxy: Proxy) -> Resources:
         outbound = self.outbound_clusters(ctx, proxy)
@@ -188,27 +207,35 @@ class Translator:
         make_outbound = lds.outbound_listeners if proxy.capture_none else capture_outbound.outbound_listeners
 
         def outbound() -> Part:
-            return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in make_outbound(ctx, proxy, scope)})
+            return Part(
+                {
+                    lst.name: build(lst.name, TypeUrl.LISTENER, with_tcp_features(ctx, proxy, "outbound", lst))
+                    for lst in make_outbound(ctx, proxy, scope)
+                }
+            )
+
+        # Telemetry (access logs, metrics, tracing) can differ per workload: part of the keys.
+        tkey = telemetry_key(ctx, proxy)
 
         if not proxy.capture_none:
             l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
             labels_key = proxy.labels_key if l4_labels else ()
-            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx))
+            key = ("lds-out", scope.key, proxy.interception_mode, labels_key, headless.digest(ctx), tkey)
             return resources_of(ctx.cached(key, outbound), capture.inbound_listeners(ctx, proxy, scope))
         ingress = tuple(lds.inbound_ports(ctx, proxy, scope))
 
         def inbound() -> Part:
             out = {}
             for ing in ingress:
-                lst = lds.inbound_listener(ctx, proxy, ing)
+                lst = with_tcp_features(ctx, proxy, "inbound", lds.inbound_listener(ctx, proxy, ing))
                 out[lst.name] = build(lst.name, TypeUrl.LISTENER, lst)
             return Part(out)
 
         # tcp/tls matches on sourceLabels make outbound listeners depend on the proxy's labels.
         l4_labels = ctx.cached(("l4-source-labels",), lambda: tcproute.uses_source_labels(ctx))
         labels_key = proxy.labels_key if l4_labels else ()
-        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none, labels_key), outbound)
-        in_key = ("lds-in", proxy.ip, ingress, mtls.inbound_key(ctx, proxy, (i.port.number for i in ingress)))
+        out_part = ctx.cached(("lds-out", scope.key, proxy.capture_none, labels_key, tkey), outbound)
+        in_key = ("lds-in", proxy.ip, ingress, mtls.inbound_key(ctx, proxy, (i.port.number for i in ingress)), tkey)
         return resources_of(out_part, ctx.cached(in_key, inbound))
 
     # --- RDS ---------------------------------------------------------------
@@ -225,12 +252,17 @@ class Translator:
                     if is_http:
                         ports.add(port)
             for port in sorted(ports):
-                rc = rds.sidecar_route_config(ctx, proxy, scope, port)
-                out[rc.name] = build(rc.name, TypeUrl.ROUTE, rc)
+                # Virtual hosts shared across proxies are serialized once (route_share.py).
+                name, body = route_share.sidecar_route_bytes(ctx, proxy, scope, port)
+                out[name] = build_from_bytes(name, TypeUrl.ROUTE, body)
             return Part(out)
 
         # Captured proxies route ports without a declared protocol too (sidecar/protocols.py).
         return ctx.cached(("rds", scope.key, proxy.namespace, labels_key, proxy.capture_none), make)
+
+
+def _fixed_clusters() -> tuple[Built, ...]:
+    return tuple(build(c.name, TypeUrl.CLUSTER, c) for c in (cds.blackhole(), cds.passthrough()))
 
 
 def _uses_source_labels(ctx: PushContext) -> bool:
@@ -248,13 +280,21 @@ def _uses_source_labels(ctx: PushContext) -> bool:
 # accounts, ports). A category not listed here is rebuilt for every state.
 _CARRY: dict[str, tuple[frozenset[str], bool, bool | str]] = {
     "scope": (frozenset({"Sidecar"}), True, False),
+    "sidecar-index": (frozenset({"Sidecar"}), False, False),
     "dr": (frozenset({"DestinationRule"}), True, False),
+    "dr-index": (frozenset({"DestinationRule"}), False, False),
     "vs": (frozenset({"VirtualService"}), False, False),
     "uses-source-labels": (frozenset({"VirtualService"}), False, False),
     "l4-source-labels": (frozenset({"VirtualService"}), False, False),
     "locality-used": (frozenset({"DestinationRule"}), False, False),
     "mtls-sans": (frozenset(), True, "cds"),
     "peer-authn-service": (frozenset({"PeerAuthentication"}), True, "cds"),
+    "cds-fixed": (frozenset(), False, False),
+    "ob-cluster": (
+        frozenset({"DestinationRule", "PeerAuthentication", "EnvoyFilter"}),
+        True,
+        "cds",
+    ),
     "cds-out": (
         frozenset({"DestinationRule", "PeerAuthentication", "Sidecar", "EnvoyFilter"}),
         True,
@@ -272,6 +312,7 @@ _CARRY: dict[str, tuple[frozenset[str], bool, bool | str]] = {
                 "PeerAuthentication",
                 "AuthorizationPolicy",
                 "RequestAuthentication",
+                "Telemetry",
             }
         ),
         True,

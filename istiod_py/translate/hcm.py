@@ -12,7 +12,7 @@ from istiod_py.model import Proxy
 
 from .clusters import ads_config_source
 from .context import PushContext
-from .features import extra_http_filters
+from .features import apply_hcm_features, extra_http_filters
 
 HCM_NAME = "envoy.filters.network.http_connection_manager"
 # What istiod's inbound and gateway HCMs put in the `server` response header.
@@ -49,6 +49,7 @@ def http_connection_manager(
     m.use_remote_address.value = direction == "gateway"
     m.stream_idle_timeout.seconds = 0
     _istiod_defaults(m, direction)
+    apply_hcm_features(ctx, proxy, direction, port, m)
     return m
 
 

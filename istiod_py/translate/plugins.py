@@ -8,6 +8,7 @@ from .security import (  # noqa: F401
     mtls,
     rbac,
 )
+from .telemetry import access_log, metrics, tracing  # noqa: F401
 from .traffic import (  # noqa: F401
     cors,
     fault,

@@ -32,24 +32,41 @@ def hosts_overlap(a: str, b: str) -> bool:
     return host_matches(a, b) or host_matches(b, a)
 
 
-def sidecar_for(state: MeshState, proxy: Proxy) -> Config | None:
+@dataclass(frozen=True, slots=True)
+class SidecarIndex:
+    """Sidecars by namespace, built once per state, so finding a proxy's Sidecar
+    reads only its own namespace's (a scan of every Sidecar per proxy was most
+    of a proxy's translation in a mesh with a Sidecar per namespace)."""
+
+    selected: dict[str, tuple[tuple[dict[str, str], Config], ...]]  # ns -> (selector labels, Sidecar), in order
+    defaults: dict[str, Config]  # ns -> first selector-less Sidecar
+
+    @staticmethod
+    def of(state: MeshState) -> SidecarIndex:
+        selected: dict[str, list[tuple[dict[str, str], Config]]] = {}
+        defaults: dict[str, Config] = {}
+        for cfg in state.of_kind("Sidecar"):
+            spec: Any = cfg.spec
+            ns = cfg.meta.namespace
+            if spec.HasField("workload_selector") and spec.workload_selector.labels:
+                selected.setdefault(ns, []).append((dict(spec.workload_selector.labels), cfg))
+            else:
+                defaults.setdefault(ns, cfg)
+        return SidecarIndex({ns: tuple(v) for ns, v in selected.items()}, defaults)
+
+
+def sidecar_for(state: MeshState, proxy: Proxy, index: SidecarIndex | None = None) -> Config | None:
     """The Sidecar resource that applies to a proxy: one whose workloadSelector
     matches it in its namespace, else the namespace's selector-less one, else the
     root namespace's selector-less one (mesh default)."""
-    ns_default: Config | None = None
-    root_default: Config | None = None
-    for cfg in state.of_kind("Sidecar"):
-        spec: Any = cfg.spec
-        has_selector = spec.HasField("workload_selector") and bool(spec.workload_selector.labels)
-        if cfg.meta.namespace == proxy.namespace:
-            if has_selector:
-                if labels_match(dict(spec.workload_selector.labels), proxy.labels):
-                    return cfg
-            elif ns_default is None:
-                ns_default = cfg
-        elif cfg.meta.namespace == state.mesh.root_namespace and not has_selector and root_default is None:
-            root_default = cfg
-    return ns_default or root_default
+    idx = index or SidecarIndex.of(state)
+    for labels, cfg in idx.selected.get(proxy.namespace, ()):
+        if labels_match(labels, proxy.labels):
+            return cfg
+    own = idx.defaults.get(proxy.namespace)
+    if own is not None:
+        return own
+    return idx.defaults.get(state.mesh.root_namespace)
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +84,25 @@ class EgressHosts:
                 ns = sidecar_ns
             out.append((ns, host))
         return EgressHosts(tuple(out))
+
+    def candidates(self, state: MeshState) -> Iterable[Service]:
+        """The services these entries can select, from the state's indexes: a
+        namespace's services for `ns/*`, one service for an exact host, the whole
+        mesh only for `*/pattern`. A superset of what `allows` admits."""
+        out: dict[str, Service] = {}
+        for ns, host in self.entries:
+            if ns == "~":
+                continue
+            if not any(ch in host for ch in "*?["):
+                svc = state.services.get(host)
+                if svc is not None:
+                    out[host] = svc
+                continue
+            if ns == "*":
+                return state.services.values()
+            for svc in state.services_by_namespace.get(ns, ()):
+                out[svc.hostname] = svc
+        return out.values()
 
     def allows(self, namespace: str, hostname: str) -> bool:
         for ns, host in self.entries:
@@ -87,7 +123,7 @@ def visible_services(state: MeshState, proxy: Proxy, egress: EgressHosts = ALL_H
     Sidecar egress hosts. Sorted by hostname for deterministic output."""
     out = [
         svc
-        for svc in state.services.values()
+        for svc in egress.candidates(state)
         if exported_to(svc.export_to, svc.namespace, proxy.namespace) and egress.allows(svc.namespace, svc.hostname)
     ]
     out.sort(key=lambda s: s.hostname)

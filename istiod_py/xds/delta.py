@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from istiod_py.cache.resources import Built, Resources, delta_response
 
 from .connection import Watch
+from .metrics import metric_type
 from .stream import Stream, StreamHost
 from .types import TypeUrl
 
@@ -61,6 +62,8 @@ class DeltaStream(Stream):
             self.record_nack(w, req, w.version_sent, [])
         elif req.response_nonce == w.nonce_sent:
             self.record_ack(w, w.version_sent, req.response_nonce)
+        else:
+            self.server.metrics.expired_nonce.labels(metric_type(w.type_url)).inc()
 
     async def on_request(self, req: Any, raw: bytes) -> None:
         assert self.info is not None

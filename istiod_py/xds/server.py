@@ -26,12 +26,12 @@ from istiod_py.model import MeshState, Proxy
 
 from .connection import PushRequest, Watch
 from .delta import DeltaStream
-from .metrics import XdsMetrics
+from .metrics import XdsMetrics, metric_type
 from .nacklog import NackLog
 from .sharing import SharedResponses
 from .slots import PushSlots
 from .sotw import SotwStream
-from .stream import CLOSE, MAX_QUEUED_REQUESTS, RECYCLE, Stream, StreamError
+from .stream import CLOSE, MAX_QUEUED_REQUESTS, RECYCLE, DebugGenerator, Stream, StreamError
 from .types import TypeUrl
 
 __all__ = ["ADS_SERVICE", "MAX_QUEUED_REQUESTS", "Generator", "PushSlots", "Stream", "StreamError", "XdsServer"]
@@ -78,6 +78,9 @@ class XdsServer:
         self._watchdog_grace = 3
         self.watchdog_interval = 1.0
         self.push_listeners: list[Callable[[Stream, PushRequest], None]] = []
+        # Types answered on request from outside the translator (istiod's
+        # istio.io/debug/syncz and istio.io/debug/config_dump; see server.py).
+        self.debug_types: dict[str, DebugGenerator] = {}
 
     # --- watchdog -----------------------------------------------------------
 
@@ -107,6 +110,7 @@ class XdsServer:
         try:
             return self._generate(state, proxy, type_url)
         except Exception as e:
+            self.metrics.internal_errors.inc()
             log.exception("translating %s for %s failed", TypeUrl.SHORT.get(type_url), proxy.id)
             raise StreamError(
                 grpc.StatusCode.INTERNAL,
@@ -140,13 +144,15 @@ class XdsServer:
     def count_sent(self, type_url: str, size: int) -> None:
         counter = self._push_counters.get(type_url)
         if counter is None:
-            counter = self._push_counters[type_url] = self.metrics.pushes.labels(TypeUrl.SHORT.get(type_url, "other"))
+            counter = self._push_counters[type_url] = self.metrics.pushes.labels(metric_type(type_url))
         counter.inc()
         self.metrics.bytes_sent.inc(size)
+        self.metrics.config_size.labels(metric_type(type_url)).observe(size)
 
     # --- pushing --------------------------------------------------------------
 
     def push(self, req: PushRequest) -> None:
+        self.metrics.observe_push(req)
         for stream in list(self.streams.values()):
             stream.request_push(req)
 

@@ -19,6 +19,7 @@ from google.protobuf.message import DecodeError
 from istiod_py.cache.resources import Built, Resources, sotw_response
 
 from .connection import Watch
+from .metrics import metric_type
 from .stream import Stream, StreamHost
 from .types import TypeUrl
 from .wire import names_block, names_start, strip_names
@@ -40,6 +41,9 @@ class SotwStream(Stream):
         self._names_block: dict[str, bytes] = {}
         # The Resources last sent per type (shared objects, not copies).
         self._sent_res: dict[str, Resources] = {}
+
+    def sent_resources(self, type_url: str) -> Resources | None:
+        return self._sent_res.get(type_url)
 
     def fast_ack(self, raw: bytes) -> bool:
         """Handle a SotW ACK/NACK whose resource_names are byte-for-byte those of
@@ -69,6 +73,7 @@ class SotwStream(Stream):
         """Record the ACK or NACK a SotW request carries; False if its nonce is
         stale (a newer response is on its way: the protocol says ignore it)."""
         if req.response_nonce != w.nonce_sent:
+            self.server.metrics.expired_nonce.labels(metric_type(w.type_url)).inc()
             return False
         if req.HasField("error_detail"):
             self.record_nack(w, req, w.version_sent, names)

@@ -19,14 +19,15 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from typing import Any, Protocol
 
 import grpc
+from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import json_format
-from google.protobuf.message import DecodeError
+from google.protobuf.message import DecodeError, Message
 
 from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
 
 from .connection import ConnectionInfo, Nack, PushRequest, Watch
-from .metrics import XdsMetrics
+from .metrics import XdsMetrics, metric_type
 from .nacklog import STORED_DETAIL_CHARS, NackLog, truncate
 from .sharing import SharedResponses
 from .slots import PushSlots
@@ -53,6 +54,11 @@ class StreamError(Exception):
         self.message = message
 
 
+# A debug type's answer (istiod's istio.io/debug/*): (name, message) pairs for the
+# request's resource names, built when asked and never pushed.
+DebugGenerator = Callable[[list[str]], list[tuple[str, Message]]]
+
+
 class StreamHost(Protocol):
     """What a stream needs from the server that owns it (XdsServer). Streams are
     typed against this rather than XdsServer so that stream.py, sotw.py and
@@ -67,6 +73,7 @@ class StreamHost(Protocol):
     live: set[Stream]
     sharing: SharedResponses
     nack_log: NackLog
+    debug_types: dict[str, DebugGenerator]
 
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources: ...
     def new_conn_id(self, proxy: Proxy) -> str: ...
@@ -90,6 +97,7 @@ class Stream:
         self.info: ConnectionInfo | None = None
         self.events: asyncio.Queue[object] = asyncio.Queue()
         self.pending: PushRequest | None = None
+        self.pending_since = 0.0
         self.state: MeshState = server.state()
         self._nonce = itertools.count(1)
         self._nonce_prefix = os.urandom(3).hex()
@@ -118,6 +126,11 @@ class Stream:
         """Send what a push changed of one type; True if something was sent."""
         raise NotImplementedError
 
+    def sent_resources(self, type_url: str) -> Resources | None:
+        """The Resources last sent whole for `type_url` (SotW); None where the
+        protocol keeps only names (Delta: see Watch.sent) or nothing was sent."""
+        return None
+
     # --- plumbing -----------------------------------------------------------
 
     @property
@@ -138,6 +151,7 @@ class Stream:
         stream gets one push of the newest state, never a backlog."""
         if self.pending is None:
             self.pending = req
+            self.pending_since = time.monotonic()
             self.events.put_nowait(PUSH)
         else:
             self.pending = self.pending.merge(req)
@@ -229,6 +243,7 @@ class Stream:
                     # Taken only now: what arrived while this stream waited for a
                     # slot was merged into it, so one push carries the newest state.
                     req, self.pending = self.pending, None
+                    self.server.metrics.proxy_queue_time.observe(time.monotonic() - self.pending_since)
                     if req is not None and not self.closing:
                         await self._push(req)
                 continue
@@ -271,12 +286,36 @@ class Stream:
         req = self._parse(raw)
         if self.info is None:
             self._register(req)
+        debug = self.server.debug_types.get(req.type_url)
+        if debug is not None:
+            if not req.response_nonce:  # an ACK of a debug answer needs nothing
+                await self._debug_answer(req, debug(list(req.resource_names)))
+            return
         if not TypeUrl.known(req.type_url):
             raise StreamError(
                 grpc.StatusCode.INVALID_ARGUMENT,
                 f"unknown type_url {req.type_url!r}; served: {', '.join(TypeUrl.PUSH_ORDER)}",
             )
         await self.on_request(req, raw)
+
+    async def _debug_answer(self, req: Any, items: list[tuple[str, Message]]) -> None:
+        """Answer a debug type (as istiod's debug generator does: on request only,
+        no watch, no version to ACK against)."""
+        version = str(time.time_ns())
+        if self.delta:
+            dresp = discovery_pb2.DeltaDiscoveryResponse(
+                type_url=req.type_url, system_version_info=version, nonce=self.next_nonce()
+            )
+            for name, msg in items:
+                r = dresp.resources.add(name=name, version=version)
+                r.resource.Pack(msg)
+            data = dresp.SerializeToString()
+        else:
+            resp = discovery_pb2.DiscoveryResponse(type_url=req.type_url, version_info=version, nonce=self.next_nonce())
+            for _, msg in items:
+                resp.resources.add().Pack(msg)
+            data = resp.SerializeToString()
+        await self.write(data, req.type_url)
 
     def record_nack(self, w: Watch, req: Any, version: str, names: Iterable[str]) -> None:
         w.nacks += 1
@@ -288,7 +327,7 @@ class Stream:
             names=tuple(names),
             at=time.time(),
         )
-        self.server.metrics.rejects.labels(TypeUrl.SHORT.get(w.type_url, "other")).inc()
+        self.server.metrics.rejects.labels(metric_type(w.type_url)).inc()
         self.server.nack_log.nack(
             self.proxy.id, TypeUrl.SHORT.get(w.type_url, w.type_url), version, req.error_detail.message
         )
@@ -315,6 +354,7 @@ class Stream:
                 continue
             if not req.full and t != TypeUrl.ENDPOINT:
                 continue
+            began = time.monotonic()
             res = self.server.generate(self.state, self.proxy, t)
             only: frozenset[str] | None = None
             if not req.full and t == TypeUrl.ENDPOINT:
@@ -322,6 +362,8 @@ class Stream:
                 if not only:
                     continue
             sent = await self.push_type(w, res, only, cds_changed)
+            if sent:
+                self.server.metrics.push_time.labels(metric_type(t)).observe(time.monotonic() - began)
             if t == TypeUrl.CLUSTER and sent:
                 cds_changed = True
         self.info.last_push_state = self.state.version

@@ -13,7 +13,8 @@
 # Env: KUBE_KCM=0 (no controller-manager), KUBE_SCHEDULER=1 (also kube-scheduler),
 #      KUBE_READY_TIMEOUT (seconds, default 120), KUBE_APISERVER_ARGS (extra flags, e.g.
 #      "--etcd-compaction-interval=10s" so that old resourceVersions expire: 410 Gone),
-#      and build.sh's knobs.
+#      KUBE_SERVICE_CIDR (the Services' ClusterIP range, default 10.96.0.0/16; the one-host
+#      node's --service-cidr must match it), and build.sh's knobs.
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 log() { echo "kube-up: $*" >&2; }
@@ -29,6 +30,9 @@ stop_pid() {  # stop_pid PIDFILE: TERM, up to 10 s, then KILL; by PID only
   rm -f "$f"
 }
 
+# --enable-aggregator-routing: webhooks given as a Service are called at its endpoints'
+# addresses (e.g. the one-host node's pods), not at the ClusterIP, which only exists
+# inside the node's pods (no kube-proxy on this host).
 start_apiserver() {  # start_apiserver RUN_DIR: args from RUN_DIR/env, waits for /readyz
   local run=$1
   # shellcheck disable=SC1091
@@ -43,7 +47,8 @@ start_apiserver() {  # start_apiserver RUN_DIR: args from RUN_DIR/env, waits for
     --service-account-key-file "$run/pki/sa.pub" \
     --service-account-signing-key-file "$run/pki/sa.key" \
     --service-account-issuer https://kubernetes.default.svc.cluster.local \
-    --service-cluster-ip-range 10.96.0.0/16 \
+    --service-cluster-ip-range "$SERVICE_CIDR" \
+    --enable-aggregator-routing=true \
     --v=1 $APISERVER_ARGS >> "$run/kube-apiserver.log" 2>&1 &
   echo $! > "$run/kube-apiserver.pid"
   local i
@@ -90,6 +95,7 @@ ETCD_PORT=$ETCD_PORT
 API_PORT=$API_PORT
 ADMIN_TOKEN=$ADMIN_TOKEN
 APISERVER_ARGS="${KUBE_APISERVER_ARGS:-}"
+SERVICE_CIDR=${KUBE_SERVICE_CIDR:-10.96.0.0/16}
 ENV
 cp "$HERE/down.sh" "$RUN_DIR/down.sh"
 
@@ -128,7 +134,7 @@ if [ "${KUBE_KCM:-1}" = 1 ]; then
   "$BIN/kube-controller-manager" --kubeconfig "$KUBECONFIG_PATH" --leader-elect=false --secure-port 0 \
     --controllers '*,-node-lifecycle-controller' \
     --service-account-private-key-file "$PKI/sa.key" --root-ca-file "$PKI/apiserver.crt" \
-    --service-cluster-ip-range 10.96.0.0/16 --v=1 > "$RUN_DIR/kube-controller-manager.log" 2>&1 &
+    --service-cluster-ip-range "${KUBE_SERVICE_CIDR:-10.96.0.0/16}" --v=1 > "$RUN_DIR/kube-controller-manager.log" 2>&1 &
   echo $! > "$RUN_DIR/kube-controller-manager.pid"
 fi
 if [ "${KUBE_SCHEDULER:-0}" = 1 ]; then

@@ -206,7 +206,7 @@ def _stream_errors(s: Served) -> dict[str, float]:
     out: dict[str, float] = {}
     for metric in s.mesh.cp.xds.metrics.registry.collect():
         for sample in metric.samples:
-            if sample.name == "pilot_xds_stream_errors_total":
+            if sample.name == "pilot_xds_stream_errors":  # istiod-style bare counter name
                 out[sample.labels["code"]] = sample.value
     return out
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
 from typing import Any
 
 from istiod_py.kube.secrets import SecretAuthorizer, SecretStore
@@ -69,5 +70,10 @@ roleRef: {{apiGroup: rbac.authorization.k8s.io, kind: Role, name: read-secrets}}
 subjects: [{{kind: ServiceAccount, name: ingress, namespace: {gw_ns}}}]
 """
     )
-    assert auth.allowed(gw_ns, "ingress", certs_ns)
+    # The API server's RBAC authorizer learns the new binding through its informer:
+    # eventually consistent, so the grant is awaited (bounded), the refusal is not.
+    deadline = time.monotonic() + 15
+    while not auth.allowed(gw_ns, "ingress", certs_ns):
+        assert time.monotonic() < deadline, "the RoleBinding never allowed the gateway's service account"
+        time.sleep(0.2)
     assert not auth.allowed(gw_ns, "other", certs_ns)

@@ -19,6 +19,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.parse
@@ -121,11 +122,21 @@ class EnvoyProcess:
             *self.extra_args,
         ]  # fmt: skip
         self._start_time = time.monotonic()
-        with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(
-                cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
-            )
+        # Envoy's output reaches envoy.log through a pipe, as a container runtime gives it
+        # one: Envoy's file access log to /dev/stdout only reaches a pipe (on a regular
+        # file it reopens /proc/self/fd/1 at offset 0 and its lines are overwritten).
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=self.workdir
+        )
+        threading.Thread(target=self._drain, args=(self.proc,), name=f"envoy-log-{self.name}", daemon=True).start()
         return self
+
+    def _drain(self, proc: subprocess.Popen[bytes]) -> None:
+        assert proc.stdout is not None
+        with open(self.log_path, "wb") as log:
+            while chunk := os.read(proc.stdout.fileno(), 65536):
+                log.write(chunk)
+                log.flush()
 
     @property
     def admin_url(self) -> str:

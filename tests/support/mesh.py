@@ -162,6 +162,7 @@ class Mesh:
         proxy_type: str = "sidecar",
         delta: bool | None = None,
         wait: bool = True,
+        stats_port: int = 0,
     ) -> EnvoyProcess:
         """Start an Envoy connected to the control plane. Its node IP is `ip` (fresh if None)."""
         ip = ip or allocate_ip()
@@ -178,6 +179,7 @@ class Mesh:
             admin_address=admin_host,
             admin_port=admin_port,
             delta=self.delta if delta is None else delta,
+            stats_port=stats_port,
         )
         proc = self.envoys(build_bootstrap(opts), name=name, wait=wait)
         proc.node_ip = ip  # type: ignore[attr-defined]

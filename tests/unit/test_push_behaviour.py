@@ -341,7 +341,7 @@ async def test_endpoint_only_change_sends_only_eds_for_the_affected_clusters(tmp
     async with control_plane(tmp_path) as mesh:
         a, _ = await plain(mesh, CDS, EDS, LDS, RDS, **PRODUCTPAGE)
         b, _ = await plain(mesh, CDS, EDS, LDS, RDS)  # reviews-v1 (with a Sidecar)
-        sent_before = {t: metric(mesh, "pilot_xds_pushes_total", {"type": t}) for t in ("CDS", "EDS", "LDS", "RDS")}
+        sent_before = {t: metric(mesh, "pilot_xds_pushes", {"type": t}) for t in ("cds", "eds", "lds", "rds")}
         # A new ratings instance: an endpoint-only change for ratings.
         edit(
             mesh.root / "workloads.yaml",
@@ -353,8 +353,8 @@ async def test_endpoint_only_change_sends_only_eds_for_the_affected_clusters(tmp
             got = await c.drain(0.4)
             assert types_of(got) == {"EDS": 1}, types_of(got)
             assert names_of(got[0]) == [cluster("ratings")]
-        sent_after = {t: metric(mesh, "pilot_xds_pushes_total", {"type": t}) for t in sent_before}
-        assert {t: sent_after[t] - sent_before[t] for t in sent_before} == {"CDS": 0, "EDS": 2, "LDS": 0, "RDS": 0}
+        sent_after = {t: metric(mesh, "pilot_xds_pushes", {"type": t}) for t in sent_before}
+        assert {t: sent_after[t] - sent_before[t] for t in sent_before} == {"cds": 0, "eds": 2, "lds": 0, "rds": 0}
         await a.close()
         await b.close()
 
@@ -417,7 +417,7 @@ async def test_stuck_client_neither_delays_others_nor_grows_and_is_closed_after_
             timeout=10,
             what="the stuck stream to be closed",
         )
-        assert metric(mesh, "pilot_xds_stream_errors_total", {"code": "DEADLINE_EXCEEDED"}) == 1
+        assert metric(mesh, "pilot_xds_stream_errors", {"code": "DEADLINE_EXCEEDED"}) == 1
         stuck.allow()
         closed = await stuck.wait_closed(3)
         assert closed.code == grpc.StatusCode.DEADLINE_EXCEEDED, closed
@@ -439,7 +439,7 @@ async def test_stream_is_recycled_after_max_age_with_ok_and_same_versions_on_rec
         c, versions = await plain(mesh, CDS, EDS, LDS, RDS)
         closed = await c.wait_closed(3)
         assert closed.code == grpc.StatusCode.OK, closed
-        assert metric(mesh, "pilot_xds_stream_errors_total", {"code": "DEADLINE_EXCEEDED"}) == 0
+        assert metric(mesh, "pilot_xds_stream_errors", {"code": "DEADLINE_EXCEEDED"}) == 0
         again, again_versions = await plain(mesh, CDS, EDS, LDS, RDS)
         assert again_versions == versions
         await c.close()
@@ -489,7 +489,7 @@ async def test_stop_finishes_the_push_in_flight_then_closes_streams_with_ok(tmp_
         assert cluster("extra0") in names_of(got)  # the push in flight was finished
         assert (await busy.wait_closed(3)).code == grpc.StatusCode.OK
         await asyncio.wait_for(stopping, 3)
-        assert metric(mesh, "pilot_xds_stream_errors_total", {"code": "DEADLINE_EXCEEDED"}) == 0
+        assert metric(mesh, "pilot_xds_stream_errors", {"code": "DEADLINE_EXCEEDED"}) == 0
         for c in (idle, busy, late):
             await c.close()
 

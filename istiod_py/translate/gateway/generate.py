@@ -15,6 +15,7 @@ from istiod_py.model import Proxy
 from istiod_py.xds.types import TypeUrl
 
 from ..context import PushContext
+from ..features import with_tcp_features
 from ..security import mtls
 from . import listeners as gateway_listeners
 from . import routes as gateway_routes
@@ -50,7 +51,7 @@ def generate(ctx: PushContext, proxy: Proxy, type_url: str, translator: SidecarP
         def listeners() -> Part:
             return Part(
                 {
-                    lst.name: build(lst.name, TypeUrl.LISTENER, lst)
+                    lst.name: build(lst.name, TypeUrl.LISTENER, with_tcp_features(ctx, proxy, "gateway", lst))
                     for lst in gateway_listeners.build_listeners(ctx, proxy, servers(ctx, proxy))
                 }
             )

@@ -10,6 +10,7 @@ from istiod_py.xds.types import TypeUrl
 
 from .. import naming
 from ..context import PushContext, SidecarScope
+from ..features import with_tcp_features
 from ..security import mtls
 from . import capture_clusters, capture_inbound, headless
 from . import listeners as lds
@@ -48,7 +49,12 @@ def inbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> Pa
         listeners = [capture_inbound.virtual_inbound(ctx, proxy, list(ingress))]
         # Sidecar ingress entries with captureMode NONE bind their port, as without iptables.
         listeners += [lds.inbound_listener(ctx, proxy, ing) for ing in ingress if ing.capture_none]
-        return Part({lst.name: build(lst.name, TypeUrl.LISTENER, lst) for lst in listeners})
+        return Part(
+            {
+                lst.name: build(lst.name, TypeUrl.LISTENER, with_tcp_features(ctx, proxy, "inbound", lst))
+                for lst in listeners
+            }
+        )
 
     return ctx.cached(key, make)
 

@@ -91,26 +91,44 @@ def _unique_domains(domains: Iterable[str], used: set[str]) -> list[str]:
     return out
 
 
-def sidecar_route_config(
-    ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int
-) -> route_pb2.RouteConfiguration:
+def _shell(port: int) -> route_pb2.RouteConfiguration:
+    """The route configuration of a port without its virtual hosts. As istiod's
+    sidecar outbound routes: `Host: reviews:9080` and `Host: reviews` pick the same
+    virtual host; direct responses may carry up to 1 MiB."""
     rcfg = route_pb2.RouteConfiguration(name=naming.sidecar_route(port), validate_clusters={"value": False})
-    # As istiod's sidecar outbound routes: `Host: reviews:9080` and `Host: reviews`
-    # pick the same virtual host; direct responses may carry up to 1 MiB.
     rcfg.ignore_port_in_host_matching = True
     rcfg.max_direct_response_body_size_bytes.value = 1048576
-    used: set[str] = set()
+    return rcfg
+
+
+def _vhost(ctx: PushContext, proxy: Proxy, svc: Service, port: int, domains: list[str]) -> rc.VirtualHost:
+    vh = rc.VirtualHost(name=naming.vhost(svc.hostname, port))
+    vh.domains.extend(domains)
+    vh.routes.extend(_vhost_routes(ctx, proxy, svc, port, "mesh"))
+    vh.include_request_attempt_count = True
+    return vh
+
+
+def _http_vhosts(
+    scope: SidecarScope, port: int, proxy: Proxy, used: set[str]
+) -> Iterable[tuple[Service, list[str], bool]]:
+    """The services with a virtual host on `port` (HTTP, or sniffed on a captured
+    proxy), their domains, and whether every domain of theirs is there (none taken
+    by an earlier service). Records the domains taken in `used`."""
     for svc in scope.services:
         sport = svc.port(port)
         if sport is None or not (sport.protocol.is_http or protocols.sniffed(proxy, svc, sport)):
             continue
-        domains = _unique_domains(service_domains(svc, port, proxy.namespace), used)
-        if not domains:
-            continue
-        vh = rcfg.virtual_hosts.add(name=naming.vhost(svc.hostname, port))
-        vh.domains.extend(domains)
-        vh.routes.extend(_vhost_routes(ctx, proxy, svc, port, "mesh"))
-        vh.include_request_attempt_count = True
+        all_domains = service_domains(svc, port, proxy.namespace)
+        domains = _unique_domains(all_domains, used)
+        if domains:
+            yield svc, domains, len(domains) == len(all_domains)
+
+
+def _vs_only_vhosts(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int, used: set[str]
+) -> Iterable[rc.VirtualHost]:
+    """Virtual hosts of VirtualService hosts that no service in scope covers."""
     for vs, host in _hosts_without_service(ctx, scope, proxy.namespace):
         domains = _unique_domains([host], used)
         routes: list[rc.Route] = []
@@ -118,10 +136,14 @@ def sidecar_route_config(
             routes += build_routes(RouteInput(ctx, vs, http, port, proxy.namespace, "mesh"), proxy)
         if not domains or not routes:
             continue
-        vh = rcfg.virtual_hosts.add(name=naming.vhost(host, port), domains=domains)
+        vh = rc.VirtualHost(name=naming.vhost(host, port), domains=domains)
         vh.routes.extend(routes)
         vh.include_request_attempt_count = True
-    catch_all = rcfg.virtual_hosts.add()
+        yield vh
+
+
+def _catch_all(scope: SidecarScope) -> rc.VirtualHost:
+    catch_all = rc.VirtualHost()
     catch_all.domains.append("*")
     if scope.outbound_policy == "REGISTRY_ONLY":
         catch_all.name = "block_all"
@@ -133,6 +155,18 @@ def sidecar_route_config(
         r.route.timeout.seconds = 0
         r.route.max_grpc_timeout.seconds = 0
     catch_all.include_request_attempt_count = True
+    return catch_all
+
+
+def sidecar_route_config(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int
+) -> route_pb2.RouteConfiguration:
+    rcfg = _shell(port)
+    used: set[str] = set()
+    for svc, domains, _ in _http_vhosts(scope, port, proxy, used):
+        rcfg.virtual_hosts.append(_vhost(ctx, proxy, svc, port, domains))
+    rcfg.virtual_hosts.extend(_vs_only_vhosts(ctx, proxy, scope, port, used))
+    rcfg.virtual_hosts.append(_catch_all(scope))
     return rcfg
 
 
