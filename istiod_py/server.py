@@ -165,8 +165,11 @@ class ControlPlane:
             max_delay=o.debounce_max,
             eds_max_delay=o.debounce_max_eds,
         )
+        generate = self.translator.generate
+        if self.kube is not None:  # SDS for credentialName from the cluster's Secrets
+            generate = self.kube.wrap_generator(generate)
         self.xds = XdsServer(
-            self.translator.generate,
+            generate,
             self.pipeline.current,
             metrics=self.metrics,
             send_timeout=o.send_timeout,

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
+from istiod_py.config import gatewayapi
 from istiod_py.config import kube_types as kt
 from istiod_py.config.loader import LoadResult, load_text
 from istiod_py.config.model import KINDS, Config, ConfigError, KindInfo
@@ -156,6 +157,33 @@ class IstioObject:
 
     config: Config | None
     errors: tuple[ConfigError, ...]
+    # status.validationMessages as stored: ((code, name, level), ...) sorted (kube/status.py)
+    messages: tuple[tuple[str, str, str], ...] = ()
+    # Gateway API: the stored status, normalized (status.py compares it with the computed one)
+    status: str = ""
+
+
+def normalized_status(status: Any) -> str:
+    """Canonical JSON of a status without the fields that change on every write
+    (lastTransitionTime, observedGeneration), so equal content compares equal."""
+
+    def strip(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {k: strip(x) for k, x in v.items() if k not in ("lastTransitionTime", "observedGeneration")}
+        if isinstance(v, list):
+            return [strip(x) for x in v]
+        return v
+
+    return json.dumps(strip(status or {}), sort_keys=True, separators=(",", ":"))
+
+
+def stored_messages(obj: JsonObj) -> tuple[tuple[str, str, str], ...]:
+    out = set()
+    for m in (obj.get("status") or {}).get("validationMessages") or []:
+        if isinstance(m, dict):
+            t = m.get("type") or {}
+            out.add((str(t.get("code") or ""), str(t.get("name") or ""), str(m.get("level") or "")))
+    return tuple(sorted(out))
 
 
 def istio_converter(info: KindInfo, version: Any) -> Any:
@@ -171,7 +199,10 @@ def istio_converter(info: KindInfo, version: Any) -> Any:
         result: LoadResult = load_text(json.dumps(body), f"kubernetes {info.kind} {ns}/{name}")
         config = result.configs[0] if result.configs and not result.errors else None
         # A line number in the JSON the loader was given means nothing to the user.
-        return IstioObject(config, tuple(dataclasses.replace(e, line=None) for e in result.errors))
+        errors = tuple(dataclasses.replace(e, line=None) for e in result.errors)
+        if info.group == gatewayapi.GROUP:
+            return IstioObject(config, errors, (), normalized_status(obj.get("status")))
+        return IstioObject(config, errors, stored_messages(obj))
 
     return convert
 
@@ -184,6 +215,11 @@ def plural(kind: str) -> str:
     if low.endswith(("s", "x")):
         return low + "es"
     return low + "s"
+
+
+def gateway_api_kinds() -> list[KindInfo]:
+    """The Gateway API kinds the loader reads, as KindInfo (kind as users write it)."""
+    return [KindInfo(k.kind, gatewayapi.GROUP, k.versions, k.message) for _, k in sorted(gatewayapi.KINDS.items())]
 
 
 def istio_kinds() -> list[KindInfo]:

@@ -150,6 +150,26 @@ def crd(info: KindInfo) -> dict[str, Any]:
     }
 
 
+def gateway_api_crds() -> list[dict[str, Any]]:
+    """CRDs for the Gateway API kinds the loader reads, from the same protos, for
+    test clusters (a real cluster installs the upstream Gateway API CRDs)."""
+    from istiod_py.kube.convert import gateway_api_kinds
+
+    out = []
+    for info in gateway_api_kinds():
+        c = crd(info)
+        c["metadata"]["labels"] = {"gateway.networking.k8s.io/bundle-version": "istiod-py-test"}
+        # *.k8s.io groups are protected: the API server wants the approval reference upstream's CRDs carry.
+        c["metadata"]["annotations"] = {
+            "api-approved.kubernetes.io": "https://github.com/kubernetes-sigs/gateway-api/pull/2466"
+        }
+        c["spec"]["names"]["categories"] = ["gateway-api"]
+        if info.kind == "GatewayClass":
+            c["spec"]["scope"] = "Cluster"
+        out.append(c)
+    return out
+
+
 def all_crds() -> list[dict[str, Any]]:
     return [crd(KINDS[k]) for k in sorted(KINDS)]
 

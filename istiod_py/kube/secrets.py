@@ -11,7 +11,7 @@ servers, DestinationRule `tls.credentialName`), as istiod reads them:
 
 `SecretStore` keeps them current (an informer) and tells listeners which
 credential changed, so the xDS side can push the rotated certificate over SDS.
-The xDS/SDS side is not wired here (translate/ and xds/ own it)."""
+kube/credentials.py serves them over SDS."""
 
 from __future__ import annotations
 
@@ -78,6 +78,14 @@ class SecretStore:
     def synced(self) -> Any:
         return self.informer.synced
 
+    def ca_only(self, namespace: str, name: str) -> bytes:
+        """The CA for SDS resource `<name>-cacert`: Secret `<name>-cacert`, else `ca.crt` of `<name>`."""
+        ca = self.informer.store.get((namespace, name + CACERT_SUFFIX))
+        if ca is not None and ca.ca_cert:
+            return ca.ca_cert
+        own = self.informer.store.get((namespace, name))
+        return own.ca_cert if own is not None else b""
+
     def get(self, namespace: str, name: str) -> TlsCredential | None:
         """The server credential, its CA from the same Secret or from `<name>-cacert`."""
         own = self.informer.store.get((namespace, name))
@@ -104,6 +112,12 @@ class SecretAuthorizer:
     def allowed(self, proxy_namespace: str, service_account: str, secret_namespace: str) -> bool:
         if proxy_namespace == secret_namespace:
             return True
+        return self.may_list(proxy_namespace, service_account, secret_namespace)
+
+    def may_list(self, proxy_namespace: str, service_account: str, secret_namespace: str) -> bool:
+        """SubjectAccessReview: may this service account `list secrets` in `secret_namespace`?
+        istiod asks it for the proxy's own namespace before serving a `kubernetes://`
+        credential (kube/credentials.py)."""
         review = {
             "apiVersion": "authorization.k8s.io/v1",
             "kind": "SubjectAccessReview",

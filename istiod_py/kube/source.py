@@ -101,6 +101,19 @@ class KubeSource:
             inf: Informer[convert.IstioObject] = Informer(client, res, lambda o: None, self._on_batch, watch_timeout=w)
             inf.convert = convert.istio_converter(info, lambda inf=inf: inf.version)
             self.istio.append(inf)
+        # Gateway API kinds through the same loader (an unserved kind is an empty store
+        # until its CRD appears: the informer polls for it).
+        for info in convert.gateway_api_kinds():
+            res = Resource(
+                info.kind,
+                info.group,
+                _newest_first(info.versions),
+                convert.plural(info.kind),
+                namespaced=info.kind != "GatewayClass",
+            )
+            inf = Informer(client, res, lambda o: None, self._on_batch, watch_timeout=w)
+            inf.convert = convert.istio_converter(info, lambda inf=inf: inf.version)
+            self.istio.append(inf)
         self.informers: list[Informer[Any]] = [
             self.configmaps,
             self.namespaces,
@@ -221,7 +234,7 @@ class KubeSource:
         errors: list[ConfigError] = []
         last_good: dict[Key, tuple[str, Config]] = {}
         for inf in self.istio:
-            kind = inf.resource.kind
+            kind = f"{inf.resource.group}/{inf.resource.kind}"  # Istio's Gateway is not Gateway API's
             for (ns, name), obj in inf.store.items():
                 key = (f"{kind}/{ns}", name)
                 errors += obj.errors

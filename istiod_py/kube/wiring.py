@@ -34,8 +34,12 @@ class KubeAttachment:
         self.client = client
         self.base_mesh: MeshConfig = cp.aggregator.mesh
         self.publisher: Any = None
+        self.secrets: Any = None  # secrets.SecretStore: gateway credentials
+        self.credentials: Any = None  # credentials.GatewayCredentials: their SDS
+        self.webhooks: Any = None  # webhook_server.WebhookServer
+        self.ca_bundle: Any = None  # webhook_server.CaBundlePatcher (leader only)
+        self.status: Any = None  # status.StatusWriter (leader only)
         self.cacerts_copy: Path | None = None  # the cacerts Secret's files, removed on stop
-        self.webhooks: Any = None  # kube.webhook.ValidationWebhook (also /inject) on --webhook-port
         # Singleton duties (root-cert publishing) run on the Lease holder only.
         self.leader = LeaderElector(
             client,
@@ -48,6 +52,8 @@ class KubeAttachment:
     def _leadership(self, leader: bool) -> None:
         if leader and self.publisher is not None:
             self.publisher.resync()
+        if leader and self.ca_bundle is not None:
+            self.ca_bundle.resync()
 
     def on_change(self, snap: SourceSnapshot) -> None:
         if self.cp.pipeline is not None:
@@ -65,6 +71,59 @@ class KubeAttachment:
         self.cp.mesh = new
         self.on_change(self.source.snapshot)  # the rebuild sees the new mesh: a full push
 
+    async def start_credentials(self, sync_timeout: float) -> None:
+        """Secrets for credentialName, synced before the first proxy asks."""
+        from .credentials import GatewayCredentials
+        from .secrets import SecretAuthorizer, SecretStore
+
+        self.secrets = SecretStore(self.client)
+        self.credentials = GatewayCredentials(self.secrets, SecretAuthorizer(self.client), self._push_secrets)
+        self.secrets.start()
+        try:
+            await asyncio.wait_for(self.secrets.synced.wait(), sync_timeout)
+        except TimeoutError:
+            log.warning("Secrets not listed within %.0fs: credentialName certificates follow later", sync_timeout)
+
+    def _push_secrets(self, reason: str) -> None:
+        """A full push of the current state: only SDS content differs, the other
+        types are the memoized results of the same state (nothing sent)."""
+        from istiod_py.xds.connection import PushRequest
+
+        if self.cp.xds is not None and self.cp.pipeline is not None:
+            self.cp.xds.push(PushRequest(self.cp.pipeline.current(), True, reason=reason))
+
+    def start_status(self) -> None:
+        from istiod_py.config.gatewayapi import GROUP as GATEWAY_API_GROUP
+
+        from .status import StatusWriter
+
+        def stored() -> dict[tuple[str, str, str], Any]:
+            return {
+                (inf.resource.kind, ns, name): obj.messages
+                for inf in self.source.istio
+                if inf.resource.group != GATEWAY_API_GROUP
+                for (ns, name), obj in inf.store.items()
+            }
+
+        def state() -> Any:
+            return self.cp.pipeline.current() if self.cp.pipeline is not None else None
+
+        def gateway_stored() -> dict[tuple[str, str, str], tuple[str, str]]:
+            return {
+                (inf.resource.kind, ns, name): (inf.version, obj.status)
+                for inf in self.source.istio
+                if inf.resource.group == GATEWAY_API_GROUP
+                for (ns, name), obj in inf.store.items()
+            }
+
+        self.status = StatusWriter(
+            self.client, state, stored, lambda: self.leader.is_leader, gateway_stored=gateway_stored
+        )
+        self.status.start()
+
+    def wrap_generator(self, generate: Any) -> Any:
+        return self.credentials.wrap(generate) if self.credentials is not None else generate
+
     def extend_ca(self, ca_runtime: Any) -> None:
         from .rootcert import RootCertPublisher
         from .tokenreview import add_to_ca
@@ -76,40 +135,43 @@ class KubeAttachment:
         self.publisher.start()
 
     async def start_webhooks(self, ca_runtime: Any, host: str, port: int) -> int:
-        """/validate and /inject over TLS (certificate from the CA) on `port`, then the
-        CA's root into the caBundle of the webhook configurations `install` made
-        (names from the injector's revision and the control plane's namespace)."""
+        """/validate and /inject on one HTTPS server (certificate from the CA) on
+        `port` (15017; 0: off), and the leader's caBundle patching of the webhook
+        configurations of the injector's revision (labelled istio.io/rev)."""
         if not port:
             return 0
-        from istiod_py.inject.cabundle import patch_ca_bundle
         from istiod_py.inject.values import InjectionValues
-        from istiod_py.install.webhooks import mutating_name, validating_name
+        from istiod_py.inject.webhook import add_routes
 
-        from .webhook import ValidationWebhook
+        from .webhook_server import CaBundlePatcher, WebhookServer
 
-        self.webhooks = ValidationWebhook(ca_runtime.ca, host=host, port=port)
-        bound = int(await self.webhooks.start())  # OSError (port in use) is the caller's to report
         inj = InjectionValues.from_env()
-        names = {"revision": inj.revision, "namespace": os.environ.get("POD_NAMESPACE") or inj.istio_namespace}
-        try:
-            changed = await asyncio.to_thread(
-                patch_ca_bundle,
-                self.client.api,
-                str(ca_runtime.ca.root_pem),
-                mutating_name(names),
-                validating_name(names),
-            )
-        except Exception as e:  # RBAC or API trouble: the webhooks still serve; the log says why
-            log.warning("cannot set the webhook configurations' caBundle: %s", e)
-        else:
-            log.info("webhooks on %s:%d; caBundle set on %s", host, bound, changed or "nothing (already current)")
+        namespace = os.environ.get("POD_NAMESPACE") or inj.istio_namespace
+        service = f"istiod-{inj.revision}" if inj.revision else "istiod"
+        self.webhooks = WebhookServer(ca_runtime.ca, host, port, namespace, service)
+        self.webhooks.mount(add_routes)  # /inject (istiod_py/inject/webhook.py)
+        bound = int(await self.webhooks.start())  # OSError (port in use) is the caller's to report
+        self.ca_bundle = CaBundlePatcher(
+            self.client,
+            lambda: str(ca_runtime.ca.root_pem),
+            lambda: self.leader.is_leader,
+            revision=inj.revision or "default",
+            interval=float(os.environ.get("ISTIOD_PY_WEBHOOK_RESYNC", "5")),
+        )
+        self.ca_bundle.start()
         return bound
 
     async def stop(self) -> None:
+        if self.status is not None:
+            await self.status.stop()
+        if self.ca_bundle is not None:
+            await self.ca_bundle.stop()
         if self.webhooks is not None:
             await self.webhooks.stop()
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.secrets is not None:
+            await self.secrets.stop()
         await self.leader.stop()  # releases the Lease: a successor need not wait it out
         await self.source.stop()
         await asyncio.to_thread(self.client.close)
@@ -134,6 +196,8 @@ async def attach(cp: Any, kubeconfig: str, sync_timeout: float = 60.0) -> KubeAt
     source.on_mesh = att.on_mesh
     snap = await source.start(sync_timeout)
     cp.aggregator.set_source(source.name, snap)
+    await att.start_credentials(sync_timeout)
     att.leader.start()
+    att.start_status()
     log.info("kubernetes source: %s (%s)", client.host, client.description)
     return att

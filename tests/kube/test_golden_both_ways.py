@@ -17,7 +17,7 @@ from google.protobuf import json_format
 from istiod_py.config.loader import load_text
 from istiod_py.config.model import KINDS
 from istiod_py.kube import apply as kapply
-from istiod_py.kube.convert import plural
+from istiod_py.kube.convert import gateway_api_kinds, plural
 from istiod_py.kube.source import KubeSource
 from istiod_py.model import MeshConfig, parse_proxy
 from istiod_py.registry.aggregate import Aggregator, SourceSnapshot
@@ -37,6 +37,11 @@ def _read_back(kube: KubeCluster, namespaces: set[str]) -> str:
     docs: list[dict[str, Any]] = []
     kinds = [("v1", "Service", "/api/v1"), ("discovery.k8s.io/v1", "EndpointSlice", "/apis/discovery.k8s.io/v1")]
     kinds += [(f"{i.group}/{i.versions[-1]}", k, f"/apis/{i.group}/{i.versions[-1]}") for k, i in KINDS.items()]
+    kinds += [  # Gateway API: the newest version (the source reads the newest served)
+        (f"{i.group}/{i.versions[0]}", i.kind, f"/apis/{i.group}/{i.versions[0]}")
+        for i in gateway_api_kinds()
+        if i.kind != "GatewayClass"
+    ]
     for api_version, kind, base in kinds:
         for ns in sorted(namespaces):
             for item in kube.get(f"{base}/namespaces/{ns}/{plural(kind)}").get("items") or []:

@@ -23,6 +23,7 @@ import yaml
 
 from istiod_py.kube import apply as kapply
 from istiod_py.kube.client import JsonObj, KubeApiError, KubeClient
+from istiod_py.kube.crds import gateway_api_crds
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = ROOT / "scripts" / "kube"
@@ -112,6 +113,7 @@ class KubeCluster:
 
     def install_crds(self) -> list[str]:
         docs = [d for f in sorted(CRD_DIR.glob("*.yaml")) for d in kapply.documents(f.read_text())]
+        docs += gateway_api_crds()  # Gateway API from the same protos (a test cluster has none)
         kapply.apply_all(self.client, docs)
         names = [d["metadata"]["name"] for d in docs]
         kapply.wait_crds_established(self.client, names)

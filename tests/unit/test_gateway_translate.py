@@ -244,16 +244,33 @@ def test_https_chains_by_sni_with_tls_contexts() -> None:
     assert [vh.name for vh in rds["https.8443.https-a.gw.default"].virtual_hosts] == ["a.example.com:8443"]
 
 
-def test_credential_name_server_is_rejected_at_load() -> None:
-    # credentialName (Kubernetes Secrets) is rejected by name (config/unsupported.py), not left out silently.
+def test_credential_name_server_gets_sds_over_ads() -> None:
+    # credentialName (Kubernetes Secret): as istiod, SDS over the proxy's ADS stream,
+    # `kubernetes://NAME` and for MUTUAL the CA as `kubernetes://NAME-cacert`; a
+    # Gateway API reference keeps its `kubernetes-gateway://NS/NAME` name.
     text = HOSTS.replace(
         "    tls: {mode: PASSTHROUGH}\n",
         "    tls: {mode: PASSTHROUGH}\n  - port: {number: 8444, name: https-k8s, protocol: HTTPS}\n"
-        '    hosts: ["c.example.com"]\n    tls: {mode: SIMPLE, credentialName: c-cert}\n',
+        '    hosts: ["c.example.com"]\n    tls: {mode: SIMPLE, credentialName: c-cert}\n'
+        "  - port: {number: 8445, name: https-mtls, protocol: HTTPS}\n"
+        '    hosts: ["d.example.com"]\n    tls: {mode: MUTUAL, credentialName: "kubernetes-gateway://gw/d"}\n',
         1,
     )
-    errors = load_text(text, "test.yaml").errors
-    assert [e.field for e in errors] == ["spec.servers[5].tls.credentialName"]
+    result = load_text(text, "test.yaml")
+    assert result.errors == []
+    lds = generate(state_of(text), router(), TypeUrl.LISTENER)
+    for port, cert, ca in ((8444, "kubernetes://c-cert", ""), (8445, "kubernetes-gateway://gw/d", "-cacert")):
+        [fc] = lds[f"{GW_IP}_{port}"].filter_chains
+        ctx = tls_pb2.DownstreamTlsContext()
+        fc.transport_socket.typed_config.Unpack(ctx)
+        [sds] = ctx.common_tls_context.tls_certificate_sds_secret_configs
+        assert sds.name == cert and sds.sds_config.HasField("ads")
+        assert not ctx.common_tls_context.tls_certificates
+        vc = ctx.common_tls_context.combined_validation_context.validation_context_sds_secret_config
+        assert vc.name == (cert + ca if ca else "")
+        assert ctx.require_client_certificate.value == bool(ca)
+        if ca:
+            assert vc.sds_config.HasField("ads")
 
 
 def test_passthrough_by_sni_to_tcp_proxy() -> None:

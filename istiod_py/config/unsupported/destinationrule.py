@@ -8,10 +8,6 @@ from .support import NOT_YET, TP, Problems, Support, T, _r, _reject, _s
 
 MSG_TUNNEL = f"{NOT_YET} (HTTP CONNECT tunneling to the destination); remove it"
 MSG_PROXY_PROTOCOL = f"{NOT_YET} (sending the PROXY protocol header upstream); remove it"
-MSG_DR_CREDENTIAL_NAME = (
-    f"{NOT_YET} (Kubernetes Secrets); give clientCertificate, privateKey and caCertificates "
-    "as file paths on the proxy's host"
-)
 MSG_DR_WORKLOAD_SELECTOR = f"{NOT_YET} (workload-scoped DestinationRules); remove it to apply the rule to every client"
 
 SUPPORT: dict[str, Support] = {
@@ -92,7 +88,7 @@ SUPPORT: dict[str, Support] = {
     "ClientTLSSettings.clientCertificate": _s(f"{T}traffic/upstream_tls.py"),
     "ClientTLSSettings.privateKey": _s(f"{T}traffic/upstream_tls.py"),
     "ClientTLSSettings.caCertificates": _s(f"{T}traffic/upstream_tls.py"),
-    "ClientTLSSettings.credentialName": _r(MSG_DR_CREDENTIAL_NAME),
+    "ClientTLSSettings.credentialName": _s(f"{T}traffic/upstream_tls.py, istiod_py/kube/credentials.py"),
     "ClientTLSSettings.subjectAltNames": _s(f"{T}traffic/upstream_tls.py, {T}security/mtls.py"),
     "ClientTLSSettings.sni": _s(f"{T}traffic/upstream_tls.py, {T}security/mtls.py"),
     "ClientTLSSettings.insecureSkipVerify": _s(f"{T}traffic/upstream_tls.py"),
@@ -106,9 +102,6 @@ SUPPORT: dict[str, Support] = {
 def _traffic_policy(tp: dr_pb.TrafficPolicy, path: str, out: Problems) -> None:
     _reject(tp, ("tunnel",), path, MSG_TUNNEL, out)
     _reject(tp, ("proxy_protocol",), path, MSG_PROXY_PROTOCOL, out)
-    _reject(tp.tls, ("credential_name",), f"{path}.tls", MSG_DR_CREDENTIAL_NAME, out)
-    for i, p in enumerate(tp.port_level_settings):
-        _reject(p.tls, ("credential_name",), f"{path}.portLevelSettings[{i}].tls", MSG_DR_CREDENTIAL_NAME, out)
 
 
 def check_destination_rule(dr: dr_pb.DestinationRule, namespace: str = "") -> Problems:

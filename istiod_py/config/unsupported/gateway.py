@@ -15,16 +15,10 @@ from .support import (
     Support,
     T,
     _p,
-    _r,
-    _reject,
     _s,
     _w,
 )
 
-MSG_GW_CREDENTIAL_NAME = (
-    f"{NOT_YET} (Kubernetes Secrets); give serverCertificate, privateKey and caCertificates "
-    "as file paths on the gateway's host"
-)
 MSG_GW_ISTIO_MUTUAL = f"ISTIO_MUTUAL on a gateway server is {NOT_YET}; use SIMPLE or MUTUAL with certificate files"
 MSG_GW_TLS_TERMINATE_TCP = (
     f"terminating TLS on a protocol TLS server (into tcp routes) is {NOT_YET}; "
@@ -69,8 +63,8 @@ SUPPORT: dict[str, Support] = {
     "ServerTLSSettings.privateKey": _s(CRED),
     "ServerTLSSettings.caCertificates": _s(CRED),
     "ServerTLSSettings.caCrl": _s(CRED),
-    "ServerTLSSettings.credentialName": _r(MSG_GW_CREDENTIAL_NAME),
-    "ServerTLSSettings.credentialNames": _r(MSG_GW_CREDENTIAL_NAME),
+    "ServerTLSSettings.credentialName": _s(f"{CRED}, istiod_py/kube/credentials.py"),
+    "ServerTLSSettings.credentialNames": _s(f"{CRED}, istiod_py/kube/credentials.py"),
     "ServerTLSSettings.tlsCertificates": _s(CRED),
     "ServerTLSSettings.subjectAltNames": _s(CRED),
     "ServerTLSSettings.verifyCertificateSpki": _s(CRED),
@@ -110,13 +104,12 @@ def _server(s: gw_pb.Server, path: str, out: Problems) -> None:
         return
     tls = s.tls
     tpath = f"{path}.tls"
-    _reject(tls, ("credential_name", "credential_names"), tpath, MSG_GW_CREDENTIAL_NAME, out)
     if protocol not in TLS_PROTOCOLS:
         rest = gw_pb.ServerTLSSettings()
         rest.CopyFrom(tls)
         if protocol in HTTP_PROTOCOLS:
             rest.ClearField("https_redirect")
-        rest.ClearField("credential_name")  # reported above
+        rest.ClearField("credential_name")  # istiod ignores it without TLS too
         rest.ClearField("credential_names")
         if rest.ListFields():
             out.append(FieldProblem(tpath, MSG_GW_PLAINTEXT_TLS))

@@ -19,8 +19,13 @@ Two ways to hand the gateway its certificate, picked per proxy:
 
 Translation stays pure either way: the paths are names here, never read.
 
-`credentialName` (a Kubernetes Secret) is not supported yet: such servers are
-left out of the listener (see `unsupported_reason`).
+`credentialName` (a Kubernetes Secret; `credentialNames` for several) is served
+as istiod serves it: SDS over the proxy's own ADS stream (`ads: {}`), resource
+`kubernetes://NAME` (as written, when it already names a scheme, such as the
+`kubernetes-gateway://NS/NAME` the Gateway API conversion emits) and, for
+MUTUAL/OPTIONAL_MUTUAL, its CA as `<that name>-cacert`. Any proxy can take
+these (no `sds-grpc` cluster needed); `istiod_py/kube/credentials.py` answers
+them from the cluster's Secrets.
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 from istio.networking.v1alpha3 import gateway_pb2
 
+from ..credential_sds import CA_SUFFIX, ads_config, credential_secret_name
 from ..security import mtls
 
 TLS_TRANSPORT_SOCKET = "envoy.transport_sockets.tls"
@@ -61,6 +67,11 @@ def file_root_secret_name(ca: str) -> str:
     return f"{FILE_ROOT_PREFIX}{ca}"
 
 
+def _credentials(tls: Any) -> list[str]:
+    names = [str(tls.credential_name)] if tls.credential_name else []
+    return names + [str(n) for n in tls.credential_names if n and n not in names]
+
+
 def terminates_tls(tls: Any) -> bool:
     return int(tls.mode) in (ServerTLS.SIMPLE, ServerTLS.MUTUAL, ServerTLS.OPTIONAL_MUTUAL)
 
@@ -71,11 +82,8 @@ def unsupported_reason(tls: Any) -> str:
         return "tls.mode ISTIO_MUTUAL on a gateway server is not supported yet"
     if not terminates_tls(tls):
         return ""
-    if tls.credential_name or tls.credential_names:
-        return (
-            "tls.credentialName (Kubernetes Secret) is not supported yet; "
-            "use serverCertificate/privateKey/caCertificates file paths"
-        )
+    if _credentials(tls):
+        return ""
     if not _pairs(tls):
         return "tls needs serverCertificate and privateKey (file paths)"
     if int(tls.mode) in (ServerTLS.MUTUAL, ServerTLS.OPTIONAL_MUTUAL) and not _ca(tls):
@@ -112,7 +120,10 @@ def downstream_tls_context(
     ctx = tls_pb2.DownstreamTlsContext()
     common = ctx.common_tls_context
     common.alpn_protocols.extend(alpn)
-    for cert, key in _pairs(tls):
+    creds = _credentials(tls)
+    for cred in creds:
+        common.tls_certificate_sds_secret_configs.add(name=credential_secret_name(cred), sds_config=ads_config())
+    for cert, key in [] if creds else _pairs(tls):
         if sds:
             common.tls_certificate_sds_secret_configs.add(
                 name=file_cert_secret_name(cert, key), sds_config=mtls.sds_config()
@@ -133,7 +144,13 @@ def downstream_tls_context(
     params.cipher_suites.extend(tls.cipher_suites)
     mode = int(tls.mode)
     if mode in (ServerTLS.MUTUAL, ServerTLS.OPTIONAL_MUTUAL):
-        if sds:
+        if creds:  # as istiod: the first credential's CA, `<name>-cacert` over ADS
+            combined = common.combined_validation_context
+            vc = combined.default_validation_context
+            vc.SetInParent()
+            combined.validation_context_sds_secret_config.name = credential_secret_name(creds[0]) + CA_SUFFIX
+            combined.validation_context_sds_secret_config.sds_config.CopyFrom(ads_config())
+        elif sds:
             # As istiod: the checks stay inline, the trusted CA comes from SDS.
             combined = common.combined_validation_context
             vc = combined.default_validation_context
