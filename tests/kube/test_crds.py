@@ -51,7 +51,6 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "rules": [{"from": [{"source": {"principals": ["cluster.local/ns/x/sa/y"]}}]}],
     },
     "RequestAuthentication": {"jwtRules": [{"issuer": "iss", "jwksUri": "https://example.com/jwks"}]},
-    "Telemetry": {"accessLogging": [{"providers": [{"name": "envoy"}]}]},
 }
 
 
