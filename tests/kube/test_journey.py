@@ -174,6 +174,9 @@ def _cleanup(kube: KubeCluster) -> None:
         wait(lambda: not pods(kube, "default", "app") and not pods(kube, CLIENT_NS, "app"), 60, "journey Pods gone")
     with contextlib.suppress(Exception):
         _cli("uninstall", "--kubeconfig", str(kube.kubeconfig), "--set", "profile=demo")
+    # istiod and the gateways too: the node then stops with no Pod of the journey left.
+    with contextlib.suppress(AssertionError, KubeApiError):
+        wait(lambda: not pods(kube, "istio-system", "app"), 60, "istio-system Pods gone")
 
 
 @pytest.mark.timeout(420)  # the session's cluster may start inside this test's budget
