@@ -30,7 +30,7 @@ from typing import Any
 
 import pytest
 
-from istiod_py.kube.client import JsonObj, KubeApiError
+from istiod_py.kube.client import JsonObj
 from tests.kube.test_node import (  # noqa: F401 - `node` is a fixture
     APP,
     NodeProc,
@@ -156,27 +156,33 @@ def _bookinfo_injected(kube: KubeCluster, nd: NodeProc) -> None:
         assert p["metadata"]["labels"]["security.istio.io/tlsMode"] == "istio"
 
 
-def _cleanup(kube: KubeCluster) -> None:
-    """Everything the journey made, even after a failure; default itself stays."""
+def _cleanup(kube: KubeCluster) -> list[str]:
+    """Removes everything the journey made (default itself stays), every step tried even
+    after a failure; returns what could not be removed."""
+    problems: list[str] = []
     steps: list[tuple[str, ...]] = [
         ("delete", "peerauthentication", "default", "-n", "default", "--ignore-not-found"),
         *(("delete", "-n", "default", "--ignore-not-found", "-f", str(ROUTING / f)) for f in (
-            "virtual-service-reviews-test-v2.yaml", "destination-rule-all.yaml", "bookinfo-gateway.yaml")),
+            "virtual-service-all-v1.yaml", "virtual-service-reviews-test-v2.yaml", "destination-rule-all.yaml",
+            "bookinfo-gateway.yaml")),
         ("delete", "-n", "default", "--ignore-not-found", "--wait=false", "-f", str(BOOKINFO)),
         ("label", "namespace", "default", "istio-injection-"),
         ("delete", "namespace", CLIENT_NS, "--ignore-not-found", "--wait=false"),
     ]  # fmt: skip
     for step in steps:
-        with contextlib.suppress(Exception):
-            _kubectl(kube, *step, check=False)
-    # The Pods go before the node stops, so it tears their namespaces down itself.
-    with contextlib.suppress(AssertionError, KubeApiError):
+        try:
+            _kubectl(kube, *step)
+        except Exception as e:
+            problems.append(str(e))
+    try:
+        # The Pods go before the node stops, so it tears their namespaces down itself.
         wait(lambda: not pods(kube, "default", "app") and not pods(kube, CLIENT_NS, "app"), 60, "journey Pods gone")
-    with contextlib.suppress(Exception):
         _cli("uninstall", "--kubeconfig", str(kube.kubeconfig), "--set", "profile=demo")
-    # istiod and the gateways too: the node then stops with no Pod of the journey left.
-    with contextlib.suppress(AssertionError, KubeApiError):
+        # istiod and the gateways too: the node then stops with no Pod of the journey left.
         wait(lambda: not pods(kube, "istio-system", "app"), 60, "istio-system Pods gone")
+    except Exception as e:
+        problems.append(str(e))
+    return problems
 
 
 @pytest.mark.timeout(420)  # the session's cluster may start inside this test's budget
@@ -187,6 +193,11 @@ def test_seeds_journey_install_label_bookinfo_route_strict(
     t0 = time.monotonic()
     kc = str(kube.kubeconfig)
     try:
+        # A root-cert ConfigMap left by an earlier test's control plane (another CA) would be
+        # mounted by a gateway Pod that starts before this istiod rewrites it, and the node
+        # does not refresh configMap volumes: without it the Pods wait for istiod's own.
+        for ns in ("istio-system", "default"):
+            _kubectl(kube, "delete", "configmap", "istio-ca-root-cert", "-n", ns, "--ignore-not-found")
         _cli("install", "--kubeconfig", kc, "--set", "profile=demo")
         _kubectl(kube, "label", "namespace", "default", "istio-injection=enabled")
         nwait(node, lambda: ready_pods(kube, "istio-system", "app=istiod", 1), 90, "istiod Ready")
@@ -254,5 +265,8 @@ def test_seeds_journey_install_label_bookinfo_route_strict(
         assert all(r["status"] is None for r in refused), refused
         assert Counter(map(_reviews, ingress(10, jason))) == {"reviews-v2": 10}
         print(f"journey: bookinfo injected and Ready {ready_at:.1f}s after install; total {time.monotonic() - t0:.1f}s")
-    finally:
-        _cleanup(kube)
+    except BaseException:
+        _cleanup(kube)  # the journey's own failure is the one reported
+        raise
+    problems = _cleanup(kube)
+    assert not problems, "cleanup failed:\n" + "\n".join(problems)
