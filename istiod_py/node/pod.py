@@ -227,14 +227,19 @@ class PodRunner:
         if spec.get("startupProbe"):
             c.startup = Probe(spec["startupProbe"])
 
-    def _command(self, c: Container) -> list[str]:
-        assert c.argv is not None
+    def _user(self, c: Container) -> tuple[int | None, int | None]:
+        """(uid, gid) the container runs as; (None, None) for root."""
         gid = c.gid if c.gid is not None else c.uid
         uid = c.uid
         if uid is None or (uid == 0 and not c.caps and gid in (None, 0)) or self.host_network:
             # root, as the image's default user; in the node's namespace root too: the
             # control plane reads the node's kubeconfig, which is root's
-            uid = gid = None
+            return None, None
+        return uid, gid
+
+    def _command(self, c: Container) -> list[str]:
+        assert c.argv is not None
+        uid, gid = self._user(c)
         if self.netns is None:
             return as_user(c.argv, uid=uid, gid=gid, caps=c.caps)
         return self.netns.command(c.argv, uid=uid, gid=gid, caps=c.caps)
@@ -245,6 +250,12 @@ class PodRunner:
         os.chmod(workdir, 0o777)
         env = {**self.env_base, "HOSTNAME": self.name, "HOME": str(workdir), **c.env}
         with open(self.dir / f"{c.name}.log", "ab") as logf:
+            uid, gid = self._user(c)
+            if uid is not None:
+                # The container's stdout is this file; a process that reopens it by name
+                # (Envoy's access log to /dev/stdout, as the demo profile sets) needs to
+                # own it, as a runtime's stdout pipe would allow.
+                os.fchown(logf.fileno(), uid, gid if gid is not None else uid)
             return subprocess.Popen(
                 self._command(c),
                 stdout=logf,
