@@ -40,6 +40,11 @@ class BootstrapOptions:
     extra_metadata: Mapping[str, Any] = field(default_factory=dict)
     # Istio's 15090: Envoy's /stats/prometheus on the workload's address (0: none).
     stats_port: int = 0
+    # Istio's 15021: Envoy forwards GET /healthz/ready to the agent's status server
+    # (agent_address, HOST:PORT), so readiness needs a serving Envoy too (0: none).
+    readiness_port: int = 0
+    readiness_address: str = "0.0.0.0"
+    agent_address: str = ""
 
 
 def _split(addr: str) -> tuple[str, int]:
@@ -118,8 +123,16 @@ def build_bootstrap(o: BootstrapOptions) -> dict[str, Any]:
         clusters.append(_cluster(SDS_CLUSTER, {"pipe": {"path": o.sds_socket}}, False))
     listeners = []
     if o.stats_port:
-        clusters.append(_admin_cluster(o))
-        listeners.append(_stats_listener(o))
+        clusters.append(_static_cluster(STATS_CLUSTER, o.admin_address, o.admin_port))
+        bind = o.ip if o.interception_mode == "NONE" else "0.0.0.0"
+        listeners.append(_http_listener(STATS_CLUSTER, bind, o.stats_port, "/stats/prometheus", STATS_CLUSTER, "stats"))
+    if o.readiness_port and o.agent_address:
+        host, port = _split(o.agent_address)
+        clusters.append(_static_cluster(AGENT_CLUSTER, host, port))
+        ready = _http_listener(
+            "agent_readiness", o.readiness_address, o.readiness_port, "/healthz/ready", AGENT_CLUSTER, "agent"
+        )
+        listeners.append(ready)
     return {
         "node": {"id": nid, "cluster": f"{o.workload_name or o.name}.{o.namespace}", "metadata": metadata},
         "admin": {"address": {"socket_address": {"address": o.admin_address, "port_value": o.admin_port}}},
@@ -164,29 +177,27 @@ def _sds_config() -> dict[str, Any]:
 
 
 STATS_CLUSTER = "prometheus_stats"
+AGENT_CLUSTER = "agent"
 
 
-def _admin_cluster(o: BootstrapOptions) -> dict[str, Any]:
-    addr = {"socket_address": {"address": o.admin_address, "port_value": o.admin_port}}
+def _static_cluster(name: str, host: str, port: int) -> dict[str, Any]:
+    addr = {"socket_address": {"address": host, "port_value": port}}
     return {
-        "name": STATS_CLUSTER,
+        "name": name,
         "type": "STATIC",
         "connect_timeout": "0.250s",
-        "load_assignment": {
-            "cluster_name": STATS_CLUSTER,
-            "endpoints": [{"lb_endpoints": [{"endpoint": {"address": addr}}]}],
-        },
+        "load_assignment": {"cluster_name": name, "endpoints": [{"lb_endpoints": [{"endpoint": {"address": addr}}]}]},
     }
 
 
-def _stats_listener(o: BootstrapOptions) -> dict[str, Any]:
-    """Istio's `prometheus_stats` listener: GET /stats/prometheus on the stats port is
-    Envoy's admin /stats/prometheus, without exposing the rest of the admin API."""
-    bind = o.ip if o.interception_mode == "NONE" else "0.0.0.0"
-    route = {"match": {"prefix": "/stats/prometheus"}, "route": {"cluster": STATS_CLUSTER}}
+def _http_listener(name: str, bind: str, port: int, prefix: str, cluster: str, stat_prefix: str) -> dict[str, Any]:
+    """A static listener as Istio's bootstrap has for 15090 (`prometheus_stats`: Envoy's
+    admin /stats/prometheus without the rest of the admin API) and 15021 (the agent's
+    /healthz/ready): GET PREFIX goes to CLUSTER, every other path is a 404."""
+    route = {"match": {"prefix": prefix}, "route": {"cluster": cluster}}
     return {
-        "name": "prometheus_stats",
-        "address": {"socket_address": {"address": bind, "port_value": o.stats_port}},
+        "name": name,
+        "address": {"socket_address": {"address": bind, "port_value": port}},
         "filter_chains": [
             {
                 "filters": [
@@ -195,7 +206,7 @@ def _stats_listener(o: BootstrapOptions) -> dict[str, Any]:
                         "typed_config": {
                             "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3"
                             ".HttpConnectionManager",
-                            "stat_prefix": "stats",
+                            "stat_prefix": stat_prefix,
                             "route_config": {
                                 "virtual_hosts": [{"name": "backend", "domains": ["*"], "routes": [route]}]
                             },

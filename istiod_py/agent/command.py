@@ -13,12 +13,17 @@ import re
 import shutil
 import signal
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from istiod_py.agent.bootstrap import BootstrapOptions, build_bootstrap
+
+if TYPE_CHECKING:
+    from istiod_py.agent.status import StatusServer
 
 log = logging.getLogger("istiod_py.agent")
 
@@ -40,12 +45,17 @@ class AgentOptions:
     envoy: bool = True
     envoy_binary: str = "envoy"
     envoy_log_level: str = "warning"
-    # pilot-agent's status (15020: /healthz/ready, /app-health/...) and readiness (15021) ports; 0: off.
+    # pilot-agent's status port (15020: /healthz/ready, /app-health/..., /stats/prometheus,
+    # /quitquitquit), the agent's one server; 0: off (a free loopback port when only
+    # readiness is asked for). The readiness port (15021) is an Envoy listener forwarding
+    # /healthz/ready to it (agent/bootstrap.py); 0: off.
     status_address: str = "127.0.0.1"
     status_port: int = 0
     readiness_port: int = 0
-    # Istio's merged metrics endpoint (15020 /stats/prometheus) on the workload's address; 0: off.
-    merge_metrics_port: int = 0
+    # ISTIO_KUBE_APP_PROBERS and ISTIO_PROMETHEUS_ANNOTATIONS as the injector sets them (JSON).
+    app_probers: str = ""
+    prometheus_annotations: str = ""
+    # The app's metrics URL for the merge; overrides prometheus_annotations ("": from them).
     app_metrics_url: str = ""
 
 
@@ -79,38 +89,21 @@ async def _run(args: AgentOptions) -> int:
     sds = SDSServer(mgr)
     await sds.start(str(socket_path))
     log.info("agent for %s/%s: SDS on %s", args.bootstrap.namespace, args.bootstrap.service_account, socket_path)
+    stop = asyncio.Event()
     status = None
     if args.status_port or args.readiness_port:
-        from istiod_py.agent.status import StatusServer, parse_probers
-
-        admin = f"{args.bootstrap.admin_address}:{args.bootstrap.admin_port}" if args.envoy else None
-        status = StatusServer(
-            lambda: mgr.current is not None, admin, parse_probers(os.environ.get("ISTIO_KUBE_APP_PROBERS", ""))
-        )
         try:
-            ports = await status.start(args.status_address, args.status_port, args.readiness_port)
+            status = await _start_status(args, lambda: mgr.current is not None, stop.set)
         except BaseException:
-            await status.stop()
             await sds.stop()
             await mgr.stop()
             raise
-        log.info("status ports %s on %s", ports, args.status_address)
-    stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     envoy: asyncio.subprocess.Process | None = None
-    merger = None
     rc = 0
     try:
-        if args.merge_metrics_port:
-            from istiod_py.agent.metrics_merge import MetricsMerger
-
-            b = args.bootstrap
-            merger = MetricsMerger(
-                b.ip, args.merge_metrics_port, f"{b.admin_address}:{b.admin_port}", args.app_metrics_url
-            )
-            await merger.start()
         if args.envoy:
             binary = shutil.which(args.envoy_binary) or args.envoy_binary
             versions = {"ISTIO_VERSION": _own_version(), "ENVOY_VERSION": await _envoy_version(binary)}
@@ -118,6 +111,15 @@ async def _run(args: AgentOptions) -> int:
             opts = replace(args.bootstrap, sds_socket=str(socket_path), extra_metadata=meta)
             if args.xds_tls:
                 opts = replace(opts, discovery_address=args.ca_address, xds_root_cert=os.path.abspath(args.root_cert))
+            if status is not None and args.readiness_port:
+                wildcard = not args.status_port or args.status_address in ("", "0.0.0.0", "::")
+                agent_host = "127.0.0.1" if wildcard else args.status_address
+                opts = replace(
+                    opts,
+                    readiness_port=args.readiness_port,
+                    readiness_address=args.status_address,
+                    agent_address=f"{agent_host}:{status.port}",
+                )
             boot_path = workdir / "envoy.yaml"
             boot_path.write_text(yaml.safe_dump(build_bootstrap(opts), sort_keys=False))
             envoy = await asyncio.create_subprocess_exec(
@@ -132,6 +134,8 @@ async def _run(args: AgentOptions) -> int:
                 log.error("envoy exited with %s", rc)
             stopper.cancel()
         else:
+            if args.readiness_port:
+                log.warning("--readiness-port is an Envoy listener: not served with --no-envoy")
             await stop.wait()
     finally:
         if envoy is not None and envoy.returncode is None:
@@ -142,11 +146,34 @@ async def _run(args: AgentOptions) -> int:
                 envoy.kill()
         if status is not None:
             await status.stop()
-        if merger is not None:
-            await merger.stop()
         await sds.stop()
         await mgr.stop()
     return rc
+
+
+async def _start_status(args: AgentOptions, cert_ready: Callable[[], bool], quit: Callable[[], None]) -> StatusServer:
+    """The agent's one HTTP server (agent/status.py) on the status port."""
+    from istiod_py.agent.metrics_merge import MergedMetrics, app_metrics_url
+    from istiod_py.agent.status import StatusServer, parse_probers
+
+    b = args.bootstrap
+    admin = f"{b.admin_address}:{b.admin_port}" if args.envoy else None
+    app_url = args.app_metrics_url
+    # As pilot-agent: the app's metrics are merged for sidecars only (a gateway's 15020 is exposed by its Service).
+    if not app_url and b.proxy_type == "sidecar":
+        app_url = app_metrics_url(args.prometheus_annotations, args.status_port)
+    status = StatusServer(
+        cert_ready, admin, parse_probers(args.app_probers), metrics=MergedMetrics(admin, app_url), on_quit=quit
+    )
+    # Readiness alone still needs the server Envoy forwards to: a free loopback port then.
+    address, port = (args.status_address, args.status_port) if args.status_port else ("127.0.0.1", 0)
+    try:
+        await status.start(address, port)
+    except BaseException:
+        await status.stop()
+        raise
+    log.info("status server on %s:%s (app metrics: %s)", address, status.port, app_url or "none")
+    return status
 
 
 def _own_version() -> str:

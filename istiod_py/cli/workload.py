@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import yaml
@@ -91,6 +92,7 @@ def bootstrap_options(args: argparse.Namespace) -> BootstrapOptions:
         xds_root_cert=args.xds_root_cert,
         xds_server_name=args.xds_server_name,
         sds_socket=args.sds_socket,
+        stats_port=getattr(args, "stats_port", 0),
     )
 
 
@@ -131,8 +133,31 @@ def register(sub: SubParsers) -> None:
     a.add_argument("--envoy-binary", default="envoy")
     a.add_argument("--envoy-log-level", default="warning")
     a.add_argument("--status-address", default="127.0.0.1", help="address of the status/readiness ports")
-    a.add_argument("--status-port", type=int, default=0, help="status port: /healthz/ready, /app-health (15020; 0 off)")
-    a.add_argument("--readiness-port", type=int, default=0, help="readiness port: /healthz/ready (15021; 0 off)")
+    a.add_argument(
+        "--status-port",
+        type=int,
+        default=0,
+        help="the agent's server (15020; 0 off): /healthz/ready, /app-health/..., merged /stats/prometheus, "
+        "/quitquitquit",
+    )
+    a.add_argument(
+        "--readiness-port", type=int, default=0, help="Envoy's readiness listener, /healthz/ready (15021; 0 off)"
+    )
+    a.add_argument("--stats-port", type=int, default=0, help="Envoy's own /stats/prometheus listener (15090; 0 off)")
+    a.add_argument(
+        "--app-probers",
+        default=os.environ.get("ISTIO_KUBE_APP_PROBERS", ""),
+        help="the app's rewritten probes, JSON path -> probe (default: $ISTIO_KUBE_APP_PROBERS, as injected)",
+    )
+    a.add_argument(
+        "--prometheus-annotations",
+        default=os.environ.get("ISTIO_PROMETHEUS_ANNOTATIONS", ""),
+        help='the app\'s prometheus.io/* scrape settings, JSON {"scrape","path","port"}, merged into '
+        "/stats/prometheus (default: $ISTIO_PROMETHEUS_ANNOTATIONS, as injected)",
+    )
+    a.add_argument(
+        "--app-metrics-url", default="", help="the app's metrics URL to merge (overrides --prometheus-annotations)"
+    )
     a.set_defaults(func=run_agent)
 
 
@@ -155,6 +180,12 @@ def run_bootstrap(args: argparse.Namespace) -> int:
 
 def run_agent(args: argparse.Namespace) -> int:
     from istiod_py.agent.command import AgentOptions, run_agent
+    from istiod_py.agent.metrics_merge import app_metrics_url
+
+    try:  # a bad value fails here, in one line, before anything starts
+        app_metrics_url(args.prometheus_annotations, args.status_port)
+    except ValueError as e:
+        raise CliError(str(e), ExitCode.USAGE) from None
 
     return run_agent(
         AgentOptions(
@@ -174,5 +205,8 @@ def run_agent(args: argparse.Namespace) -> int:
             status_address=args.status_address,
             status_port=args.status_port,
             readiness_port=args.readiness_port,
+            app_probers=args.app_probers,
+            prometheus_annotations=args.prometheus_annotations,
+            app_metrics_url=args.app_metrics_url,
         )
     )
