@@ -208,6 +208,8 @@ def proxy_container(
         "--status-address", "0.0.0.0",
         "--status-port", "15020",
         "--readiness-port", "15021",
+        # Envoy's own Prometheus listener, the container's http-envoy-prom port (as Istio's bootstrap)
+        "--stats-port", "15090",
     ]  # fmt: skip
     mounts: list[dict[str, Any]] = [
         {"mountPath": "/var/run/secrets/istio", "name": "istiod-ca-cert"},
