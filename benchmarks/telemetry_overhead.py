@@ -22,58 +22,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tests.support.client_server import ClientServer
+from tests.support.configs import docs, zipkin
 from tests.support.envoy import envoy_factory_context
 from tests.support.jaeger import Jaeger
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip
 from tests.support.upstreams import HttpSession
 
-CONFIG = """
-apiVersion: v1
-kind: Service
-metadata: {{name: server, namespace: default}}
-spec:
-  selector: {{app: server}}
-  ports: [{{name: http, port: 9080}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: server-1, namespace: default}}
-spec: {{address: {server_ip}, labels: {{app: server, version: v1}}}}
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: server, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: server}}}}
-  ingress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    defaultEndpoint: {app}
-  egress:
-  - hosts: ["./*"]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  egress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    bind: {client_bind}
-    hosts: ["./*", "istio-system/*"]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: zipkin, namespace: istio-system}}
-spec:
-  selector: {{app: jaeger}}
-  ports: [{{name: http-zipkin, port: 9411}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: jaeger, namespace: istio-system}}
-spec: {{address: {jaeger_ip}, ports: {{http-zipkin: {jaeger_port}}}, labels: {{app: jaeger}}}}
-"""
 ALL_ON = """
 apiVersion: telemetry.istio.io/v1
 kind: Telemetry
@@ -145,22 +101,20 @@ def run_mode(mode: str, requests: int, workdir: Path, jaeger: Jaeger) -> dict[st
     with envoy_factory_context(workdir / "envoy") as envoys:
         app = FastApp()
         mesh = Mesh(workdir, envoys, mesh_config=mesh_config)
-        server_ip, client_bind = allocate_ip(), allocate_ip()
-        cfg = CONFIG.format(
-            server_ip=server_ip,
-            app=f"{app.host}:{app.port}",
-            client_bind=client_bind,
-            jaeger_ip=jaeger.host,
-            jaeger_port=jaeger.zipkin_port,
+        # the server's own Sidecar sees ./* (no egress listener); the client also sees istio-system/* (zipkin)
+        pair = ClientServer(
+            f"{app.host}:{app.port}",
+            server_labels={"version": "v1"},
+            entry="server-1",
+            client_hosts='["./*", "istio-system/*"]',
+            server_egress_listener=False,
         )
+        cfg = docs(pair.config(), zipkin(jaeger.host, jaeger.zipkin_port))
         mesh.write("mesh.yaml", cfg + ("---\n" + ALL_ON if mode == "metrics+logs+traces" else ""))
         try:
             mesh.start()
-            server = mesh.sidecar("server", ip=server_ip, labels={"app": "server", "version": "v1"})
-            client = mesh.sidecar("client", labels={"app": "client"})
-            mesh.wait_listener(client, f"{client_bind}_9080")
-            mesh.wait_listener(server, f"{server_ip}_9080")
-            session = HttpSession(client_bind, 9080)
+            server, client = pair.start(mesh)
+            session = HttpSession(pair.client_bind, 9080)
             mesh.wait(lambda: session.request("/", host="server:9080").status == 200, 10, "traffic")
             for _ in range(200):  # warm up
                 session.request("/", host="server:9080")

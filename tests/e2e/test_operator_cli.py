@@ -21,10 +21,10 @@ from typing import Any
 
 import pytest
 
-from tests.support.configs import client_sidecar, docs, service, workload_entry, workload_sidecar
+from tests.support.client_server import ClientServer
+from tests.support.configs import service
 from tests.support.envoy import EnvoyProcess, envoy_factory_context
 from tests.support.mesh import Mesh
-from tests.support.net import allocate_ip
 from tests.support.upstreams import HttpEchoServer, UpstreamFactory
 
 pytestmark = pytest.mark.e2e
@@ -96,21 +96,10 @@ def env(tmp_path_factory: pytest.TempPathFactory, envoy_bin: str) -> Iterator[En
         mesh = Mesh(tmp, envoys)
         try:
             app = ups.http("productpage-app")
-            pp_ip, bind = allocate_ip(), allocate_ip()
-            mesh.write(
-                "base.yaml",
-                docs(
-                    service("productpage"),
-                    workload_entry("productpage", pp_ip, {"app": "productpage"}),
-                    workload_sidecar("productpage", f"{app.host}:{app.port}", egress_bind=allocate_ip()),
-                    client_sidecar(bind),
-                ),
-            )
+            pair = ClientServer(f"{app.host}:{app.port}", server="productpage")
+            mesh.write("base.yaml", pair.config())
             mesh.start()
-            server = mesh.sidecar("productpage", ip=pp_ip, labels={"app": "productpage"})
-            client = mesh.sidecar("client", labels={"app": "client"})
-            mesh.wait_listener(server, f"{pp_ip}_9080")
-            mesh.wait_listener(client, f"{bind}_9080")
+            server, client = pair.start(mesh)
             mesh.wait_synced()
             yield Env(mesh, client, server, app)
         finally:

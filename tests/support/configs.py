@@ -17,13 +17,26 @@ def docs(*parts: str) -> str:
     return "\n---\n".join(p.strip("\n") for p in parts) + "\n"
 
 
-def service(name: str, port: int = 9080, port_name: str = "http", ns: str = "default") -> str:
+def service(
+    name: str,
+    port: int = 9080,
+    port_name: str = "http",
+    ns: str = "default",
+    *,
+    app: str = "",
+    cluster_ip: str = "",
+    more_ports: Sequence[tuple[str, int]] = (),
+) -> str:
+    """A Kubernetes Service selecting `app` (default: its own name); `cluster_ip`
+    for the captured tests' VIPs ("None": headless)."""
+    ports = ", ".join(f"{{name: {n}, port: {p}}}" for n, p in ((port_name, port), *more_ports))
+    vip = f"\n  clusterIP: {cluster_ip}" if cluster_ip else ""
     return f"""apiVersion: v1
 kind: Service
 metadata: {{name: {name}, namespace: {ns}}}
-spec:
-  selector: {{app: {name}}}
-  ports: [{{name: {port_name}, port: {port}}}]"""
+spec:{vip}
+  selector: {{app: {app or name}}}
+  ports: [{ports}]"""
 
 
 def workload_entry(
@@ -47,10 +60,23 @@ spec: {_flow(spec)}"""
 
 
 def workload_sidecar(
-    app: str, app_address: str, *, port: int = 9080, protocol: str = "HTTP", egress_bind: str, ns: str = "default"
+    app: str,
+    app_address: str,
+    *,
+    port: int = 9080,
+    protocol: str = "HTTP",
+    egress_bind: str = "",
+    egress_hosts: str = '["./*"]',
+    ns: str = "default",
 ) -> str:
     """A workload's Sidecar without iptables: inbound on the workload address to
-    the app at `app_address`; an egress listener on its own bind address."""
+    the app at `app_address`; an egress listener on its own bind address, or
+    with no `egress_bind` only the hosts it may see (no listener of its own)."""
+    egress = (
+        f"[{{hosts: {egress_hosts}, port: {{number: 9999, protocol: HTTP, name: http}}, bind: {egress_bind}}}]"
+        if egress_bind
+        else f"[{{hosts: {egress_hosts}}}]"
+    )
     return f"""apiVersion: networking.istio.io/v1
 kind: Sidecar
 metadata: {{name: {app}, namespace: {ns}}}
@@ -59,7 +85,7 @@ spec:
   ingress:
   - port: {{number: {port}, protocol: {protocol}, name: {protocol.lower()}}}
     defaultEndpoint: {app_address}
-  egress: [{{hosts: ["./*"], port: {{number: 9999, protocol: HTTP, name: http}}, bind: {egress_bind}}}]"""
+  egress: {egress}"""
 
 
 def client_sidecar(
@@ -117,3 +143,12 @@ metadata: {{name: {host}, namespace: default}}
 spec:
   host: {host}
   trafficPolicy: {{connectionPool: {{http: {{maxRequestsPerConnection: 1}}}}}}"""
+
+
+def zipkin(address: str, port: int) -> str:
+    """Istio's `zipkin.istio-system` Service (9411) backed by a collector at address:port
+    (the tests' Jaeger): the Service plus the WorkloadEntry that is its endpoint."""
+    return docs(
+        service("zipkin", 9411, "http-zipkin", "istio-system", app="jaeger"),
+        workload_entry("jaeger", address, {"app": "jaeger"}, ports={"http-zipkin": port}, ns="istio-system"),
+    )
