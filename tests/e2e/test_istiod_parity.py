@@ -26,8 +26,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from istiod_py.agent.bootstrap import BootstrapOptions, build_bootstrap
-from tests.support.envoy import EnvoyFactory, EnvoyProcess, admin_address
+from tests.support.configs import client_sidecar, docs, service, workload_entry, workload_sidecar
+from tests.support.envoy import EnvoyFactory, EnvoyProcess
 from tests.support.mesh import AgentSidecar, Mesh
 from tests.support.net import allocate_ip
 from tests.support.upstreams import HttpEchoServer, Response, UpstreamFactory, http_request
@@ -42,61 +42,28 @@ FQDN = "server.default.svc.cluster.local"
 def mesh_yaml(app: HttpEchoServer, server_ip: str, client_bind: str) -> str:
     # The WorkloadEntry has a serviceAccount and NO security.istio.io/tlsMode label:
     # istiod treats it as mTLS-capable all the same.
-    return f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: server, namespace: default}}
-spec:
-  selector: {{app: server}}
-  ports: [{{name: http, port: 9080}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: server-1, namespace: default}}
-spec:
-  address: {server_ip}
-  serviceAccount: {SERVER_SA}
-  labels: {{app: server}}
----
-apiVersion: networking.istio.io/v1
+    return docs(
+        service("server"),
+        workload_entry("server-1", server_ip, {"app": "server"}, service_account=SERVER_SA),
+        """apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: alias, namespace: default}}
+metadata: {name: alias, namespace: default}
 spec:
   hosts: [server-alias.internal]
   http:
-  - route: [{{destination: {{host: server}}}}]
----
-apiVersion: networking.istio.io/v1
+  - route: [{destination: {host: server}}]""",
+        """apiVersion: networking.istio.io/v1
 kind: ServiceEntry
-metadata: {{name: dns-local, namespace: default}}
+metadata: {name: dns-local, namespace: default}
 spec:
   hosts: [dns-local.example.internal]
   location: MESH_EXTERNAL
   resolution: DNS
-  ports: [{{name: http, number: 9080, protocol: HTTP}}]
-  endpoints: [{{address: localhost}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: server, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: server}}}}
-  ingress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    defaultEndpoint: {app.host}:{app.port}
-  egress:
-  - hosts: ["istio-system/*"]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  egress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    bind: {client_bind}
-    hosts: ["./*"]
-"""
+  ports: [{name: http, number: 9080, protocol: HTTP}]
+  endpoints: [{address: localhost}]""",
+        workload_sidecar("server", f"{app.host}:{app.port}", egress_hosts='["istio-system/*"]'),
+        client_sidecar(client_bind),
+    )
 
 
 @dataclass
@@ -284,38 +251,7 @@ endpoints:
 """
         for up, ready in endpoints
     )
-    return f"""
-apiVersion: v1
-kind: Service
-metadata: {{name: backend, namespace: default}}
-spec:
-  selector: {{app: backend}}
-  ports: [{{name: http, port: 9080}}]
----
-apiVersion: networking.istio.io/v1
-kind: Sidecar
-metadata: {{name: client, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  egress:
-  - port: {{number: 9080, protocol: HTTP, name: http}}
-    bind: {bind}
-    hosts: ["./*"]
-{slices}"""
-
-
-def start_client(mesh: Mesh) -> EnvoyProcess:
-    admin_host, admin_port = admin_address()
-    opts = BootstrapOptions(
-        ip=allocate_ip(),
-        name="client",
-        labels={"app": "client"},
-        interception_mode="NONE",
-        discovery_address=f"{mesh.host}:{mesh.xds_port}",
-        admin_address=admin_host,
-        admin_port=admin_port,
-    )
-    return mesh.envoys(build_bootstrap(opts), name="client")
+    return docs(service("backend"), client_sidecar(bind)) + slices
 
 
 def test_panic_mode_off_not_ready_endpoints_get_no_traffic(
@@ -333,7 +269,7 @@ def test_panic_mode_off_not_ready_endpoints_get_no_traffic(
     mesh.write("mesh.yaml", slices_yaml([(good, True), (bad[0], False), (bad[1], False)], bind))
     mesh.start()
     try:
-        sc = start_client(mesh)
+        sc = mesh.sidecar("client", labels={"app": "client"})
         mesh.wait_listener(sc, f"{bind}_9080")
         mesh.wait(lambda: http_request(bind, 9080, "/", host="backend:9080").status == 200, 10, "a first 200")
         answers = [http_request(bind, 9080, "/", host="backend:9080") for _ in range(30)]
