@@ -19,6 +19,7 @@ import pytest
 
 from istiod_py.inject.iptables import from_annotations
 from tests.support.capture_pods import ADMIN_PORT, PodEnvoy, captured_sidecar, http_get, start_app
+from tests.support.configs import docs, service, workload_entry
 from tests.support.envoy import EnvoyFactory
 from tests.support.mesh import Mesh
 from tests.support.netns import NetnsLab, netns_lab
@@ -29,49 +30,26 @@ HEADLESS_PORT = 7071  # a headless service: one listener per endpoint address
 SNIFFED_PORT = 7072  # no declared protocol: the server sidecar detects HTTP
 EXCLUDED_PORT = 9090
 
-CONFIG = """\
-apiVersion: v1
-kind: Service
-metadata: {{name: server, namespace: default}}
-spec:
-  clusterIP: {vip}
-  selector: {{app: server}}
-  ports: [{{name: http, port: {port}}}, {{name: tcp-opaque, port: {opaque}}}, {{name: web, port: {sniffed}}}]
----
-apiVersion: v1
-kind: Service
-metadata: {{name: server-headless, namespace: default}}
-spec:
-  clusterIP: None
-  selector: {{app: server}}
-  ports: [{{name: tcp, port: {headless}}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: server-v1, namespace: default}}
-spec:
-  address: {server_ip}
-  labels: {{app: server, version: v1}}
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: client-v1, namespace: default}}
-spec:
-  address: {client_ip}
-  labels: {{app: client, version: v1}}
----
-apiVersion: networking.istio.io/v1
+
+def config(vip: str, server_ip: str, client_ip: str) -> str:
+    return docs(
+        service("server", APP_PORT, cluster_ip=vip, more_ports=[("tcp-opaque", OPAQUE_PORT), ("web", SNIFFED_PORT)]),
+        service("server-headless", HEADLESS_PORT, "tcp", app="server", cluster_ip="None"),
+        workload_entry("server-v1", server_ip, {"app": "server", "version": "v1"}),
+        workload_entry("client-v1", client_ip, {"app": "client", "version": "v1"}),
+        """apiVersion: networking.istio.io/v1
 kind: VirtualService
-metadata: {{name: server, namespace: default}}
+metadata: {name: server, namespace: default}
 spec:
   hosts: [server.default.svc.cluster.local]
   http:
-  - match: [{{headers: {{x-fault: {{exact: abort}}}}}}]
-    fault: {{abort: {{httpStatus: 418, percentage: {{value: 100}}}}}}
-    route: [{{destination: {{host: server.default.svc.cluster.local}}}}]
-  - route: [{{destination: {{host: server.default.svc.cluster.local}}}}]
-    headers: {{request: {{set: {{x-routed-by: virtual-service}}}}}}
-"""
+  - match: [{headers: {x-fault: {exact: abort}}}]
+    fault: {abort: {httpStatus: 418, percentage: {value: 100}}}
+    route: [{destination: {host: server.default.svc.cluster.local}}]
+  - route: [{destination: {host: server.default.svc.cluster.local}}]
+    headers: {request: {set: {x-routed-by: virtual-service}}}""",
+    )
+
 
 # Sends bytes that are not HTTP and reads what comes back (the app answers 400 to them).
 RAW_HELLO = r"""
@@ -117,15 +95,7 @@ def test_traffic_between_pods_goes_through_both_sidecars(
     mesh = Mesh(tmp_path, envoy_factory)
     mesh.write(
         "mesh.yaml",
-        CONFIG.format(
-            vip=vip,
-            port=APP_PORT,
-            opaque=OPAQUE_PORT,
-            headless=HEADLESS_PORT,
-            sniffed=SNIFFED_PORT,
-            server_ip=server.ip,
-            client_ip=client.ip,
-        ),
+        config(vip, server.ip, client.ip),
     )
     mesh.start(host=lab.host_ip)
     envoys: list[PodEnvoy] = []
@@ -245,24 +215,6 @@ def test_traffic_between_pods_goes_through_both_sidecars(
         mesh.stop()
 
 
-TPROXY_CONFIG = """\
-apiVersion: v1
-kind: Service
-metadata: {{name: server, namespace: default}}
-spec:
-  clusterIP: {vip}
-  selector: {{app: server}}
-  ports: [{{name: http, port: {port}}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: server-v1, namespace: default}}
-spec:
-  address: {server_ip}
-  labels: {{app: server}}
-"""
-
-
 def test_tproxy_capture(lab: NetnsLab, tmp_path: Path, envoy_factory: EnvoyFactory, envoy_bin: str) -> None:
     """INTERCEPTION_MODE TPROXY: inbound is diverted in the mangle table to the
     transparent virtualInbound (original destination kept, original source
@@ -271,7 +223,10 @@ def test_tproxy_capture(lab: NetnsLab, tmp_path: Path, envoy_factory: EnvoyFacto
     client, server = lab.pod("client"), lab.pod("server")
     vip = lab.vip(10)
     mesh = Mesh(tmp_path, envoy_factory)
-    mesh.write("mesh.yaml", TPROXY_CONFIG.format(vip=vip, port=APP_PORT, server_ip=server.ip))
+    mesh.write(
+        "mesh.yaml",
+        docs(service("server", APP_PORT, cluster_ip=vip), workload_entry("server-v1", server.ip, {"app": "server"})),
+    )
     mesh.start(host=lab.host_ip)
     envoys: list[PodEnvoy] = []
     try:

@@ -16,36 +16,19 @@ import pytest
 
 from istiod_py.inject.iptables import from_annotations
 from tests.support.capture_pods import ADMIN_PORT, HTTP_GET, PodAgent, agent_sidecar, http_get, start_app
+from tests.support.configs import docs, service, workload_entry
 from tests.support.envoy import EnvoyFactory
 from tests.support.mesh import Mesh
 from tests.support.netns import NetnsLab, netns_lab
 
 PORT = 9080
 
-CONFIG = """\
-apiVersion: v1
-kind: Service
-metadata: {{name: server, namespace: default}}
-spec:
-  clusterIP: {vip}
-  selector: {{app: server}}
-  ports: [{{name: http, port: {port}}}]
----
-apiVersion: networking.istio.io/v1
-kind: WorkloadEntry
-metadata: {{name: server-v1, namespace: default}}
-spec:
-  address: {server_ip}
-  labels: {{app: server, security.istio.io/tlsMode: istio}}
-  serviceAccount: server
----
-apiVersion: security.istio.io/v1
+STRICT = """apiVersion: security.istio.io/v1
 kind: PeerAuthentication
-metadata: {{name: server-strict, namespace: default}}
+metadata: {name: server-strict, namespace: default}
 spec:
-  selector: {{matchLabels: {{app: server}}}}
-  mtls: {{mode: STRICT}}
-"""
+  selector: {matchLabels: {app: server}}
+  mtls: {mode: STRICT}"""
 
 
 @pytest.fixture
@@ -60,7 +43,19 @@ def test_strict_mtls_between_captured_sidecars(
     client, server, legacy = lab.pod("client"), lab.pod("server"), lab.pod("legacy")
     vip = lab.vip(10)
     mesh = Mesh(tmp_path, envoy_factory)
-    mesh.write("mesh.yaml", CONFIG.format(vip=vip, port=PORT, server_ip=server.ip))
+    mesh.write(
+        "mesh.yaml",
+        docs(
+            service("server", PORT, cluster_ip=vip),
+            workload_entry(
+                "server-v1",
+                server.ip,
+                {"app": "server", "security.istio.io/tlsMode": "istio"},
+                service_account="server",
+            ),
+            STRICT,
+        ),
+    )
     mesh.host = lab.host_ip
     mesh.start_with_ca()
     agents: list[PodAgent] = []
