@@ -18,7 +18,15 @@ from pathlib import Path
 import pytest
 
 from istiod_py.inject.iptables import from_annotations
-from tests.support.capture_pods import ADMIN_PORT, PodEnvoy, captured_sidecar, http_get, start_app
+from tests.support.capture_pods import (
+    ADMIN_PORT,
+    PodEnvoy,
+    captured_sidecar,
+    http_get,
+    start_app,
+    start_captured,
+    wait_http_200,
+)
 from tests.support.configs import docs, service, workload_entry
 from tests.support.envoy import EnvoyFactory
 from tests.support.mesh import Mesh
@@ -111,20 +119,12 @@ def test_traffic_between_pods_goes_through_both_sidecars(
         client_envoy = captured_sidecar(client, discovery, name="client-v1", labels={"app": "client", "version": "v1"})
         server_envoy = captured_sidecar(server, discovery, name="server-v1", labels={"app": "server", "version": "v1"})
         envoys += [client_envoy, server_envoy]
-        for e in envoys:
-            e.start()
-        for e in envoys:
-            e.wait_ready(20)
+        start_captured(mesh, client_envoy, server_envoy, port=APP_PORT)
         mesh.wait_listener(client_envoy, "virtualOutbound")
-        mesh.wait_listener(client_envoy, "0.0.0.0_9080")
-        mesh.wait_listener(server_envoy, "virtualInbound")
-        mesh.wait_synced()
 
         # The app calls the Service VIP as if there were no mesh.
-        answer = mesh.wait(
-            lambda: (r := http_get(client, vip, APP_PORT, "/hello")) and r["status"] == 200 and r,
-            15,
-            "a 200 from the server app through both sidecars",
+        answer = wait_http_200(
+            mesh, client, vip, APP_PORT, "/hello", 15, "a 200 from the server app through both sidecars"
         )
         seen = json.loads(answer["body"])
         assert seen["name"] == "server-v1"
@@ -246,19 +246,9 @@ def test_tproxy_capture(lab: NetnsLab, tmp_path: Path, envoy_factory: EnvoyFacto
             captured_sidecar(client, discovery, name="client-v1", labels={"app": "client"}, mode="TPROXY"),
             captured_sidecar(server, discovery, name="server-v1", labels={"app": "server"}, mode="TPROXY"),
         ]
-        for e in envoys:
-            e.start()
-        for e in envoys:
-            e.wait_ready(20)
         client_envoy, server_envoy = envoys
-        mesh.wait_listener(server_envoy, "virtualInbound")
-        mesh.wait_listener(client_envoy, "0.0.0.0_9080")
-        mesh.wait_synced()
-        answer = mesh.wait(
-            lambda: (r := http_get(client, vip, APP_PORT, "/tproxy")) and r["status"] == 200 and r,
-            15,
-            "a 200 through TPROXY capture",
-        )
+        start_captured(mesh, client_envoy, server_envoy, port=APP_PORT)
+        answer = wait_http_200(mesh, client, vip, APP_PORT, "/tproxy", 15, "a 200 through TPROXY capture")
         assert json.loads(answer["body"])["name"] == "server-v1"
         assert _stat(client_envoy, "cluster.outbound|9080||server.default.svc.cluster.local.upstream_rq_total") >= 1
         assert _stat(server_envoy, "listener.0.0.0.0_15006.downstream_cx_total") >= 1

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from istiod_py.inject.iptables import from_annotations
-from tests.support.capture_pods import ADMIN_PORT, HTTP_GET, PodAgent, agent_sidecar, http_get, start_app
+from tests.support.capture_pods import (
+    ADMIN_PORT,
+    HTTP_GET,
+    PodAgent,
+    agent_sidecar,
+    start_app,
+    start_captured,
+    wait_http_200,
+)
 from tests.support.configs import docs, service, workload_entry
 from tests.support.envoy import EnvoyFactory
 from tests.support.mesh import Mesh
@@ -82,23 +90,10 @@ def test_strict_mtls_between_captured_sidecars(
                 token=mesh._token_for("default", "server"), **common,  # type: ignore[arg-type]
             )
         )  # fmt: skip
-        for a in agents:
-            a.start()
-        for a in agents:
-            try:
-                a.wait_ready(30)
-            except AssertionError:
-                raise AssertionError(a.log_tail(80)) from None
         client_agent, server_agent = agents
-        mesh.wait_listener(server_agent, "virtualInbound")
-        mesh.wait_listener(client_agent, "0.0.0.0_9080")
-        mesh.wait_synced()
+        start_captured(mesh, client_agent, server_agent, port=PORT, ready_timeout=30)
 
-        answer = mesh.wait(
-            lambda: (r := http_get(client, vip, PORT, "/secure")) and r["status"] == 200 and r,
-            20,
-            "a 200 over mTLS",
-        )
+        answer = wait_http_200(mesh, client, vip, PORT, "/secure", 20, "a 200 over mTLS")
         seen = {k.lower(): v for k, v in json.loads(answer["body"])["headers"].items()}
         assert "spiffe://cluster.local/ns/default/sa/client" in seen.get("x-forwarded-client-cert", "")
         assert (

@@ -14,9 +14,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -201,3 +201,35 @@ def agent_sidecar(
         "--envoy-binary", envoy_binary,
     ]  # fmt: skip
     return PodAgent(pod, args, name=name, workdir=workdir)
+
+
+class _Waits(Protocol):
+    def wait(self, cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any: ...
+    def wait_listener(self, envoy: EnvoyProcess, name: str, timeout: float = 10.0) -> None: ...
+    def wait_synced(self, timeout: float = 10.0) -> None: ...
+
+
+def start_captured(
+    mesh: _Waits, client: EnvoyProcess, server: EnvoyProcess, *, port: int, ready_timeout: float = 20.0
+) -> None:
+    """Starts a client pod's and a server pod's proxies and waits until each is
+    ready (its log in the failure), the server has virtualInbound, the client the
+    service port's outbound listener, and every proxy is synced."""
+    for p in (client, server):
+        p.start()
+    for p in (client, server):
+        try:
+            p.wait_ready(ready_timeout)
+        except AssertionError:
+            raise AssertionError(p.log_tail(80)) from None
+    mesh.wait_listener(server, "virtualInbound")
+    mesh.wait_listener(client, f"0.0.0.0_{port}")
+    mesh.wait_synced()
+
+
+def wait_http_200(mesh: _Waits, pod: Pod, host: str, port: int, path: str, timeout: float, what: str) -> dict[str, Any]:
+    """The first 200 a GET from inside `pod` gets (http_get's result), retried until `timeout`."""
+    answer: dict[str, Any] = mesh.wait(
+        lambda: (r := http_get(pod, host, port, path)) and r["status"] == 200 and r, timeout, what
+    )
+    return answer
