@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests.support.client_server import ClientServer
-from tests.support.configs import service
+from tests.support.configs import lua_filter, service
 from tests.support.envoy import EnvoyProcess, envoy_factory_context
 from tests.support.mesh import Mesh
 from tests.support.upstreams import HttpEchoServer, UpstreamFactory
@@ -33,30 +33,7 @@ PP_CLUSTER = "outbound|9080||productpage.default.svc.cluster.local"
 
 # Valid to the control plane (it does not compile Lua); Envoy compiles the script when
 # it builds the listener and rejects the update: a NACK on LDS.
-BAD_LUA = """
-apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata: {name: broken-lua, namespace: default}
-spec:
-  workloadSelector: {labels: {app: client}}
-  configPatches:
-  - applyTo: HTTP_FILTER
-    match:
-      context: SIDECAR_OUTBOUND
-      listener:
-        portNumber: 9080
-        filterChain:
-          filter:
-            name: envoy.filters.network.http_connection_manager
-            subFilter: {name: envoy.filters.http.router}
-    patch:
-      operation: INSERT_BEFORE
-      value:
-        name: envoy.filters.http.lua
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
-          default_source_code: {inline_string: "function envoy_on_request(h) this is not lua"}
-"""
+BAD_LUA = lua_filter("function envoy_on_request(h) this is not lua", name="broken-lua")
 
 
 @dataclass

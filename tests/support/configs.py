@@ -5,6 +5,7 @@ egress-only Sidecar)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 
 
@@ -152,3 +153,33 @@ def zipkin(address: str, port: int) -> str:
         service("zipkin", 9411, "http-zipkin", "istio-system", app="jaeger"),
         workload_entry("jaeger", address, {"app": "jaeger"}, ports={"http-zipkin": port}, ns="istio-system"),
     )
+
+
+def lua_filter(code: str, *, name: str = "lua", app: str = "client", port: int | None = 9080) -> str:
+    """An EnvoyFilter inserting a Lua filter (inline `code`) before the router of
+    `app`'s outbound HTTP listeners (on `port`, or every port with None). The
+    control plane does not compile Lua: a script that does not compile is valid
+    config that Envoy NACKs (LDS)."""
+    port_match = f"\n        portNumber: {port}" if port is not None else ""
+    return f"""apiVersion: networking.istio.io/v1alpha3
+kind: EnvoyFilter
+metadata: {{name: {name}, namespace: default}}
+spec:
+  workloadSelector: {{labels: {{app: {app}}}}}
+  configPatches:
+  - applyTo: HTTP_FILTER
+    match:
+      context: SIDECAR_OUTBOUND
+      listener:{port_match}
+        filterChain:
+          filter:
+            name: envoy.filters.network.http_connection_manager
+            subFilter: {{name: envoy.filters.http.router}}
+    patch:
+      operation: INSERT_BEFORE
+      value:
+        name: envoy.filters.http.lua
+        typed_config:
+          "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
+          default_source_code:
+            inline_string: {json.dumps(code)}"""
