@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from .net import allocate_ip, free_port
+from .processes import stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -98,13 +99,7 @@ class Jaeger:
         raise AssertionError(f"jaeger did not start: {self.log_path.read_text()[-3000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def _get(self, path: str, **params: Any) -> Any:
         url = f"http://{self.host}:{self.query_port}{path}"

@@ -31,6 +31,7 @@ from istiod_py.config.loader import IGNORED_KINDS
 
 from .envoy import EnvoyFactory, EnvoyProcess, admin_address
 from .net import allocate_ip, free_port
+from .processes import stop_process
 
 
 class Mesh:
@@ -117,12 +118,7 @@ class Mesh:
         raise AssertionError(f"istiod-py not ready in {timeout}s:\n{self.log_tail()}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process(self.proc)
         if getattr(self, "_log", None) is not None:
             self._log.close()
 

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from .net import allocate_ip, free_port
+from .processes import stop_process
 
 DEPLOY_CONFIG = Path(__file__).resolve().parents[2] / "deploy" / "prometheus" / "prometheus.yml"
 
@@ -70,13 +71,7 @@ class Prometheus:
         raise AssertionError(f"prometheus did not become ready: {self.log_path.read_text()[-2000:]}")
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_process(self.proc)
 
     def query(self, promql: str) -> list[dict[str, Any]]:
         url = f"http://{self.host}:{self.port}/api/v1/query?" + urllib.parse.urlencode({"query": promql})
