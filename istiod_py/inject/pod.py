@@ -21,6 +21,7 @@ CANONICAL_NAME = "service.istio.io/canonical-name"
 CANONICAL_REVISION = "service.istio.io/canonical-revision"
 DEFAULT_CONTAINER = "kubectl.kubernetes.io/default-container"
 DEFAULT_LOGS = "kubectl.kubernetes.io/default-logs-container"
+MERGE_METRICS = "prometheus.io/merge-metrics"
 
 __all__ = ["InjectionError", "WorkloadMeta", "inject_pod", "workload_of_pod"]
 
@@ -59,6 +60,17 @@ def _status(pod_spec: Mapping[str, Any], values: InjectionValues) -> str:
         },
         separators=(",", ":"),
     )
+
+
+def _merge_metrics(annotations: Mapping[str, str], default: bool) -> bool:
+    """`prometheus.io/merge-metrics` on the pod over the installation's enablePrometheusMerge;
+    a value that is not a boolean is ignored, as Istio's injector ignores it."""
+    raw = annotations.get(MERGE_METRICS, "").strip().lower()
+    if raw in ("1", "t", "true"):
+        return True
+    if raw in ("0", "f", "false"):
+        return False
+    return default
 
 
 def _upsert(items: list[dict[str, Any]], new: dict[str, Any]) -> list[dict[str, Any]]:
@@ -102,12 +114,15 @@ def inject_pod(pod: Mapping[str, Any], values: InjectionValues, wl: WorkloadMeta
         annotations.setdefault(DEFAULT_LOGS, annotations[DEFAULT_CONTAINER])
     annotations[REV] = values.revision or "default"
     annotations["sidecar.istio.io/interceptionMode"] = mode
-    if values.enable_prometheus_merge and annotations.get("prometheus.io/scrape") != "false":
+    if (
+        _merge_metrics(annotations, values.enable_prometheus_merge)
+        and annotations.get("prometheus.io/scrape") != "false"
+    ):
         # The agent merges the app's and Envoy's metrics on 15020, as Istio's; the
-        # app's own scrape settings go to the agent (ISTIO_PROMETHEUS_ANNOTATIONS).
-        app_scrape = {k: annotations[f"prometheus.io/{k}"] for k in ("scrape", "path", "port")
-                      if f"prometheus.io/{k}" in annotations}  # fmt: skip
-        if app_scrape and app_scrape.get("port") != "15020":
+        # app's own scrape settings go to the agent (ISTIO_PROMETHEUS_ANNOTATIONS,
+        # Istio's JSON: all three keys, "" for an absent one).
+        app_scrape = {k: annotations.get(f"prometheus.io/{k}", "") for k in ("scrape", "path", "port")}
+        if any(app_scrape.values()) and app_scrape["port"] != "15020":
             proxy["env"].append({"name": "ISTIO_PROMETHEUS_ANNOTATIONS", "value": json.dumps(app_scrape)})
         annotations["prometheus.io/scrape"] = "true"
         annotations["prometheus.io/port"] = "15020"

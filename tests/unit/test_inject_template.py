@@ -321,3 +321,19 @@ def test_app_prometheus_annotations_move_to_the_agent() -> None:
     p = injected({"prometheus.io/scrape": "false"})  # an app that opts out of scraping keeps it off
     assert p["metadata"]["annotations"]["prometheus.io/scrape"] == "false"
     assert "prometheus.io/port" not in p["metadata"]["annotations"]
+
+
+def test_prometheus_merge_annotation_and_istio_json_shape() -> None:
+    # Istio's JSON has every key, "" for an annotation the pod does not set.
+    p = injected({"prometheus.io/port": "9090"})
+    saved = json.loads(env(container(p, "istio-proxy"))["ISTIO_PROMETHEUS_ANNOTATIONS"])
+    assert saved == {"scrape": "", "path": "", "port": "9090"}
+    # prometheus.io/merge-metrics: "false" keeps the pod's own scrape settings and no env.
+    p = injected({"prometheus.io/merge-metrics": "false", "prometheus.io/port": "9090"})
+    assert p["metadata"]["annotations"]["prometheus.io/port"] == "9090"
+    assert "ISTIO_PROMETHEUS_ANNOTATIONS" not in env(container(p, "istio-proxy"))
+    off = InjectionValues(enable_prometheus_merge=False)
+    p = injected({"prometheus.io/merge-metrics": "true", "prometheus.io/port": "9090"}, off)
+    assert p["metadata"]["annotations"]["prometheus.io/port"] == "15020"
+    p = injected({"prometheus.io/merge-metrics": "maybe"}, off)  # not a boolean: the installation decides
+    assert "prometheus.io/port" not in p["metadata"]["annotations"]
