@@ -50,6 +50,8 @@ def parse_probers(text: str) -> dict[str, dict[str, Any]]:
 
 
 class StatusServer:
+    """The agent's one HTTP server (the paths in the module docstring)."""
+
     def __init__(
         self,
         cert_ready: Callable[[], bool],
