@@ -188,10 +188,11 @@ async def test_bisect_over_delta(mesh: Mesh) -> None:
 
 
 async def test_without_quarantine_a_nack_is_only_traced(tmp_path: Path) -> None:
-    """The default (as istiod): the suspects are named, most likely first, and the
-    proxy is served nothing else (it stays STALE); its next ACK ends the record."""
+    """Quarantine off (`--no-nack-quarantine`, as istiod): the suspects are named, most
+    likely first, and the proxy is served nothing else (it stays STALE); its next ACK
+    ends the record."""
     write_config(tmp_path, {**FILES, "ratings-dr.yaml": RATINGS_DR, "other.yaml": OTHER})
-    async with running_mesh(tmp_path) as mesh:
+    async with running_mesh(tmp_path, nack_quarantine=False) as mesh:
         c = await SotwClient(mesh.channel, make_node()).start()
         await c.send(CDS)
         resp = await c.recv_type(CDS, timeout=3)
