@@ -206,12 +206,13 @@ class NackStatus:
     def desired(self) -> dict[Key, str]:
         return {k: r.condition_message() for k, r in rejections(list(self.cases())).items()}
 
-    def sync(self) -> int:
-        """Write what has settled; returns the number of writes."""
+    def sync(self, want: dict[Key, str] | None = None) -> int:
+        """Write what has settled; returns the number of writes. `want`: `desired()`
+        computed on the event loop, where the quarantine's cases change."""
         from istiod_py.config.model import KINDS
 
         now = self.clock()
-        want = self.desired()
+        want = self.desired() if want is None else want
         stored = self.stored()
         n = 0
         for key in set(want) | {k for k, (_, conds) in stored.items() if ours(conds)}:

@@ -127,7 +127,7 @@ class StatusWriter:
                 continue
             if self.nack is not None:  # every round: NACKs change without a new state
                 try:
-                    await asyncio.to_thread(self.nack.sync)
+                    await asyncio.to_thread(self.nack.sync, self.nack.desired())
                 except Exception:  # retried with the next round
                     log.exception("writing NACK status failed")
             stored, gw_stored = self.stored(), self.gateway_stored()
