@@ -20,8 +20,9 @@ Which resources: the culprits that quarantine convicted (xds/quarantine.py);
 with quarantine off (`--no-nack-quarantine`) the most likely suspect when the
 trace is unambiguous (one suspect, or an EnvoyFilter that patched the rejected
 resources): an innocent VirtualService never gets a Rejected condition because
-it shares a listener with a bad EnvoyFilter. The condition goes away when the
-rejection ends (the resource changed, or the proxy accepts again). Only a
+it shares a listener with a bad EnvoyFilter. Only connected proxies count
+(kube/wiring.py). The condition goes away when the rejection ends (the resource
+changed, the proxy accepts again, or it disconnected). Only a
 Reconciled condition with reason Rejected is ours; any other condition is kept.
 
 A NACK storm (2,000 proxies rejecting the same resource within seconds) makes

@@ -127,7 +127,11 @@ class KubeAttachment:
 
         def cases() -> list[Any]:  # the xDS server starts after this: read it when asked
             xds = self.cp.xds
-            return list(xds.quarantine.cases.values()) if xds is not None else []
+            if xds is None or not xds.quarantine.cases:
+                return []
+            # Only connected proxies count: a deleted pod's rejection is not a current one.
+            connected = {s.info.proxy.id for s in list(xds.streams.values()) if s.info is not None}
+            return [c for c in list(xds.quarantine.cases.values()) if c.proxy_id in connected]
 
         self.status = StatusWriter(
             self.client,

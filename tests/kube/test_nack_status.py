@@ -4,7 +4,8 @@ does not compile) is applied in the cluster; the sidecar NACKs; the leader write
 `status.conditions` Reconciled False, reason Rejected, naming the proxy count, the
 rejected listener, the patch and Envoy's error, on the status subresource only
 (generation unchanged); the proxy keeps serving traffic; fixing the filter clears
-the condition and the fixed filter reaches the Envoy. Both with quarantine (the
+the condition and the fixed filter reaches the Envoy; a rejection by a proxy that
+has disconnected is removed too. Both with quarantine (the
 default) and without (`--no-nack-quarantine`, istiod's behaviour)."""
 
 from __future__ import annotations
@@ -118,5 +119,11 @@ def test_rejected_envoyfilter_gets_a_rejected_condition_until_fixed(
         wait(lambda: rejected() is None, 30, "the Rejected condition removed once the filter is fixed")
         mesh.wait(lambda: get().headers.get("x-lua") == "fixed", 15, "the fixed Lua filter on the client")
         assert not (kube.get(path).get("status") or {}).get("conditions")
+
+        # Broken again, then the only rejecting proxy goes away: its rejection is not a current one.
+        kube.apply(in_ns(BAD_LUA, ns))
+        wait(rejected, 30, "the Rejected condition again")
+        sc.stop()
+        wait(lambda: rejected() is None, 30, "the Rejected condition removed once no connected proxy rejects it")
     finally:
         mesh.stop()
