@@ -93,8 +93,9 @@ class ServeOptions:
     # reconnect storm is served in arrival order without starving config pushes.
     max_concurrent_initial: int = 50
     max_connection_age: float = 1800.0
-    # Serve a proxy without the config it rejects, found by bisecting (xds/quarantine.py).
-    nack_quarantine: bool = False
+    # Serve a proxy without the config it rejects, found by bisecting (xds/quarantine.py);
+    # on by default (issue 16), off for istiod's behaviour (keep resending what was rejected).
+    nack_quarantine: bool = True
     # On stop (SIGTERM): how long streams get to finish their push and close.
     drain_timeout: float = 5.0
     # CA: where the self-signed root is kept; or a plug-in CA directory (cacerts).

@@ -1,7 +1,8 @@
 """`istiod-py proxy-status [PROXY]`: the xDS sync state of every connected proxy, as
 `istioctl proxy-status` prints it (NAME, CLUSTER, CDS, LDS, EDS, RDS, SDS, ISTIOD,
 VERSION; SYNCED / NOT SENT / STALE), read from the control plane's /debug/syncz.
-A proxy whose last response was rejected is STALE, and its NACK message is shown.
+A proxy whose last response was rejected is STALE, and its NACK message is shown;
+one served without the config it rejected (quarantine) is STALE (Quarantined).
 
 With PROXY: what the control plane would send it now against what its Envoy holds
 (its admin /config_dump), per type: "Clusters Match" or "Clusters Don't Match" and
@@ -47,9 +48,13 @@ def add_debug_flags(p: argparse.ArgumentParser) -> None:
 
 
 def xds_status(t: dict[str, Any] | None) -> str:
-    """istioctl's rule: nothing sent; sent == ACKed; sent but never ACKed; behind."""
+    """istioctl's rule: nothing sent; sent == ACKed; sent but never ACKed; behind.
+    A proxy served without a config it rejected (NACK quarantine, issue 16) ACKs
+    what it gets but does not hold the whole current config: STALE (Quarantined)."""
     if not t or not t.get("nonce_sent"):
         return "NOT SENT"
+    if (t.get("last_nack") or {}).get("quarantined"):
+        return "STALE (Quarantined)"
     if t.get("nonce_sent") == t.get("nonce_acked"):
         return "SYNCED"
     if not t.get("nonce_acked"):

@@ -47,9 +47,11 @@ def register(sub: SubParsers) -> None:
     p.add_argument("--max-connection-age", type=float, default=1800.0, help="recycle xDS streams after N s (±10%%)")
     p.add_argument(
         "--nack-quarantine",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
+        default=True,
         help="when a proxy NACKs, find the Istio config responsible (bisecting) and serve that proxy its config "
-        "without it until it changes (istiod keeps resending; without this flag NACKs are only traced)",
+        "without it until it changes (default on; --no-nack-quarantine: istiod's behaviour, the rejected config "
+        "is resent and the NACK only traced)",
     )
     p.add_argument("--send-timeout", type=float, default=30.0, help="close a stream whose send blocks N s")
     p.add_argument("--max-concurrent-pushes", type=int, default=100, help="pushes sent at once (default 100)")

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
 def status(t: dict[str, Any] | None) -> str:
     if not t or not t.get("nonce_sent"):
         return "NOT SENT"
+    if (t.get("last_nack") or {}).get("quarantined"):  # as proxy-status: served without what it rejected
+        return "STALE (Quarantined)"
     if t.get("nonce_sent") == t.get("nonce_acked"):
         return "SYNCED"
     return "STALE" if t.get("nonce_acked") else "STALE (Never Acknowledged)"

@@ -161,6 +161,8 @@ class IstioObject:
     messages: tuple[tuple[str, str, str], ...] = ()
     # Gateway API: the stored status, normalized (status.py compares it with the computed one)
     status: str = ""
+    # Istio kinds: status.conditions as stored, canonical JSON (nack_status.py's Rejected condition)
+    conditions: str = ""
 
 
 def normalized_status(status: Any) -> str:
@@ -186,6 +188,11 @@ def stored_messages(obj: JsonObj) -> tuple[tuple[str, str, str], ...]:
     return tuple(sorted(out))
 
 
+def stored_conditions(obj: JsonObj) -> str:
+    conds = (obj.get("status") or {}).get("conditions")
+    return json.dumps(conds, sort_keys=True, separators=(",", ":")) if conds else ""
+
+
 def istio_converter(info: KindInfo, version: Any) -> Any:
     """A converter for one Istio kind; `version()` says which API version the
     informer reads (list items carry no apiVersion of their own)."""
@@ -202,7 +209,7 @@ def istio_converter(info: KindInfo, version: Any) -> Any:
         errors = tuple(dataclasses.replace(e, line=None) for e in result.errors)
         if info.group == gatewayapi.GROUP:
             return IstioObject(config, errors, (), normalized_status(obj.get("status")))
-        return IstioObject(config, errors, stored_messages(obj))
+        return IstioObject(config, errors, stored_messages(obj), conditions=stored_conditions(obj))
 
     return convert
 

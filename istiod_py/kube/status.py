@@ -20,6 +20,10 @@ conditions, listeners, route parents), with `lastTransitionTime` set when writte
 compared without it (and `observedGeneration`), so an unchanged status is not
 rewritten. A route's `parents` list is replaced whole (istiod keeps other
 controllers' entries: not yet here).
+
+NACK origins (issue 16): a resource that proxies reject gets a `Reconciled`
+condition with status False and reason Rejected (kube/nack_status.py), written
+in the same rounds, by the same leader.
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ from istiod_py.model import MeshState
 
 from .client import KubeApiError, KubeClient, resource_path
 from .convert import normalized_status, plural
+from .nack_status import NackStatus
 
 log = logging.getLogger("istiod_py.kube.status")
 
@@ -87,7 +92,9 @@ class StatusWriter:
         is_leader: Callable[[], bool],
         interval: float = 0.5,
         gateway_stored: Callable[[], dict[Key, tuple[str, str]]] | None = None,
+        nack: NackStatus | None = None,
     ) -> None:
+        self.nack = nack
         # Gateway API: (kind, ns, name) -> (served version, normalized stored status)
         self.gateway_stored = gateway_stored or dict
         self.client = client
@@ -118,6 +125,11 @@ class StatusWriter:
             if st is None or not self.is_leader():
                 seen = (-1, -1)
                 continue
+            if self.nack is not None:  # every round: NACKs change without a new state
+                try:
+                    await asyncio.to_thread(self.nack.sync, self.nack.desired())
+                except Exception:  # retried with the next round
+                    log.exception("writing NACK status failed")
             stored, gw_stored = self.stored(), self.gateway_stored()
             mark = (st.version, hash((frozenset(stored.items()), frozenset(gw_stored.items()))))
             if mark == seen:

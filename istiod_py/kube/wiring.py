@@ -95,6 +95,7 @@ class KubeAttachment:
     def start_status(self) -> None:
         from istiod_py.config.gatewayapi import GROUP as GATEWAY_API_GROUP
 
+        from .nack_status import NackStatus
         from .status import StatusWriter
 
         def stored() -> dict[tuple[str, str, str], Any]:
@@ -116,8 +117,29 @@ class KubeAttachment:
                 for (ns, name), obj in inf.store.items()
             }
 
+        def conditions() -> dict[tuple[str, str, str], tuple[str, str]]:
+            return {
+                (inf.resource.kind, ns, name): (inf.version, obj.conditions)
+                for inf in self.source.istio
+                if inf.resource.group != GATEWAY_API_GROUP
+                for (ns, name), obj in inf.store.items()
+            }
+
+        def cases() -> list[Any]:  # the xDS server starts after this: read it when asked
+            xds = self.cp.xds
+            if xds is None or not xds.quarantine.cases:
+                return []
+            # Only connected proxies count: a deleted pod's rejection is not a current one.
+            connected = {s.info.proxy.id for s in list(xds.streams.values()) if s.info is not None}
+            return [c for c in list(xds.quarantine.cases.values()) if c.proxy_id in connected]
+
         self.status = StatusWriter(
-            self.client, state, stored, lambda: self.leader.is_leader, gateway_stored=gateway_stored
+            self.client,
+            state,
+            stored,
+            lambda: self.leader.is_leader,
+            gateway_stored=gateway_stored,
+            nack=NackStatus(self.client, cases, conditions),
         )
         self.status.start()
 

@@ -17,9 +17,12 @@ The culprit is named in the log, in `/debug/syncz` (the NACK's `origins`), in
 the metric `pilot_xds_config_rejects{kind,namespace,name,type}`, in the
 control plane's errors (configz), and in `/debug/quarantinez`.
 
-Quarantine changes what a proxy is served, which istiod never does, so it is
-opt-in (`serve --nack-quarantine`); without it a NACK is only traced: its
-suspects are named (EnvoyFilter patches first) and the proxy stays STALE.
+Quarantine changes what a proxy is served, which istiod never does; it is on
+by default in `serve` (issue 16: one bad resource must not freeze a proxy's
+other updates) and `serve --no-nack-quarantine` gives istiod's behaviour: a
+NACK is only traced, its suspects named (EnvoyFilter patches first), and the
+proxy stays STALE. In Kubernetes the leader writes the culprit's status
+(kube/nack_status.py).
 """
 
 from __future__ import annotations
@@ -150,7 +153,7 @@ class Case:
 class Quarantine:
     def __init__(self, host: Any, isolated: Callable[[], Generator] | None = None, enabled: bool = True) -> None:
         self.host = host  # the XdsServer: generate(), state(), streams, metrics
-        # Off (the default of `serve`, as istiod): NACKs are traced to their suspects
+        # Off (`serve --no-nack-quarantine`, as istiod): NACKs are traced to their suspects
         # (named, most likely first) but nothing else is served.
         self.enabled = enabled
         self.cases: dict[str, Case] = {}

@@ -103,7 +103,8 @@ def until(cond: Callable[[], Any], what: str, timeout: float = 20.0) -> Any:
 @pytest.fixture
 def mesh(tmp_path: Path, envoy_bin: str) -> Iterator[tuple[Mesh, EnvoyProcess]]:
     with envoy_factory_context(tmp_path / "envoy") as envoys:
-        m = Mesh(tmp_path, envoys)
+        # istiod's NACK behaviour (the proxy stays STALE until fixed): quarantine off.
+        m = Mesh(tmp_path, envoys, extra_args=["--no-nack-quarantine"])
         # The demo's services, workloads and routing, verbatim (its Sidecars bind fixed
         # addresses; a client Sidecar on a fresh address stands in for them).
         for name in ("services.yaml", "workloads.yaml", "routing.yaml"):

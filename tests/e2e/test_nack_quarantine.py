@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from istiod_py.cli.proxy_status import rows_of
 from tests.support.configs import client_sidecar, docs, service, workload_entry, workload_sidecar
 from tests.support.envoy import EnvoyProcess, envoy_factory_context
 from tests.support.mesh import Mesh
@@ -83,6 +84,10 @@ class Env:
                 return p["types"]["LDS"]  # type: ignore[no-any-return]
         return {}
 
+    def client_row(self) -> dict[str, Any]:
+        rows = rows_of(self.mesh.debug("/debug/syncz"), "istiod")
+        return next(r for r in rows if CLIENT_ID_PART in r["name"])
+
     def listeners(self) -> list[str]:
         return [lst["name"] for lst in self.client.dynamic_resources("ListenersConfigDump")]
 
@@ -92,7 +97,7 @@ def env(tmp_path_factory: pytest.TempPathFactory, envoy_bin: str) -> Iterator[En
     tmp: Path = tmp_path_factory.mktemp("quarantine")
     ups = UpstreamFactory()
     with envoy_factory_context(tmp / "envoy") as envoys:
-        mesh = Mesh(tmp, envoys, extra_args=["--nack-quarantine"])
+        mesh = Mesh(tmp, envoys)  # quarantine is on by default
         try:
             app: HttpEchoServer = ups.http("productpage-app")
             pp_ip, bind = allocate_ip(), allocate_ip()
@@ -151,6 +156,9 @@ def test_bad_envoyfilter_named_quarantined_and_cleared(env: Env) -> None:
 
     # The client is served without the filter: it ACKs again and has no Lua filter.
     mesh.wait(lambda: env.client_lds()["version_acked"] == env.client_lds()["version_sent"], 10, "LDS ACKed again")
+    # proxy-status: the client does not hold the whole current config, so not SYNCED.
+    assert env.client_row()["lds"] == "STALE (Quarantined)", env.client_row()
+    assert env.client_row()["cds"] == "SYNCED", env.client_row()
     assert "envoy.filters.http.lua" not in str(env.client.dynamic_resources("ListenersConfigDump"))
 
     # Other updates keep flowing during the quarantine: a route change (RDS) ...
@@ -179,3 +187,4 @@ def test_bad_envoyfilter_named_quarantined_and_cleared(env: Env) -> None:
     mesh.wait(live, 10, "the fixed EnvoyFilter live on the client per /debug/statusz")
     lds = env.client_lds()
     assert lds["version_acked"] == lds["version_sent"]
+    assert env.client_row()["lds"] == "SYNCED", env.client_row()

@@ -85,12 +85,20 @@ async def test_resources_know_their_configs(mesh: Mesh) -> None:
     }
     assert "DestinationRule/default/reviews" not in cds.origins_of(RATINGS)
     assert "DestinationRule/default/ratings" in cds.origins_of(RATINGS)
+    # Field paths: the DestinationRule parts that shaped each cluster.
+    dr_fields = {r for r in cds.origins_of(cluster("reviews", "v1")) if r.startswith("DestinationRule/")}
+    assert dr_fields == {"DestinationRule/default/reviews", "DestinationRule/default/reviews:spec.subsets[0]"}
+    assert "DestinationRule/default/ratings:spec.trafficPolicy" in cds.origins_of(RATINGS)
+    assert not any(":spec.subsets" in r for r in cds.origins_of(RATINGS))
     eds = cp.translator.generate(state, proxy, TypeUrl.ENDPOINT)  # type: ignore[arg-type]
     assert "DestinationRule/default/reviews" in eds.origins_of(cluster("reviews", "v2"))
     rds = cp.translator.generate(state, proxy, TypeUrl.ROUTE)  # type: ignore[arg-type]
     assert {"VirtualService/default/reviews", "Sidecar/default/reviews-v1"} <= rds.origins_of("9080")
     # Sub-resources: each virtual host knows its own VirtualService.
     assert "VirtualService/default/reviews" in rds.origins_of("9080", "reviews.default.svc.cluster.local:9080")
+    assert "VirtualService/default/reviews:spec.http[0]" in rds.origins_of(
+        "9080", "reviews.default.svc.cluster.local:9080"
+    )
     assert "VirtualService/default/reviews" not in rds.origins_of("9080", "productpage.default.svc.cluster.local:9080")
     lds = cp.translator.generate(state, proxy, TypeUrl.LISTENER)  # type: ignore[arg-type]
     assert all("Sidecar/default/reviews-v1" in lds.origins_of(n) for n in lds.index)
@@ -188,10 +196,11 @@ async def test_bisect_over_delta(mesh: Mesh) -> None:
 
 
 async def test_without_quarantine_a_nack_is_only_traced(tmp_path: Path) -> None:
-    """The default (as istiod): the suspects are named, most likely first, and the
-    proxy is served nothing else (it stays STALE); its next ACK ends the record."""
+    """Quarantine off (`--no-nack-quarantine`, as istiod): the suspects are named, most
+    likely first, and the proxy is served nothing else (it stays STALE); its next ACK
+    ends the record."""
     write_config(tmp_path, {**FILES, "ratings-dr.yaml": RATINGS_DR, "other.yaml": OTHER})
-    async with running_mesh(tmp_path) as mesh:
+    async with running_mesh(tmp_path, nack_quarantine=False) as mesh:
         c = await SotwClient(mesh.channel, make_node()).start()
         await c.send(CDS)
         resp = await c.recv_type(CDS, timeout=3)
@@ -202,7 +211,9 @@ async def test_without_quarantine_a_nack_is_only_traced(tmp_path: Path) -> None:
         assert cases[0]["phase"] == "suspected" and cases[0]["culprits"] == [], cases
         assert cases[0]["suspects"] == ["DestinationRule/default/ratings", "Sidecar/default/reviews-v1"], cases
         sync = await mesh.syncz()
-        assert sync["types"]["CDS"]["last_nack"]["origins"] == cases[0]["suspects"]
+        # The suspects with the fields that built the rejected cluster.
+        origins = ["DestinationRule/default/ratings:spec.trafficPolicy", "Sidecar/default/reviews-v1"]
+        assert sync["types"]["CDS"]["last_nack"]["origins"] == origins
         assert sync["types"]["CDS"]["last_nack"]["quarantined"] is False
         # A config change is pushed as usual; its ACK ends the record.
         edit(mesh.root / "ratings-dr.yaml", RATINGS_DR.replace("maxConnections: 7", "maxConnections: 9"))

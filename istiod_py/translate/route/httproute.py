@@ -17,6 +17,7 @@ from istiod_py.model import Proxy, labels_match
 from .. import naming
 from ..context import PushContext, fqdn
 from ..features import RouteInput, apply_route_features
+from ..provenance import note_http_route
 from . import gateway_semantics
 
 
@@ -253,6 +254,8 @@ def build_routes(inp: RouteInput, proxy: Proxy) -> list[Route]:
             config = naming.config_path("virtual-service", inp.vs.meta.namespace, inp.vs.meta.name)
             route.metadata.filter_metadata["istio"].update({"config": config})
         out.append(route)
+    if out and inp.vs is not None:
+        note_http_route(inp.ctx, inp.vs, http)  # provenance: the field the routes came from
     return out
 
 

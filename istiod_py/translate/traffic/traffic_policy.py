@@ -33,6 +33,7 @@ from istiod_py.model.service import Port
 from .. import naming
 from ..context import PushContext
 from ..features import RouteInput, cluster_feature, route_feature
+from ..provenance import note_destination_rule_fields
 from .upstream_tls import apply_client_tls
 
 MAX_U32 = 4294967295
@@ -106,6 +107,7 @@ def policy_for(ctx: PushContext, host: str, port: int, subset: str, viewer_ns: s
         dr = ctx.destination_rule(host, viewer_ns)
         if dr is None:
             return EMPTY
+        note_destination_rule_fields(ctx, dr, port, subset)  # provenance: which fields shaped the cluster
         spec: Any = dr.spec
         return merge(spec, port, subset)
 
