@@ -41,6 +41,23 @@ async def _answer(c: SotwClient, ack: bool, quiet: float = 0.05) -> int:
     return len(latest)
 
 
+async def _received_change(c: SotwClient) -> dict[str, Any]:
+    """Reads until the pushed RDS arrives (bounded), then whatever follows it at once;
+    the newest response of each type, not yet ACKed."""
+    latest: dict[str, Any] = {}
+    while RDS not in latest:
+        resp = await c.recv(15)
+        latest[resp.type_url] = resp
+    for resp in await c.drain(0.05):
+        latest[resp.type_url] = resp
+    return latest
+
+
+async def _ack_latest(c: SotwClient, latest: dict[str, Any]) -> None:
+    for resp in latest.values():
+        await c.ack(resp, ["9080"] if resp.type_url == RDS else [])
+
+
 def _status(mesh: Mesh, *extra: str) -> tuple[int, str]:
     args = parser().parse_args(["status", "--debug-address", mesh.debug_url, "-o", "json", *extra])
     try:
@@ -75,13 +92,16 @@ async def test_status_wait_and_the_proxy_that_never_acks(mesh: Mesh) -> None:
     assert vs["proxies"] == N and vs["live"] == N - 1 and vs["pending"] == [LAGGARD], vs
 
     # Change the VirtualService; status --wait runs while the ACKs come in.
+    # The push reaches every client first (bounded), so that the wait's timeout
+    # measures only the ACKs, not the file watcher on a loaded box.
     edit(mesh.root / "routing.yaml", ROUTING.replace("weight: 80", "weight: 70").replace("weight: 20", "weight: 30"))
+    pushed = await asyncio.gather(*(_received_change(c) for c in clients))
     waiting = asyncio.create_task(asyncio.to_thread(_status, mesh, VS, "--wait", "--timeout", "3"))
     await asyncio.sleep(0.3)
-    for c in clients[: N - 2]:
-        await _answer(c, True)
+    for c, latest in zip(clients[: N - 2], pushed, strict=False):
+        await _ack_latest(c, latest)
     assert not waiting.done(), "returned before the last ACK"
-    await _answer(clients[N - 2], True)
+    await _ack_latest(clients[N - 2], pushed[N - 2])
     code, err = await waiting
     assert code == 1 and "pending" in err and LAGGARD in err and "p48" not in err, err
 
@@ -90,7 +110,7 @@ async def test_status_wait_and_the_proxy_that_never_acks(mesh: Mesh) -> None:
     waiting = asyncio.create_task(asyncio.to_thread(_status, mesh, VS, "--wait", "--timeout", "20"))
     await asyncio.sleep(0.5)
     assert not waiting.done()
-    await _answer(laggard, True)
+    await _ack_latest(laggard, pushed[-1])  # the change it received above
     code, err = await waiting
     assert (code, err) == (0, "")
     assert time.monotonic() - t0 < 5
