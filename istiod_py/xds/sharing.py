@@ -118,6 +118,13 @@ class SharedResponses:
             return hit
         by_host = res.names_by_host()
         out: set[str] = set()
-        for h in hosts:
-            out.update(by_host.get(h, ()))
+        # Walk the smaller side: a merged push may name many hosts while a
+        # scoped proxy sees few (every proxy distinct: hosts x proxies otherwise).
+        if len(hosts) <= len(by_host):
+            for h in hosts:
+                out.update(by_host.get(h, ()))
+        else:
+            for h, names in by_host.items():
+                if h in hosts:
+                    out.update(names)
         return self._eds_names.put(key, frozenset(out))

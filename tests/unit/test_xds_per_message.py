@@ -96,3 +96,23 @@ def test_attribution_triggers_are_computed_once_per_wave() -> None:
     rec = att.records[-1]
     assert rec.triggers == ("endpoints:a.ns.svc.cluster.local",)
     assert rec.proxies == 50 and rec.bytes == 5000
+
+
+def test_eds_changed_names_same_whichever_side_is_walked() -> None:
+    from envoy.config.endpoint.v3 import endpoint_pb2
+
+    from istiod_py.cache.resources import build, resources_of
+    from istiod_py.xds.sharing import SharedResponses
+    from istiod_py.xds.types import TypeUrl
+
+    names = [f"outbound|{p}|{s}|h{i}.ns.svc.cluster.local" for i in range(5) for p in (80, 90) for s in ("", "v1")]
+    res = resources_of(
+        {n: build(n, TypeUrl.ENDPOINT, endpoint_pb2.ClusterLoadAssignment(cluster_name=n)) for n in names}
+    )
+    few = frozenset({"h1.ns.svc.cluster.local", "other.svc"})
+    many = frozenset({"h1.ns.svc.cluster.local", "h3.ns.svc.cluster.local"} | {f"x{i}" for i in range(50)})
+    expect_few = frozenset(n for n in names if n.endswith("|h1.ns.svc.cluster.local"))
+    expect_many = frozenset(n for n in names if n.endswith(("|h1.ns.svc.cluster.local", "|h3.ns.svc.cluster.local")))
+    assert SharedResponses().eds_changed_names(res, few) == expect_few
+    assert SharedResponses().eds_changed_names(res, many) == expect_many
+    assert len(expect_many) == 8
