@@ -154,19 +154,21 @@ class Server:
         except (OSError, ValueError, KeyError):
             return []
 
-    def start_profile(self, out: Path, rate: int) -> None:
+    def start_profile(self, out: Path, rate: int, native: bool = False) -> None:
         spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
         self.spy = subprocess.Popen(
             [
                 spy,
                 "record",
+                *(["--native"] if native else []),
                 "--pid",
                 str(self.proc.pid),
                 "--format",
                 "raw",
                 "--rate",
                 str(rate),
-                "--nonblocking",
+                # --native pauses the process per sample (py-spy refuses it with --nonblocking).
+                *([] if native else ["--nonblocking"]),
                 "-o",
                 str(out),
             ],
@@ -753,6 +755,10 @@ async def run_transport(args: argparse.Namespace, transport: str, spec: meshgen.
     try:
         rows["server_start_s"] = server.wait_ready()
         rows["rss_idle_mb"] = server.rss_mb()
+        if args.profile_connect:
+            prof = RESULTS_DIR / f"{ts}-{transport}-connect.pyspy.txt"
+            server.start_profile(prof, args.profile_rate, args.profile_native)
+            rows["profile_connect"] = str(prof)
         t = time.monotonic()
         cpu0 = server.cpu()
         lgs = await start_loadgens(args, server.xds_port, transport)
@@ -780,10 +786,11 @@ async def run_transport(args: argparse.Namespace, transport: str, spec: meshgen.
             ]
             rows["envoys_ready_s"] = await envoys_ready(envoys, args.connect_timeout)
             print(f"[{transport}] {len(envoys)} Envoys ready after {rows['envoys_ready_s']:.2f}s", flush=True)
+        server.stop_profile()
         await asyncio.sleep(args.settle)
         if args.profile:
             prof = RESULTS_DIR / f"{ts}-{transport}.pyspy.txt"
-            server.start_profile(prof, args.profile_rate)
+            server.start_profile(prof, args.profile_rate, args.profile_native)
             rows["profile"] = str(prof)
             await asyncio.sleep(1.0)
         generation = 0
@@ -966,6 +973,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--settle", type=float, default=2.0, help="seconds of quiet between runs")
     ap.add_argument("--profile", action="store_true", help="py-spy the server during the scenarios")
     ap.add_argument("--profile-rate", type=int, default=100)
+    ap.add_argument("--profile-native", action="store_true", help="py-spy --native: C frames (gRPC core, protobuf) too")
+    ap.add_argument("--profile-connect", action="store_true", help="py-spy the server during the initial connect")
     ap.add_argument("--cprofile", default="", help="run the server under cProfile, output to PATH.<tag>.<time>")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (config, Envoy logs)")
     a = ap.parse_args(argv)

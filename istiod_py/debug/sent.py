@@ -9,11 +9,16 @@ xDS server keeps protocol state only, so this record hangs off its public
   stream's last sent `Resources` (its `_sent_res`, read through `sent_resources`)
   filtered by the subscription is what the proxy holds.
 - Delta: the watch's `sent` map (name -> content version) is what the proxy holds;
-  the bodies come from the previous record or the stream state's resources, matched
-  by content version (a content hash), so a body is never a guess.
+  the bodies come from the previous record or the resources of the stream's recent
+  sends, matched by content version (a content hash), so a body is never a guess.
 
-Cost: two references per SotW ACK (filtered when a dump is asked for); one pass
-over the name->version map per Delta ACK.
+Cost: two references per SotW ACK (filtered when a dump is asked for); per Delta
+ACK a copy of the name->version map (one C-level dict copy) and a few references.
+The bodies are matched when a dump asks for them, or every `MAX_SOURCES`-th ACK
+(so the Resources kept alive stay bounded): not a Python pass over every name on
+every ACK. (It was one, plus a translation of the stream's state when a body was
+not in the previous record: in an endpoint churn every proxy's ACK re-translated
+a state the translator had already dropped.)
 """
 
 from __future__ import annotations
@@ -48,6 +53,11 @@ def sent_names(stream: Stream, w: Watch) -> list[str]:
     return sorted(n for n in w.names if n in res.index)
 
 
+# A Delta record keeps the Resources of at most this many sends unresolved; past
+# it the record's bodies are matched (one pass) and the references dropped.
+MAX_SOURCES = 4
+
+
 @dataclass(slots=True)
 class Held:
     """One type's ACKed resources on one connection."""
@@ -57,21 +67,52 @@ class Held:
     at: float
     built: dict[str, Built] = field(default_factory=dict)
     # Delta names whose body could not be matched by version (content moved on
-    # before the ACK was recorded): listed, never invented.
+    # before the ACK was recorded): listed, never invented. Complete once
+    # `resources` has been read (Delta records are matched lazily).
     unknown: dict[str, str] = field(default_factory=dict)
     # SotW: the sent Resources and the subscription (None: wildcard), filtered only
     # when a dump is asked for, so an ACK costs two references, not a copy.
     source: Resources | None = None
     names: AbstractSet[str] | None = None
+    # Delta, until matched: the names and versions the proxy holds (a copy of the
+    # watch's map at the ACK), where their bodies may be (the Resources of recent
+    # sends, newest first) and the matched record they extend.
+    versions: dict[str, str] | None = None
+    sources: tuple[Resources, ...] = ()
+    base: Held | None = None
+    _filtered: dict[str, Built] | None = None
 
     @property
     def resources(self) -> dict[str, Built]:
+        if self.versions is not None:
+            self._match()
         if self.source is None:
             return self.built
-        index = self.source.index
-        if self.names is None:
-            return dict(index)
-        return {n: index[n] for n in self.names if n in index}
+        if self._filtered is None:
+            index = self.source.index
+            self._filtered = dict(index) if self.names is None else {n: index[n] for n in self.names if n in index}
+        return self._filtered
+
+    def _match(self) -> None:
+        """Find each held name's body by content version: in the record this one
+        extends, else in the Resources of the recent sends."""
+        versions, sources, base = self.versions, self.sources, self.base
+        assert versions is not None
+        older = base.resources if base is not None else {}
+        for name, version in versions.items():
+            b = older.get(name)
+            if b is None or b.version != version:
+                b = None
+                for src in sources:
+                    c = src.get(name)
+                    if c is not None and c.version == version:
+                        b = c
+                        break
+            if b is not None:
+                self.built[name] = b
+            else:
+                self.unknown[name] = version
+        self.versions, self.sources, self.base = None, (), None
 
 
 class SentRecorder:
@@ -90,17 +131,19 @@ class SentRecorder:
         prev = per.get(w.type_url)
         held = Held(w.version_acked, w.nonce_acked, time.time())
         if stream.delta:
-            current: Resources | None = None
-            for name, version in w.sent.items():
-                b = prev.resources.get(name) if prev is not None else None
-                if b is None or b.version != version:
-                    if current is None:
-                        current = self.xds.generate(stream.state, stream.proxy, w.type_url)
-                    b = current.get(name)
-                if b is not None and b.version == version:
-                    held.built[name] = b
-                else:
-                    held.unknown[name] = version
+            sent_res = w.sent_res if isinstance(w.sent_res, Resources) else None
+            sources: tuple[Resources, ...] = ()
+            base = prev
+            if prev is not None and prev.versions is not None:
+                # prev is unmatched: take over its sources rather than chain records.
+                sources, base = prev.sources, prev.base
+            if sent_res is not None and not any(s is sent_res for s in sources):
+                sources = (sent_res, *sources)
+            held.versions = dict(w.sent)
+            held.sources = sources
+            held.base = base
+            if len(sources) >= MAX_SOURCES:
+                held._match()
         else:
             # SotW replaces `w.names` with a new set on each subscription change (never
             # mutates it), so keeping the reference keeps the ACKed subscription.

@@ -72,6 +72,8 @@ class PushAttribution:
         self._by_key: dict[tuple[int, tuple[str, ...]], PushRecord] = {}
         # per stream: (state version, bytes sent) after its previous push
         self._seen: dict[str, tuple[int, int]] = {}
+        # (previous version, version, reason) -> triggers (see _key_triggers)
+        self._ranges: dict[tuple[int, int, str], tuple[str, ...]] = {}
 
     def on_push(self, req: PushRequest) -> None:
         """A new state is pushed to every stream: record what changed."""
@@ -98,11 +100,7 @@ class PushAttribution:
         if len(self._seen) > 4 * max(len(getattr(stream.server, "streams", ())), 256):
             live = getattr(stream.server, "streams", {})
             self._seen = {k: v for k, v in self._seen.items() if k in live}
-        trig: set[str] = set()
-        for v, t in self._triggers.items():
-            if prev_version < v <= req.state.version:
-                trig.update(t)
-        key_triggers = tuple(sorted(trig)) or (f"(reason: {req.reason or 'unknown'})",)
+        key_triggers = self._key_triggers(prev_version, req)
         key = (req.state.version, key_triggers)
         rec = self._by_key.get(key)
         if rec is None:
@@ -117,6 +115,24 @@ class PushAttribution:
         rec.bytes += max(info.bytes_sent - prev_bytes, 0)
         rec.build_s += build_s
         rec.total_s += total_s
+
+    def _key_triggers(self, prev_version: int, req: PushRequest) -> tuple[str, ...]:
+        """The triggers of the states in (prev_version, req.state.version]: the same
+        for every stream of a push wave, so computed once per (range, reason)
+        rather than per stream over the whole trigger history."""
+        ckey = (prev_version, req.state.version, req.reason)
+        hit = self._ranges.get(ckey)
+        if hit is not None:
+            return hit
+        trig: set[str] = set()
+        for v, t in self._triggers.items():
+            if prev_version < v <= req.state.version:
+                trig.update(t)
+        out = tuple(sorted(trig)) or (f"(reason: {req.reason or 'unknown'})",)
+        if len(self._ranges) >= 4096:
+            self._ranges.clear()
+        self._ranges[ckey] = out
+        return out
 
     def top(self, window: float = 600.0, limit: int = 10) -> list[dict[str, Any]]:
         """Triggers ranked by bytes pushed over the last `window` seconds."""

@@ -63,7 +63,8 @@ class DeltaStream(Stream):
         elif req.response_nonce == w.nonce_sent:
             self.record_ack(w, w.version_sent, req.response_nonce)
         else:
-            self.server.metrics.expired_nonce.labels(metric_type(w.type_url)).inc()
+            m = self.server.metrics
+            m.child(m.expired_nonce, metric_type(w.type_url)).inc()
 
     async def on_request(self, req: Any, raw: bytes) -> None:
         assert self.info is not None

@@ -170,6 +170,17 @@ class XdsMetrics:
         self.info.labels(version or _version()).set(1)
         # Set by the server: the config resources rejected at load in the current state.
         self.rejected_source: Callable[[], Iterable[Any]] = lambda: ()
+        self._children: dict[tuple[int, tuple[str, ...]], Any] = {}
+
+    def child(self, metric: Any, *labels: str) -> Any:
+        """`metric.labels(*labels)`, looked up once: the per-message metrics (bytes
+        and sizes per type, push times, ACK bookkeeping) would otherwise take the
+        client library's lock and build a label tuple on every response."""
+        key = (id(metric), labels)
+        hit = self._children.get(key)
+        if hit is None:
+            hit = self._children[key] = metric.labels(*labels)
+        return hit
 
     def observe_push(self, req: PushRequest) -> None:
         """A merged push request leaves the debouncer for the push queue."""

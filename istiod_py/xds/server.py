@@ -135,14 +135,14 @@ class XdsServer:
     def register(self, stream: Stream) -> None:
         assert stream.info is not None
         self.streams[stream.info.conn_id] = stream
-        self.metrics.connections.labels("delta" if stream.delta else "sotw").inc()
+        self.metrics.child(self.metrics.connections, "delta" if stream.delta else "sotw").inc()
         self.attribution.on_registered(stream)
         log.info("proxy connected: %s (%s)", stream.info.conn_id, "delta" if stream.delta else "sotw")
 
     def unregister(self, stream: Stream) -> None:
         assert stream.info is not None
         if self.streams.pop(stream.info.conn_id, None) is not None:
-            self.metrics.connections.labels("delta" if stream.delta else "sotw").dec()
+            self.metrics.child(self.metrics.connections, "delta" if stream.delta else "sotw").dec()
             log.info("proxy disconnected: %s", stream.info.conn_id)
 
     def on_ack(self, stream: Stream, w: Watch) -> None:
@@ -163,12 +163,16 @@ class XdsServer:
             fn(stream, req)
 
     def count_sent(self, type_url: str, size: int) -> None:
-        counter = self._push_counters.get(type_url)
-        if counter is None:
-            counter = self._push_counters[type_url] = self.metrics.pushes.labels(metric_type(type_url))
-        counter.inc()
+        per_type = self._push_counters.get(type_url)
+        if per_type is None:
+            short = metric_type(type_url)
+            per_type = self._push_counters[type_url] = (
+                self.metrics.pushes.labels(short),
+                self.metrics.config_size.labels(short),
+            )
+        per_type[0].inc()
         self.metrics.bytes_sent.inc(size)
-        self.metrics.config_size.labels(metric_type(type_url)).observe(size)
+        per_type[1].observe(size)
 
     # --- pushing --------------------------------------------------------------
 

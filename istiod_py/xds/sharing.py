@@ -13,6 +13,7 @@ from collections.abc import Hashable, Set
 from typing import Any, Generic, TypeVar
 
 from istiod_py.cache.resources import Resources, sotw_response
+from istiod_py.model import Proxy
 
 from .wire import names_digest
 
@@ -67,6 +68,8 @@ class SharedResponses:
         self.delta: SharedCache[tuple[Any, ...]] = SharedCache()
         self._digests: SharedCache[str] = SharedCache()
         self._eds_names: SharedCache[frozenset[str]] = SharedCache(1024)
+        # Parsed proxies by (node id, encoded node metadata): a reconnect skips parsing.
+        self.proxies: SharedCache[Proxy] = SharedCache(8192, 16 * 2**20)
 
     def nonce(self, version: str) -> str:
         """A nonce for a shared response: nonces need only differ between one
@@ -115,6 +118,13 @@ class SharedResponses:
             return hit
         by_host = res.names_by_host()
         out: set[str] = set()
-        for h in hosts:
-            out.update(by_host.get(h, ()))
+        # Walk the smaller side: a merged push may name many hosts while a
+        # scoped proxy sees few (every proxy distinct: hosts x proxies otherwise).
+        if len(hosts) <= len(by_host):
+            for h in hosts:
+                out.update(by_host.get(h, ()))
+        else:
+            for h, names in by_host.items():
+                if h in hosts:
+                    out.update(names)
         return self._eds_names.put(key, frozenset(out))

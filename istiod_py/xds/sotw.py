@@ -73,7 +73,8 @@ class SotwStream(Stream):
         """Record the ACK or NACK a SotW request carries; False if its nonce is
         stale (a newer response is on its way: the protocol says ignore it)."""
         if req.response_nonce != w.nonce_sent:
-            self.server.metrics.expired_nonce.labels(metric_type(w.type_url)).inc()
+            m = self.server.metrics
+            m.child(m.expired_nonce, metric_type(w.type_url)).inc()
             return False
         if req.HasField("error_detail"):
             self.record_nack(w, req, w.version_sent, names)

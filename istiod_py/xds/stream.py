@@ -274,11 +274,20 @@ class Stream:
                 "the first request on a stream must carry a node with an id "
                 "(sidecar~IP~NAME.NAMESPACE~NAMESPACE.svc.cluster.local)",
             )
-        metadata = json_format.MessageToDict(req.node.metadata) if req.node.HasField("metadata") else {}
-        try:
-            proxy = parse_proxy(req.node.id, metadata)
-        except ProxyError as e:
-            raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+        node = req.node
+        has_metadata = node.HasField("metadata")
+        # A proxy that reconnects (a storm, a recycled stream) sends the same node:
+        # parsed once (the JSON conversion of its metadata is most of a registration).
+        key = (node.id, node.metadata.SerializeToString(deterministic=True) if has_metadata else b"")
+        proxies = self.server.sharing.proxies
+        proxy = proxies.get(key)
+        if proxy is None:
+            metadata = json_format.MessageToDict(node.metadata) if has_metadata else {}
+            try:
+                proxy = parse_proxy(node.id, metadata)
+            except ProxyError as e:
+                raise StreamError(grpc.StatusCode.INVALID_ARGUMENT, str(e)) from None
+            proxies.put(key, proxy, len(key[0]) + len(key[1]))
         peer = self.context.peer() or ""
         self.info = ConnectionInfo(self.server.new_conn_id(proxy), proxy, self.delta, peer)
         self.info.last_push_state = self.state.version
@@ -331,7 +340,8 @@ class Stream:
             names=tuple(names),
             at=time.time(),
         )
-        self.server.metrics.rejects.labels(metric_type(w.type_url)).inc()
+        m = self.server.metrics
+        m.child(m.rejects, metric_type(w.type_url)).inc()
         self.server.nack_log.nack(
             self.proxy.id, TypeUrl.SHORT.get(w.type_url, w.type_url), version, req.error_detail.message
         )
@@ -374,7 +384,8 @@ class Stream:
                     continue
             sent = await self.push_type(w, res, only, cds_changed)
             if sent:
-                self.server.metrics.push_time.labels(metric_type(t)).observe(time.monotonic() - began)
+                m = self.server.metrics
+                m.child(m.push_time, metric_type(t)).observe(time.monotonic() - began)
             if t == TypeUrl.CLUSTER and sent:
                 cds_changed = True
         self.info.last_push_state = self.state.version
