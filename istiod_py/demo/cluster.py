@@ -66,6 +66,9 @@ class LocalCluster:
             timeout=timeout,
             check=False,
             env=env,
+            # Its own session, and so etcd's and the apiserver's: a Ctrl-C in the demo's terminal
+            # must not stop them before the demo has removed what it made through them.
+            start_new_session=True,
         )
         if out.returncode != 0:
             raise ClusterError(
@@ -87,6 +90,7 @@ class LocalCluster:
             text=True,
             timeout=300,
             check=False,
+            start_new_session=True,
         )
         if out.returncode != 0:
             raise ClusterError(f"restarting kube-apiserver failed:\n{out.stderr[-3000:]}\n{self.log_tails()}")
