@@ -6,7 +6,10 @@ InboundPassthroughCluster) is never recaptured, and the
 `traffic.sidecar.istio.io/*` annotations narrow what is captured.
 
 `render_restore()` gives the `iptables-restore --noflush` input; `apply()` runs
-it (optionally inside a network namespace). The chain names and rule order are
+it (optionally inside a network namespace), reconciling with rules an earlier run
+left as istio-iptables does (istiod_py/inject/iptables_state.py: the same rules
+again are left alone, different ones are cleaned up first); `clean()` removes them
+(istio-iptables' `clean`). The chain names and rule order are
 istio-iptables', so `iptables-save` in a pod looks as it does under Istio.
 DNS capture (ISTIO_OUTPUT_DNS, agent port 15053) and IPv6 are not written.
 
@@ -19,9 +22,11 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
-import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+
+from istiod_py.inject import iptables_state
+from istiod_py.inject.iptables_state import Runner, in_netns, run_command
 
 INBOUND = "ISTIO_INBOUND"
 IN_REDIRECT = "ISTIO_IN_REDIRECT"
@@ -285,12 +290,21 @@ def render_restore(cfg: CaptureConfig) -> str:
 
 
 def route_commands(cfg: CaptureConfig) -> list[list[str]]:
-    """`ip` commands TPROXY needs (marked packets are delivered locally); none for REDIRECT."""
+    """`ip` commands TPROXY needs (marked packets are delivered locally); none for REDIRECT.
+    `replace`, not `add`: a route left by an earlier run is no error."""
     if cfg.mode != "TPROXY":
         return []
     return [
         ["ip", "-f", "inet", "rule", "add", "fwmark", cfg.tproxy_mark, "lookup", TPROXY_ROUTE_TABLE],
-        ["ip", "-f", "inet", "route", "add", "local", "default", "dev", "lo", "table", TPROXY_ROUTE_TABLE],
+        ["ip", "-f", "inet", "route", "replace", "local", "default", "dev", "lo", "table", TPROXY_ROUTE_TABLE],
+    ]
+
+
+def route_cleanup_commands(cfg: CaptureConfig) -> list[list[str]]:
+    """What removes TPROXY's policy routing (tried whatever the mode: a TPROXY run may have left it)."""
+    return [
+        ["ip", "-f", "inet", "rule", "del", "fwmark", cfg.tproxy_mark, "lookup", TPROXY_ROUTE_TABLE],
+        ["ip", "-f", "inet", "route", "flush", "table", TPROXY_ROUTE_TABLE],
     ]
 
 
@@ -323,19 +337,55 @@ def from_annotations(annotations: Mapping[str, str], base: CaptureConfig | None 
 
 
 def _in_netns(netns: str, cmd: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", netns, *cmd] if netns else cmd
+    return in_netns(netns, cmd)
 
 
-def apply(cfg: CaptureConfig, netns: str = "") -> None:
-    """Install the rules with iptables-restore (inside `netns` when given)."""
-    text = render_restore(cfg)
+def builtin_rules(cfg: CaptureConfig) -> dict[str, list[str]]:
+    """Per table, the rules these settings put into built-in chains (what clean removes),
+    in either interception mode: a TPROXY run's mangle marks go also when the settings
+    now say REDIRECT (and the other way round)."""
+    out: dict[str, list[str]] = {}
+    for mode in dict.fromkeys((cfg.mode, "REDIRECT", "TPROXY")):
+        for name, t in build_rules(replace(cfg, mode=mode)).tables.items():
+            rules = out.setdefault(name, [])
+            rules += [r for r in t.rules if r.split()[1] in _Rules.BUILTIN and r not in rules]
+    return out
+
+
+def apply(cfg: CaptureConfig, netns: str = "", run: Runner = run_command) -> str:
+    """Install the rules with iptables-restore (inside `netns` when given), as istio-iptables
+    does since it reconciles: returns "applied" (there were none), "unchanged" (exactly
+    these rules were there already) or "reconciled" (other capture rules were cleaned up first)."""
+    rules = build_rules(cfg)
+    saved = iptables_state.read_tables(netns, run)
+    outcome = "applied"
+    if iptables_state.residue(saved):
+        expected = {name: t.rules for name, t in rules.tables.items()}
+        chains = {name: t.chains for name, t in rules.tables.items()}
+        if not iptables_state.has_delta(expected, chains, saved, netns, run):
+            return "unchanged"
+        clean(cfg, netns, run)
+        outcome = "reconciled"
+    text = rules.render()
+    if cfg.mode == "TPROXY":  # one fwmark rule, not one more per run
+        for cmd in route_cleanup_commands(cfg)[:1]:
+            while run(in_netns(netns, cmd), None).returncode == 0:
+                pass
     for cmd in route_commands(cfg):
-        subprocess.run(_in_netns(netns, cmd), check=True, capture_output=True, text=True)
-    proc = subprocess.run(
-        _in_netns(netns, ["iptables-restore", "--noflush"]), input=text, capture_output=True, text=True
-    )
+        proc = run(in_netns(netns, cmd), None)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    proc = run(in_netns(netns, ["iptables-restore", "--noflush"]), text)
     if proc.returncode != 0:
         raise RuntimeError(f"iptables-restore failed ({proc.returncode}): {proc.stderr.strip()}\ninput:\n{text}")
+    return outcome
+
+
+def clean(cfg: CaptureConfig, netns: str = "", run: Runner = run_command) -> list[str]:
+    """Remove the capture rules (istio-iptables' `clean`): the built-in chains' jumps to
+    ISTIO_* chains and the rules these settings put there, the ISTIO_* chains, and TPROXY's
+    policy routing. Returns the commands that changed something."""
+    return iptables_state.clean(builtin_rules(cfg), route_cleanup_commands(cfg), netns, run)
 
 
 # --- command line (`istiod-py iptables`) -----------------------------------
@@ -369,6 +419,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--netns", default="", help="apply inside this network namespace (ip netns exec)")
     p.add_argument("-n", "--dry-run", action="store_true", help="print the iptables-restore input, change nothing")
+    p.add_argument(
+        "--clean",
+        action="store_true",
+        help="remove the capture rules instead (istio-iptables clean): jumps to ISTIO_* chains, the chains, "
+        "TPROXY's ip rule/route; the other flags say which built-in-chain rules were written",
+    )
 
 
 def config_from_args(args: argparse.Namespace) -> CaptureConfig:
