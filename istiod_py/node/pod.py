@@ -344,6 +344,8 @@ class PodRunner:
             if c.proc is not None:
                 self._probe(c, t)
         self.volumes.refresh_tokens()
+        for what in self.volumes.refresh_sources():
+            log.info("pod %s/%s: %s changed; its volume files rewritten", self.ns, self.name, what)
         self._patch_status()
 
     def _probe(self, c: Container, t: float) -> None:
