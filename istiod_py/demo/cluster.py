@@ -26,11 +26,19 @@ class ClusterError(RuntimeError):
     """The binaries could not be built or the control plane did not start (the message has the logs)."""
 
 
-def build(timeout: float = 3600.0) -> Path:
-    """Builds the binaries if the cache lacks them (cold: 6-10 min); returns the bin dir."""
-    out = subprocess.run([str(SCRIPTS / "build.sh")], capture_output=True, text=True, timeout=timeout, check=False)
+def build(timeout: float = 3600.0, show_progress: bool = False) -> Path:
+    """Builds the binaries if the cache lacks them (cold: 6-10 min); returns the bin dir.
+    With show_progress the build's log goes to this process's stderr as it runs."""
+    out = subprocess.run(
+        [str(SCRIPTS / "build.sh")],
+        stdout=subprocess.PIPE,
+        stderr=None if show_progress else subprocess.PIPE,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
     if out.returncode != 0:
-        raise ClusterError(f"scripts/kube/build.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
+        raise ClusterError(f"scripts/kube/build.sh failed ({out.returncode}):\n{(out.stderr or '')[-4000:]}")
     return Path(out.stdout.strip().splitlines()[-1])
 
 

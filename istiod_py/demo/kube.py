@@ -40,7 +40,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from istiod_py.demo.cluster import ROOT, ClusterError, LocalCluster
+from istiod_py.demo.cluster import ROOT, ClusterError, LocalCluster, build, cached_bin_dir
 from istiod_py.kube import apply as kapply
 from istiod_py.kube.client import JsonObj, KubeApiError, KubeClient
 from istiod_py.node.netns import pod_netns
@@ -168,9 +168,13 @@ class KubeDemo:
         if self.kubeconfig:
             self.say(f"using the running cluster of {self.kubeconfig}")
             return
-        self.say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler (scripts/kube/up.sh)")
-        self.cluster = LocalCluster(self.workdir / "kube")
         try:
+            if cached_bin_dir() is None:
+                self.say("building the Kubernetes binaries once (scripts/kube/build.sh: 8-9 min on 2 cores, "
+                         "cached in ~/.cache/istiod_py/kube for every later run)")  # fmt: skip
+                build(show_progress=True)
+            self.say("starting etcd, kube-apiserver, kube-controller-manager, kube-scheduler (scripts/kube/up.sh)")
+            self.cluster = LocalCluster(self.workdir / "kube")
             self.cluster.start()
         except ClusterError as e:
             raise DemoError(str(e)) from None

@@ -32,6 +32,12 @@ def _netns() -> set[str]:
     return {line.split()[0] for line in out.splitlines() if line.strip()} | dirs
 
 
+def _host_capture_rules() -> list[str]:
+    """Host (not pod) iptables rules that capture or the node could have left: none expected."""
+    out = subprocess.run(["iptables-save"], capture_output=True, text=True, check=True).stdout
+    return [line for line in out.splitlines() if "ISTIO" in line or "KUBE-SERVICES" in line or "ipyb" in line]
+
+
 def _gone(kube: KubeCluster, path: str) -> bool:
     try:
         obj = kube.get(path)
@@ -43,6 +49,7 @@ def _gone(kube: KubeCluster, path: str) -> bool:
 @pytest.mark.timeout(300)
 def test_capture_demo_prints_counts_and_tears_down_on_ctrl_c(kube: KubeCluster) -> None:
     netns_before = _netns()
+    host_rules_before = _host_capture_rules()
     demo = subprocess.Popen(
         [sys.executable, "-m", "istiod_py.demo", "--mode", "kube", "--kubeconfig", str(kube.kubeconfig),
          "--requests", "200", "--serve"],
@@ -91,3 +98,4 @@ def test_capture_demo_prints_counts_and_tears_down_on_ctrl_c(kube: KubeCluster) 
         assert _gone(kube, f"/api/v1/namespaces/{ns}"), ns
     assert not kube.client.get("/api/v1/namespaces/istio-system/pods").get("items"), "istio-system Pods left"
     assert _netns() <= netns_before, f"network namespaces left: {_netns() - netns_before}"
+    assert _host_capture_rules() == host_rules_before  # all capture happened inside the Pods' namespaces
