@@ -10,7 +10,8 @@
   auto      (default) kube when it can run here AND the Kubernetes binaries are already
             built; otherwise loopback, saying in one line why and how to get the
             capture demo. A fresh clone thus shows the mesh in seconds instead of
-            silently spending 8-9 minutes compiling Kubernetes first.
+            silently spending 8-9 minutes compiling Kubernetes first. A loopback-only
+            flag (--delta, --xds-port, --debug-port) also picks loopback.
 
 The other ARGS go to the chosen demo (see --mode kube --help, --mode loopback --help)."""
 
@@ -33,10 +34,16 @@ def capture_unavailable() -> str:
     return ""
 
 
-def choose(mode: str) -> tuple[str, str]:
+LOOPBACK_ONLY = ("--delta", "--xds-port", "--debug-port")
+
+
+def choose(mode: str, args: list[str] | None = None) -> tuple[str, str]:
     """(mode to run, one line on why when auto fell back to loopback)."""
     if mode != "auto":
         return mode, ""
+    flag = next((a for a in args or [] if a.split("=", 1)[0] in LOOPBACK_ONLY), "")
+    if flag:
+        return "loopback", f"{flag.split('=', 1)[0]} is a loopback demo flag; running the loopback demo"
     why = capture_unavailable()
     if why:
         return "loopback", f"capture demo unavailable: {why}; running the loopback demo"
@@ -68,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     if mode == "auto" and any(a in ("-h", "--help") for a in args):
         print(__doc__)
         return 0
-    chosen, why = choose(mode)
+    chosen, why = choose(mode, args)
     if why:
         print(why, flush=True)
     if chosen == "kube":

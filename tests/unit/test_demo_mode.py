@@ -72,3 +72,12 @@ def test_cached_bin_dir_builds_nothing(tmp_path: Path, monkeypatch: pytest.Monke
     assert cluster.cached_bin_dir() is None
     cache = tmp_path / "cache"
     assert not cache.exists() or list(cache.iterdir()) == []  # no lock, no modules: no build started
+
+
+def test_auto_with_a_loopback_only_flag_runs_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    _capable(monkeypatch)
+    monkeypatch.setattr(cluster, "cached_bin_dir", lambda: Path("/cache/bin"))
+    mode, why = demo_main.choose("auto", ["--serve", "--delta"])
+    assert mode == "loopback" and why.startswith("--delta is a loopback demo flag")
+    assert demo_main.choose("auto", ["--xds-port=16010"])[0] == "loopback"
+    assert demo_main.choose("auto", ["--serve", "--requests", "5"]) == ("kube", "")
