@@ -1,7 +1,9 @@
 """`istiod-py iptables`: the sidecar's traffic capture rules, as Istio's
 `istio-iptables` init step writes them (istiod_py/inject/iptables.py): with
 `--dry-run` the iptables-restore input is printed; otherwise it is applied with
-`iptables-restore --noflush` (inside `--netns NAME` when given). Flags are named
+`iptables-restore --noflush` (inside `--netns NAME` when given); running it again
+with the same flags changes nothing, with other flags it replaces the old rules
+(as istio-iptables reconciles); `--clean` removes them (istio-iptables `clean`). Flags are named
 as istio-iptables'; `--annotations` takes a pod's `traffic.sidecar.istio.io/*`
 annotations, which override them as the injector would."""
 
@@ -38,7 +40,12 @@ def run_iptables(args: argparse.Namespace) -> int:
         sys.stdout.write(iptables.dry_run_text(cfg, args.netns))
         return int(ExitCode.OK)
     try:
-        iptables.apply(cfg, args.netns)
+        if args.clean:
+            done = iptables.clean(cfg, args.netns)
+            print(f"iptables: cleaned ({len(done)} changes)", file=sys.stderr)
+        else:
+            outcome = iptables.apply(cfg, args.netns)
+            print(f"iptables: {outcome}", file=sys.stderr)
     except FileNotFoundError as e:
         msg = f"{e.filename}: not installed (Debian: apt-get install iptables iproute2)"
         raise CliError(msg, ExitCode.UNAVAILABLE) from None

@@ -6,9 +6,17 @@ InboundPassthroughCluster) is never recaptured, and the
 `traffic.sidecar.istio.io/*` annotations narrow what is captured.
 
 `render_restore()` gives the `iptables-restore --noflush` input; `apply()` runs
-it (optionally inside a network namespace). The chain names and rule order are
+it (optionally inside a network namespace), reconciling with rules an earlier run
+left as istio-iptables does (istiod_py/inject/iptables_state.py: the same rules
+again are left alone, different ones are cleaned up first); `clean()` removes them
+(istio-iptables' `clean`). The chain names and rule order are
 istio-iptables', so `iptables-save` in a pod looks as it does under Istio.
-DNS capture (ISTIO_OUTPUT_DNS, agent port 15053) and IPv6 are not written.
+With `--redirect-dns` (or ISTIO_META_DNS_CAPTURE=true) the DNS capture rules are
+written too, as istio-iptables writes them: the app's UDP and TCP port-53 traffic
+to the resolv.conf nameservers (all of it with `--capture-all-dns`) goes to the
+agent's DNS proxy on 15053, the proxy's own queries are exempt, and the raw table
+puts app<->agent and agent<->upstream DNS into separate conntrack zones. Only the
+rules: the agent here runs no DNS proxy on 15053 yet. IPv6 is not written.
 
 Under TPROXY the proxy must run as UID 0 with GID 1337 and NET_ADMIN (as
 Istio's injector runs it): its transparent sockets need the capability, the
@@ -18,10 +26,14 @@ client's address) must not match the UID-1337 loopback rule."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
-import subprocess
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+
+from istiod_py.inject import iptables_state
+from istiod_py.inject.iptables_state import Runner, in_netns, run_command
 
 INBOUND = "ISTIO_INBOUND"
 IN_REDIRECT = "ISTIO_IN_REDIRECT"
@@ -29,6 +41,8 @@ OUTPUT = "ISTIO_OUTPUT"
 REDIRECT = "ISTIO_REDIRECT"
 DIVERT = "ISTIO_DIVERT"
 TPROXY = "ISTIO_TPROXY"
+OUTPUT_DNS = "ISTIO_OUTPUT_DNS"
+DNS_PORT = "15053"  # the agent's DNS proxy
 # Packets Envoy sends to a workload on its own pod (app -> VIP -> Envoy outbound
 # -> Envoy inbound -> app) carry this mark in TPROXY mode, as in Istio.
 OUTBOUND_MARK = "1338"
@@ -67,6 +81,9 @@ class CaptureConfig:
     exclude_interfaces: str = ""
     host_loopback_cidr: str = "127.0.0.1/32"
     drop_invalid: bool = False
+    redirect_dns: bool = False  # DNS to the agent's 15053 (istio-iptables --redirect-dns)
+    capture_all_dns: bool = False  # all port-53 traffic, not only to dns_servers
+    dns_servers: str = ""  # IPv4 nameservers whose DNS is captured (default: /etc/resolv.conf's)
 
     def validate(self) -> None:
         if self.mode not in ("REDIRECT", "TPROXY"):
@@ -82,6 +99,11 @@ class CaptureConfig:
                     continue
                 if not p.isdigit() or not 0 < int(p) < 65536:
                     raise CaptureConfigError(f"{what}: {p!r} is not a port number (1-65535)")
+        for ip in split(self.dns_servers):
+            try:
+                ipaddress.ip_address(ip)
+            except ValueError:
+                raise CaptureConfigError(f"DNS servers: {ip!r} is not an IP address") from None
         if self.outbound_ip_ranges_exclude.strip() == "*":
             raise CaptureConfigError("outbound IP ranges exclude: '*' is not allowed (istio-iptables refuses it)")
         for what, value in (
@@ -189,20 +211,32 @@ def build_rules(cfg: CaptureConfig) -> _Rules:
         r.append("nat", OUTPUT, "-p", "udp", "--dport", port, "-j", "RETURN")
     # InboundPassthroughCluster connects to the app from 127.0.0.6: leave it alone.
     r.append("nat", OUTPUT, "-o", "lo", "-s", "127.0.0.6/32", "-j", "RETURN")
+    dns_servers = [ip for ip in split(cfg.dns_servers) if ipaddress.ip_address(ip).version == 4]
+    # As istio-iptables: DNS capture with neither capture-all nor a nameserver captures nothing.
+    dns = cfg.redirect_dns and (cfg.capture_all_dns or bool(dns_servers))
     for owner, ids in (("--uid-owner", cfg.proxy_uid), ("--gid-owner", cfg.proxy_gid)):
         for ident in split(ids):
             # Envoy calling its own pod's IP (app -> VIP -> Envoy -> own pod) goes
-            # through Envoy's inbound side, as it would from another pod.
+            # through Envoy's inbound side, as it would from another pod. With DNS
+            # capture the agent's TCP DNS upstream (port 53) is left out (UID rule only,
+            # as istio-iptables).
+            if dns and owner == "--uid-owner":
+                not_ports = ["-m", "multiport", "!", "--dports", f"53,{cfg.inbound_tunnel_port}"]
+            else:
+                not_ports = ["!", "--dport", str(cfg.inbound_tunnel_port)]
             r.append(
-                "nat", OUTPUT, "-o", "lo", "!", "-d", lo, "-p", "tcp",
-                "!", "--dport", str(cfg.inbound_tunnel_port),
+                "nat", OUTPUT, "-o", "lo", "!", "-d", lo, "-p", "tcp", *not_ports,
                 "-m", "owner", owner, ident, "-j", IN_REDIRECT,
             )  # fmt: skip
             if not include_loopback:
-                # The app calling itself over lo (its own pod IP) is not captured.
-                r.append("nat", OUTPUT, "-o", "lo", "-m", "owner", "!", owner, ident, "-j", "RETURN")
+                # The app calling itself over lo (its own pod IP) is not captured (but a
+                # DNS server on localhost still is, with DNS capture).
+                dns_tcp = ["-p", "tcp", "!", "--dport", "53"] if dns else []
+                r.append("nat", OUTPUT, "-o", "lo", *dns_tcp, "-m", "owner", "!", owner, ident, "-j", "RETURN")
             # Envoy's own upstream traffic leaves the pod: no loop back into 15001.
             r.append("nat", OUTPUT, "-m", "owner", owner, ident, "-j", "RETURN")
+    if dns:
+        _dns(r, cfg, dns_servers)
     r.append("nat", OUTPUT, "-d", lo, "-j", "RETURN")
     for cidr in exclude_cidrs:
         r.append("nat", OUTPUT, "-d", cidr, "-j", "RETURN")
@@ -221,6 +255,30 @@ def build_rules(cfg: CaptureConfig) -> _Rules:
     if tproxy:
         _tproxy_marks(r, cfg)
     return r
+
+
+def _dns(r: _Rules, cfg: CaptureConfig, servers: list[str]) -> None:
+    """DNS to the agent's 15053, and conntrack zones that keep app<->agent and
+    agent<->upstream UDP flows apart (istio-iptables' rules and order)."""
+    owners = [(o, i) for o, ids in (("--uid-owner", cfg.proxy_uid), ("--gid-owner", cfg.proxy_gid)) for i in split(ids)]
+    dests = [[]] if cfg.capture_all_dns else [["-d", f"{ip}/32"] for ip in servers]
+    r.append("raw", "OUTPUT", "-j", OUTPUT_DNS)
+    r.append("nat", OUTPUT, "-j", OUTPUT_DNS)
+    for d in dests:
+        r.append("nat", OUTPUT_DNS, "-p", "tcp", "--dport", "53", *d, "-j", "REDIRECT", "--to-ports", DNS_PORT)
+    for owner, ident in owners:  # the agent's own queries upstream
+        r.append("nat", OUTPUT_DNS, "-p", "udp", "--dport", "53", "-m", "owner", owner, ident, "-j", "RETURN")
+    for d in dests:
+        r.append("nat", OUTPUT_DNS, "-p", "udp", "--dport", "53", *d, "-j", "REDIRECT", "--to-port", DNS_PORT)
+    for owner, ident in owners:  # agent -> upstream in zone 1, agent -> app answers in zone 2
+        for port, number, zone in (("--dport", "53", "1"), ("--sport", DNS_PORT, "2")):
+            owned = ("-m", "owner", owner, ident)
+            r.append("raw", OUTPUT_DNS, "-p", "udp", port, number, *owned, "-j", "CT", "--zone", zone)
+    r.append("raw", "PREROUTING", "-j", INBOUND)
+    for d in dests:
+        r.append("raw", OUTPUT_DNS, "-p", "udp", "--dport", "53", *d, "-j", "CT", "--zone", "2")
+        src = ["-s", d[1]] if d else []
+        r.append("raw", INBOUND, "-p", "udp", "--sport", "53", *src, "-j", "CT", "--zone", "1")
 
 
 def _inbound(r: _Rules, cfg: CaptureConfig) -> None:
@@ -285,12 +343,21 @@ def render_restore(cfg: CaptureConfig) -> str:
 
 
 def route_commands(cfg: CaptureConfig) -> list[list[str]]:
-    """`ip` commands TPROXY needs (marked packets are delivered locally); none for REDIRECT."""
+    """`ip` commands TPROXY needs (marked packets are delivered locally); none for REDIRECT.
+    `replace`, not `add`: a route left by an earlier run is no error."""
     if cfg.mode != "TPROXY":
         return []
     return [
         ["ip", "-f", "inet", "rule", "add", "fwmark", cfg.tproxy_mark, "lookup", TPROXY_ROUTE_TABLE],
-        ["ip", "-f", "inet", "route", "add", "local", "default", "dev", "lo", "table", TPROXY_ROUTE_TABLE],
+        ["ip", "-f", "inet", "route", "replace", "local", "default", "dev", "lo", "table", TPROXY_ROUTE_TABLE],
+    ]
+
+
+def route_cleanup_commands(cfg: CaptureConfig) -> list[list[str]]:
+    """What removes TPROXY's policy routing (tried whatever the mode: a TPROXY run may have left it)."""
+    return [
+        ["ip", "-f", "inet", "rule", "del", "fwmark", cfg.tproxy_mark, "lookup", TPROXY_ROUTE_TABLE],
+        ["ip", "-f", "inet", "route", "flush", "table", TPROXY_ROUTE_TABLE],
     ]
 
 
@@ -323,19 +390,55 @@ def from_annotations(annotations: Mapping[str, str], base: CaptureConfig | None 
 
 
 def _in_netns(netns: str, cmd: list[str]) -> list[str]:
-    return ["ip", "netns", "exec", netns, *cmd] if netns else cmd
+    return in_netns(netns, cmd)
 
 
-def apply(cfg: CaptureConfig, netns: str = "") -> None:
-    """Install the rules with iptables-restore (inside `netns` when given)."""
-    text = render_restore(cfg)
+def builtin_rules(cfg: CaptureConfig) -> dict[str, list[str]]:
+    """Per table, the rules these settings put into built-in chains (what clean removes),
+    in either interception mode: a TPROXY run's mangle marks go also when the settings
+    now say REDIRECT (and the other way round)."""
+    out: dict[str, list[str]] = {}
+    for mode in dict.fromkeys((cfg.mode, "REDIRECT", "TPROXY")):
+        for name, t in build_rules(replace(cfg, mode=mode)).tables.items():
+            rules = out.setdefault(name, [])
+            rules += [r for r in t.rules if r.split()[1] in _Rules.BUILTIN and r not in rules]
+    return out
+
+
+def apply(cfg: CaptureConfig, netns: str = "", run: Runner = run_command) -> str:
+    """Install the rules with iptables-restore (inside `netns` when given), as istio-iptables
+    does since it reconciles: returns "applied" (there were none), "unchanged" (exactly
+    these rules were there already) or "reconciled" (other capture rules were cleaned up first)."""
+    rules = build_rules(cfg)
+    saved = iptables_state.read_tables(netns, run)
+    outcome = "applied"
+    if iptables_state.residue(saved):
+        expected = {name: t.rules for name, t in rules.tables.items()}
+        chains = {name: t.chains for name, t in rules.tables.items()}
+        if not iptables_state.has_delta(expected, chains, saved, netns, run):
+            return "unchanged"
+        clean(cfg, netns, run)
+        outcome = "reconciled"
+    text = rules.render()
+    if cfg.mode == "TPROXY":  # one fwmark rule, not one more per run
+        for cmd in route_cleanup_commands(cfg)[:1]:
+            while run(in_netns(netns, cmd), None).returncode == 0:
+                pass
     for cmd in route_commands(cfg):
-        subprocess.run(_in_netns(netns, cmd), check=True, capture_output=True, text=True)
-    proc = subprocess.run(
-        _in_netns(netns, ["iptables-restore", "--noflush"]), input=text, capture_output=True, text=True
-    )
+        proc = run(in_netns(netns, cmd), None)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd)} failed ({proc.returncode}): {proc.stderr.strip()}")
+    proc = run(in_netns(netns, ["iptables-restore", "--noflush"]), text)
     if proc.returncode != 0:
         raise RuntimeError(f"iptables-restore failed ({proc.returncode}): {proc.stderr.strip()}\ninput:\n{text}")
+    return outcome
+
+
+def clean(cfg: CaptureConfig, netns: str = "", run: Runner = run_command) -> list[str]:
+    """Remove the capture rules (istio-iptables' `clean`): the built-in chains' jumps to
+    ISTIO_* chains and the rules these settings put there, the ISTIO_* chains, and TPROXY's
+    policy routing. Returns the commands that changed something."""
+    return iptables_state.clean(builtin_rules(cfg), route_cleanup_commands(cfg), netns, run)
 
 
 # --- command line (`istiod-py iptables`) -----------------------------------
@@ -363,12 +466,56 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-c", "--istio-exclude-interfaces", dest="exclude_ifaces", default="")
     p.add_argument("--drop-invalid", action="store_true", help="drop out-of-window packets (INVALID_DROP)")
     p.add_argument(
+        "--redirect-dns",
+        action="store_true",
+        default=_env_true("REDIRECT_DNS") or _env_true("ISTIO_META_DNS_CAPTURE"),
+        help="capture DNS to the agent's 15053 (default from REDIRECT_DNS / ISTIO_META_DNS_CAPTURE)",
+    )
+    p.add_argument(
+        "--capture-all-dns",
+        action="store_true",
+        default=_env_true("CAPTURE_ALL_DNS"),
+        help="with --redirect-dns: all port-53 traffic, not only to the nameservers (CAPTURE_ALL_DNS)",
+    )
+    p.add_argument(
+        "--dns-servers",
+        default=None,
+        help="with --redirect-dns: comma-separated nameservers to capture (default: /etc/resolv.conf's)",
+    )
+    p.add_argument(
         "--annotations",
         default="",
         help="a pod's annotations as a JSON or YAML map (or @FILE): traffic.sidecar.istio.io/* override the flags",
     )
     p.add_argument("--netns", default="", help="apply inside this network namespace (ip netns exec)")
     p.add_argument("-n", "--dry-run", action="store_true", help="print the iptables-restore input, change nothing")
+    p.add_argument(
+        "--clean",
+        action="store_true",
+        help="remove the capture rules instead (istio-iptables clean): jumps to ISTIO_* chains, the chains, "
+        "TPROXY's ip rule/route; the other flags say which built-in-chain rules were written",
+    )
+
+
+def _env_true(name: str) -> bool:
+    return os.environ.get(name, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolv_conf_nameservers(path: str = "/etc/resolv.conf") -> list[str]:
+    """The IPv4 nameservers of resolv.conf (what istio-iptables captures without capture-all)."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().splitlines()
+    except OSError:
+        return []
+    out = []
+    for line in lines:
+        parts = line.split()
+        if len(parts) >= 2 and parts[0] == "nameserver":
+            with contextlib.suppress(ValueError):
+                if ipaddress.ip_address(parts[1]).version == 4:
+                    out.append(parts[1])
+    return out
 
 
 def config_from_args(args: argparse.Namespace) -> CaptureConfig:
@@ -389,7 +536,11 @@ def config_from_args(args: argparse.Namespace) -> CaptureConfig:
         kube_virt_interfaces=args.kube_virt,
         exclude_interfaces=args.exclude_ifaces,
         drop_invalid=args.drop_invalid,
-    )
+        redirect_dns=args.redirect_dns,
+        capture_all_dns=args.capture_all_dns,
+        dns_servers=args.dns_servers if args.dns_servers is not None else (
+            ",".join(resolv_conf_nameservers()) if args.redirect_dns else ""),
+    )  # fmt: skip
     if args.annotations:
         import yaml
 

@@ -39,6 +39,16 @@ PREFIX = "ipy"  # namespaces ipy<pid>-<pod>, bridge ipyb<pid>, veths ipyv<pid>x<
 PROXY_UID = 1337
 
 
+def pod_key(uid: str) -> str:
+    """The short name a pod's namespace, veth and state directory carry."""
+    return uid.replace("-", "")[:10]
+
+
+def pod_netns(node_pid: int, uid: str) -> str:
+    """The network namespace `istiod-py node` (process `node_pid`) runs the pod `uid` in."""
+    return f"{PREFIX}{node_pid}-{pod_key(uid)}"
+
+
 class NetnsUnavailable(RuntimeError):
     """The machine cannot run the lab (not root, no `ip`/`iptables-restore`)."""
 
@@ -260,9 +270,12 @@ class NetnsLab:
         if self._closed:
             return
         self._closed = True
-        for pod in self.pods.values():
+        # A snapshot: a pod's deletion may still be finishing on another thread (remove_pod).
+        with self._lock:
+            pods = list(self.pods.values())
+        for pod in pods:
             pod.stop_all()
-        for pod in self.pods.values():
+        for pod in pods:
             _kill_netns_processes(pod.netns)  # anything a test started there and did not stop
             _ip("netns", "del", pod.netns, check=False)  # takes the veth pair with it
         _ip("link", "del", self.bridge, check=False)

@@ -31,7 +31,7 @@ from typing import Any
 from istiod_py.kube.client import JsonObj, KubeApiError, KubeClient
 
 from . import images, services
-from .netns import NetnsLab, Pod, as_user
+from .netns import NetnsLab, Pod, as_user, pod_key
 from .volumes import PodVolumes, VolumeNotReady, container_env, expand, rewrite_path
 
 log = logging.getLogger("istiod_py.node")
@@ -89,7 +89,7 @@ class PodRunner:
         self.pod = pod
         meta = pod["metadata"]
         self.ns, self.name, self.uid = str(meta["namespace"]), str(meta["name"]), str(meta["uid"])
-        self.key = self.uid.replace("-", "")[:10]
+        self.key = pod_key(self.uid)
         # Short: unix sockets (the agent's SDS socket in its workdir volume) allow 107 bytes.
         self.dir = state_dir / "pods" / self.key
         self.env_base = dict(env_base)
@@ -344,6 +344,8 @@ class PodRunner:
             if c.proc is not None:
                 self._probe(c, t)
         self.volumes.refresh_tokens()
+        for what in self.volumes.refresh_sources():
+            log.info("pod %s/%s: %s changed; its volume files rewritten", self.ns, self.name, what)
         self._patch_status()
 
     def _probe(self, c: Container, t: float) -> None:

@@ -10,6 +10,11 @@ the TokenRequest API with the volume's audience, configMap, secret,
 downwardAPI). A ConfigMap or Secret that does not exist yet keeps the pod
 waiting (ContainerCreating), as the kubelet does; hostPath, PVCs and the rest
 fail the pod with a message naming the volume.
+
+As the kubelet does within its sync period, configMap and secret contents are
+read again every SOURCE_REFRESH_SECONDS and changed keys rewritten in place
+(keys gone from the object are removed; subPath mounts are not special-cased).
+An object deleted meanwhile keeps its last content, unless optional.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ from typing import Any
 from istiod_py.kube.client import JsonObj, KubeApiError, KubeClient
 
 REFRESH_FRACTION = 0.8  # the kubelet renews a projected token after 80 % of its lifetime
+# The kubelet's sync period is 1 min plus its cache TTL; shorter here so that tests and
+# the demo see a changed ConfigMap (e.g. istiod rewriting istio-ca-root-cert) in seconds.
+SOURCE_REFRESH_SECONDS = 3.0
 
 
 class VolumeNotReady(Exception):
@@ -78,6 +86,10 @@ class PodVolumes:
         self.where = f"pod {self.ns}/{meta['name']}"
         self.dirs: dict[str, Path] = {}
         self._token_refresh: dict[Path, tuple[float, dict[str, Any]]] = {}
+        # configMap/secret sources: (kind, source, base dir) -> the files written from it and their bytes
+        self._sources: list[tuple[str, dict[str, Any], Path]] = []
+        self._written: dict[int, dict[Path, bytes]] = {}
+        self._next_source_refresh = time.monotonic() + SOURCE_REFRESH_SECONDS
 
     def _get(self, kind: str, name: str, optional: bool) -> JsonObj | None:
         try:
@@ -90,22 +102,61 @@ class PodVolumes:
             raise
 
     def _keys(self, kind: str, src: Mapping[str, Any], base: Path) -> None:
-        obj = self._get(kind + "s", str(src.get("name")), bool(src.get("optional")))
-        if obj is None:
-            return
+        self._sources.append((kind, dict(src), base))
+        self._sync_source(len(self._sources) - 1, refreshing=False)
+
+    def _sync_source(self, index: int, refreshing: bool) -> bool:
+        """Writes the source's keys that changed since the last write; True if any file changed."""
+        kind, src, base = self._sources[index]
+        optional = bool(src.get("optional"))
+        try:
+            obj = self._get(kind + "s", str(src.get("name")), optional)
+        except VolumeNotReady:
+            if refreshing:
+                return False  # deleted meanwhile: the kubelet keeps the last content
+            raise
         data: dict[str, bytes] = {}
-        if kind == "configmap":
+        if obj is None:
+            pass
+        elif kind == "configmap":
             data = {k: str(v).encode() for k, v in (obj.get("data") or {}).items()}
             data.update({k: base64.b64decode(v) for k, v in (obj.get("binaryData") or {}).items()})
         else:
             data = {k: base64.b64decode(v) for k, v in (obj.get("data") or {}).items()}
         items = src.get("items")
-        for k, v in data.items():
-            if items is None:
-                _write(base / k, v)
+        want: dict[Path, bytes] = {}
+        if items is None:
+            want = {base / k: v for k, v in data.items()}
         for item in items or []:
             if item.get("key") in data:
-                _write(base / str(item.get("path")), data[str(item["key"])])
+                want[base / str(item.get("path"))] = data[str(item["key"])]
+        had = self._written.get(index, {})
+        changed = False
+        for path, content in want.items():
+            if had.get(path) != content:
+                _write(path, content)
+                changed = True
+        for path in set(had) - set(want):
+            path.unlink(missing_ok=True)
+            changed = True
+        self._written[index] = want
+        return changed
+
+    def refresh_sources(self) -> list[str]:
+        """Every SOURCE_REFRESH_SECONDS: configMap/secret contents read again, changed keys
+        rewritten; returns the sources that changed (`configmap NAME`)."""
+        now = time.monotonic()
+        if now < self._next_source_refresh:
+            return []
+        self._next_source_refresh = now + SOURCE_REFRESH_SECONDS
+        changed = []
+        for i, (kind, src, _) in enumerate(self._sources):
+            try:
+                if self._sync_source(i, refreshing=True):
+                    changed.append(f"{kind} {self.ns}/{src.get('name')}")
+            except KubeApiError:
+                continue  # the API server is away for a moment: next time
+        return changed
 
     def _downward(self, src: Mapping[str, Any], base: Path) -> None:
         for item in src.get("items") or []:

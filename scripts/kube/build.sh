@@ -11,6 +11,9 @@
 # A cold build takes 6-10 minutes on 2 cores (about 740 MiB of modules, 3.5 GiB of
 # Go build cache); a warm one returns at once.
 #
+#   scripts/kube/build.sh --cached   prints the bin directory and exits 0 if every binary
+#                                    is built, exits 3 (building nothing) otherwise
+#
 # Env: KUBE_VERSION (1.37.2), KUBE_BINARIES (space separated subset), GO (go binary),
 #      ETCD_VERSION (default: what k8s.io/kubernetes pins).
 set -euo pipefail
@@ -30,6 +33,7 @@ MOD="$CACHE/mod-$KUBE_VERSION"
 
 all_built() { local b; for b in $KUBE_BINARIES; do [ -x "$BIN/$b" ] || return 1; done; }
 if all_built; then echo "$BIN"; exit 0; fi
+if [ "${1:-}" = "--cached" ]; then exit 3; fi
 
 # One builder at a time per cache; the others wait here and then find the binaries.
 exec 9>"$CACHE/build-$KUBE_VERSION.lock"

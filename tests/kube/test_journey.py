@@ -30,6 +30,8 @@ from typing import Any
 
 import pytest
 
+from istiod_py.ca.bundle import create_self_signed_root
+from istiod_py.ca.keys import cert_to_pem
 from istiod_py.kube.client import JsonObj
 from tests.kube.test_node import (  # noqa: F401 - `node` is a fixture
     APP,
@@ -80,6 +82,12 @@ for _ in range(n):
         c.close()
 print(json.dumps(out))
 """
+
+
+def _stale_root_cert(ns: str) -> JsonObj:
+    _, cert = create_self_signed_root(org="an earlier control plane")
+    return {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "istio-ca-root-cert", "namespace": ns},
+            "data": {"root-cert.pem": cert_to_pem(cert)}}  # fmt: skip
 
 
 def _cli(*args: str) -> None:
@@ -193,11 +201,13 @@ def test_seeds_journey_install_label_bookinfo_route_strict(
     t0 = time.monotonic()
     kc = str(kube.kubeconfig)
     try:
-        # A root-cert ConfigMap left by an earlier test's control plane (another CA) would be
-        # mounted by a gateway Pod that starts before this istiod rewrites it, and the node
-        # does not refresh configMap volumes: without it the Pods wait for istiod's own.
+        # A root-cert ConfigMap left by an earlier control plane (another CA), as an earlier
+        # test in the session may leave it: planted here so that it is always there. Pods that
+        # start before this istiod rewrites it mount the stale root; the node refreshes
+        # configMap volumes (as the kubelet does), and the agents' retries then succeed.
+        kube.apply({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "istio-system"}})
         for ns in ("istio-system", "default"):
-            _kubectl(kube, "delete", "configmap", "istio-ca-root-cert", "-n", ns, "--ignore-not-found")
+            kube.apply(_stale_root_cert(ns))
         _cli("install", "--kubeconfig", kc, "--set", "profile=demo")
         _kubectl(kube, "label", "namespace", "default", "istio-injection=enabled")
         nwait(node, lambda: ready_pods(kube, "istio-system", "app=istiod", 1), 90, "istiod Ready")

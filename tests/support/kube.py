@@ -1,6 +1,7 @@
-"""A real Kubernetes control plane for tests: etcd, kube-apiserver and
-kube-controller-manager built from Go modules and started on loopback by
-scripts/kube/up.sh (binaries cached outside the repo; see scripts/kube/build.sh).
+"""A real Kubernetes control plane for tests: etcd, kube-apiserver,
+kube-controller-manager and kube-scheduler started on loopback by the product's own
+LocalCluster (istiod_py/demo/cluster.py, which the capture demo uses too), plus the
+helpers tests need.
 
     cluster = KubeCluster(run_dir).start()
     cluster.apply(yaml_text)             # create or replace, like kubectl apply
@@ -11,88 +12,26 @@ scripts/kube/up.sh (binaries cached outside the repo; see scripts/kube/build.sh)
 from __future__ import annotations
 
 import json
-import os
 import secrets
-import subprocess
 import time
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from istiod_py.demo.cluster import ROOT, LocalCluster, build
 from istiod_py.kube import apply as kapply
-from istiod_py.kube.client import JsonObj, KubeApiError, KubeClient
+from istiod_py.kube.client import JsonObj, KubeApiError
 from istiod_py.kube.crds import gateway_api_crds
 
-ROOT = Path(__file__).resolve().parents[2]
-SCRIPTS = ROOT / "scripts" / "kube"
+__all__ = ["ROOT", "KubeCluster", "build", "dump", "wait"]
 CRD_DIR = ROOT / "deploy" / "crds"
 
 
-def build(timeout: float = 3600.0) -> Path:
-    """Builds the binaries if the cache lacks them (cold: 6-10 min); returns the bin dir."""
-    out = subprocess.run([str(SCRIPTS / "build.sh")], capture_output=True, text=True, timeout=timeout, check=False)
-    if out.returncode != 0:
-        raise AssertionError(f"scripts/kube/build.sh failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    return Path(out.stdout.strip().splitlines()[-1])
-
-
-class KubeCluster:
-    def __init__(self, run_dir: Path) -> None:
-        self.run_dir = Path(run_dir)
-        self.kubeconfig = self.run_dir / "kubeconfig"
-        self._client: KubeClient | None = None
-
-    def start(self, timeout: float = 3600.0, apiserver_args: str = "") -> KubeCluster:
-        self.run_dir.mkdir(parents=True, exist_ok=True)
-        env = {**os.environ, "KUBE_APISERVER_ARGS": apiserver_args, "KUBE_SCHEDULER": "1"}
-        out = subprocess.run(
-            [str(SCRIPTS / "up.sh"), str(self.run_dir)],
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-            env=env,
-        )
-        if out.returncode != 0:
-            raise AssertionError(
-                f"scripts/kube/up.sh failed ({out.returncode}):\n{out.stderr[-4000:]}\n{self.log_tails()}"
-            )
-        self.kubeconfig = Path(out.stdout.strip().splitlines()[-1])
+class KubeCluster(LocalCluster):
+    def start(self, timeout: float = 3600.0, apiserver_args: str = "", scheduler: bool = True) -> KubeCluster:
+        super().start(timeout, apiserver_args, scheduler)
         return self
-
-    def stop(self) -> None:
-        if self._client is not None:
-            self._client.close()
-            self._client = None
-        subprocess.run([str(SCRIPTS / "down.sh"), str(self.run_dir)], capture_output=True, timeout=120, check=False)
-
-    def restart_apiserver(self) -> None:
-        out = subprocess.run(
-            [str(SCRIPTS / "up.sh"), "--restart-apiserver", str(self.run_dir)],
-            capture_output=True,
-            text=True,
-            timeout=300,
-            check=False,
-        )
-        if out.returncode != 0:
-            raise AssertionError(f"restarting kube-apiserver failed:\n{out.stderr[-3000:]}\n{self.log_tails()}")
-
-    def log_tails(self, lines: int = 20) -> str:
-        parts = []
-        for name in ("kube-apiserver", "etcd", "kube-controller-manager"):
-            p = self.run_dir / f"{name}.log"
-            if p.exists():
-                tail = "\n".join(p.read_text(errors="replace").splitlines()[-lines:])
-                parts.append(f"--- {name}.log ---\n{tail}")
-        return "\n".join(parts)
-
-    @property
-    def client(self) -> KubeClient:
-        if self._client is None:
-            self._client = KubeClient.from_kubeconfig(str(self.kubeconfig))
-        return self._client
 
     # ------------------------------------------------------------ objects
 
