@@ -8,7 +8,13 @@ cluster, which, as istiod builds it, carries the Istio mTLS socket when every
 endpoint of the port runs a sidecar. The server's PeerAuthentication is STRICT
 and an AuthorizationPolicy allows only the client's SPIFFE identity on that port:
 the call succeeds only over mTLS with the client's certificate, and a plaintext
-call from a pod without a sidecar is refused by virtualInbound."""
+call from a pod without a sidecar is refused by virtualInbound.
+
+`late`: the pod reaches its address only after both proxies are connected, as
+a StatefulSet pod recreated elsewhere (same identity, new address): the
+endpoint change is a full push (istiod's HeadlessEndpointUpdate), which brings
+the client the new address's listener; an EDS-only push would leave the call
+to the passthrough chain, in plaintext, refused."""
 
 from __future__ import annotations
 
@@ -63,27 +69,25 @@ def lab() -> Iterator[NetnsLab]:
         yield lab
 
 
+@pytest.mark.parametrize("late", [False, True], ids=["endpoint-first", "endpoint-late"])
 def test_strict_mtls_to_a_headless_service_pod(
-    lab: NetnsLab, tmp_path: Path, envoy_factory: EnvoyFactory, envoy_bin: str
+    lab: NetnsLab, tmp_path: Path, envoy_factory: EnvoyFactory, envoy_bin: str, late: bool
 ) -> None:
     client, server, legacy = lab.pod("client"), lab.pod("server"), lab.pod("legacy")
     vip = lab.vip(10)
     mesh = Mesh(tmp_path, envoy_factory)
-    mesh.write(
-        "mesh.yaml",
-        docs(
-            service("server", PORT, cluster_ip=vip),
-            service("server-headless", HEADLESS_PORT, "tcp", app="server", cluster_ip="None"),
-            workload_entry(
-                "server-v1",
-                server.ip,
-                {"app": "server", "security.istio.io/tlsMode": "istio"},
-                service_account="server",
-            ),
-            STRICT,
-            ONLY_CLIENT,
-        ),
+
+    def server_entry(address: str) -> str:
+        labels = {"app": "server", "security.istio.io/tlsMode": "istio"}
+        return workload_entry("server-v1", address, labels, service_account="server")
+
+    services = (
+        service("server", PORT, cluster_ip=vip),
+        service("server-headless", HEADLESS_PORT, "tcp", app="server", cluster_ip="None"),
     )
+    mesh.write("mesh.yaml", docs(*services, STRICT, ONLY_CLIENT))
+    # Applied apart (not in mesh.yaml) so that `late` can replace it while running.
+    mesh.apply(server_entry(lab.vip(20) if late else server.ip), sync=False)
     mesh.host = lab.host_ip
     mesh.start_with_ca()
     agents: list[PodAgent] = []
@@ -112,6 +116,8 @@ def test_strict_mtls_to_a_headless_service_pod(
         )  # fmt: skip
         client_agent, server_agent = agents
         start_captured(mesh, client_agent, server_agent, port=PORT, ready_timeout=30)
+        if late:
+            mesh.apply(server_entry(server.ip))
         # The pod address itself has a listener on the client (headless: one per endpoint).
         mesh.wait_listener(client_agent, f"{server.ip}_{HEADLESS_PORT}")
 
