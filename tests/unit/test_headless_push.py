@@ -72,3 +72,14 @@ def test_endpoint_change_of_a_service_with_a_cluster_ip_stays_eds_only() -> None
     new = mesh_state(SERVICES, _entry("web-0", "10.244.0.30", "web"), _entry("web-1", "10.244.0.31", "web"))
     change = diff(old, new)
     assert not change.full and change.eds_hosts == frozenset({"web.default.svc.cluster.local"})
+
+
+def test_service_without_a_cluster_ip_in_its_file_is_not_headless() -> None:
+    """Only `clusterIP: None` is headless (istiod's Passthrough); a file that leaves
+    the cluster IP out (loopback meshes) keeps EDS-only endpoint pushes."""
+    plain = SERVICES.replace("  clusterIP: None\n", "")
+    old = mesh_state(plain, _entry("mongo-0", "10.244.0.20", "mongo"))
+    new = mesh_state(plain, _entry("mongo-0", "10.244.0.20", "mongo"), _entry("mongo-1", "10.244.0.21", "mongo"))
+    assert not old.services["mongo.default.svc.cluster.local"].headless
+    change = diff(old, new)
+    assert not change.full and change.eds_hosts == frozenset({"mongo.default.svc.cluster.local"})
