@@ -122,6 +122,9 @@ class Service:
     export_to: tuple[str, ...] = ()  # empty: public ("*")
     source: str = ""  # "ServiceEntry default/foo" or "Service default/reviews"
     subject_alt_names: tuple[str, ...] = ()
+    # A Kubernetes Service with `clusterIP: None` (istiod's Passthrough resolution),
+    # not merely one whose cluster IP the file leaves out.
+    headless: bool = False
 
     def port(self, number: int) -> Port | None:
         for p in self.ports:

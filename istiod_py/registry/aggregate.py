@@ -163,6 +163,11 @@ def diff(old: MeshState | None, new: MeshState) -> Change:
         svc: Service | None = new.services.get(h)
         if svc is not None and svc.resolution.value != "STATIC":
             return Change(full=True, reason="dns-endpoints")
+        # A headless Kubernetes Service's endpoints reach captured sidecars'
+        # listeners (one per endpoint) and its ORIGINAL_DST cluster's mTLS choice:
+        # a full push, as istiod's HeadlessEndpointUpdate.
+        if svc is not None and svc.headless:
+            return Change(full=True, reason="headless-endpoints")
         # Clusters verify the destination's service accounts (mTLS SANs): a new
         # identity behind a host changes CDS, not only EDS.
         if _accounts(old, h) != _accounts(new, h):

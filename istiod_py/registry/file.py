@@ -268,6 +268,7 @@ def _kube_service(
         selector=MappingProxyType(dict(ks.selector)) if ks.selector else None,
         export_to=_export_annotation(ks.meta.annotations),
         source=f"Service {ns}/{ks.name}",
+        headless=ks.cluster_ip == "None" and not external,
     )
     reg.add_service(svc)
     if external and ks.external_name:

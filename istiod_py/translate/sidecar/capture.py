@@ -74,7 +74,7 @@ def outbound_clusters(ctx: PushContext, proxy: Proxy, base: Part) -> Part:
         for name, built in base.items.items():
             parsed = naming.parse_cluster(name)
             if parsed is not None and parsed[3] in hosts:
-                c = capture_clusters.headless_original_dst(built.message())
+                c = capture_clusters.headless_original_dst(ctx, built.message(), parsed[3], parsed[1])
                 items[name] = build(name, TypeUrl.CLUSTER, c)
                 changed = True
         return Part(items, dict(base.origins)) if changed else base  # provenance unchanged

@@ -9,7 +9,16 @@ REDIRECT or TPROXY), as istiod builds them:
   ingress names a `defaultEndpoint`, which stays a STATIC cluster to it;
 - `outbound|PORT|SUBSET|HOST` of a headless Kubernetes service: ORIGINAL_DST,
   as istiod's passthrough resolution, so a connection to one endpoint (a
-  StatefulSet pod) reaches that endpoint, not whichever the balancer picks."""
+  StatefulSet pod) reaches that endpoint, not whichever the balancer picks.
+
+Auto mTLS on a headless cluster (istiod's applyUpstreamTLSSettings and
+BestEffortInferServiceMTLSMode): an ORIGINAL_DST cluster has no endpoints whose
+metadata could pick a socket, so istiod does not turn auto-detected
+ISTIO_MUTUAL into `transport_socket_matches` there; it decides once for the
+whole service port instead. Every endpoint of the port carrying
+`tlsMode: istio` (a sidecar) gives the cluster the Istio mTLS socket itself;
+no endpoints, or any endpoint without a sidecar, gives plaintext. A
+DestinationRule's own TLS setting is kept as it is."""
 
 from __future__ import annotations
 
@@ -58,10 +67,22 @@ def inbound_cluster(ctx: PushContext, proxy: Proxy, port: Port, default_endpoint
     return c
 
 
-def headless_original_dst(c: cluster_pb2.Cluster) -> cluster_pb2.Cluster:
-    """The EDS cluster of a headless service, made to connect to the original destination."""
+# The auto-mTLS entry mtls.mesh_mtls puts first in `transport_socket_matches`.
+_AUTO_MTLS_MATCH = "tlsMode-istio"
+
+
+def headless_original_dst(ctx: PushContext, c: cluster_pb2.Cluster, host: str, port: int) -> cluster_pb2.Cluster:
+    """The EDS cluster of headless service `host`, made to connect to the original
+    destination, with auto mTLS decided for the whole port (module docstring)."""
     out = cluster_pb2.Cluster()
     out.CopyFrom(c)
+    auto = [m for m in out.transport_socket_matches if m.name == _AUTO_MTLS_MATCH]
+    if auto:
+        eps = ctx.state.endpoints_for(host, port)
+        sidecars_only = bool(eps) and all(ep.tls_mode == "istio" for ep in eps)
+        del out.transport_socket_matches[:]
+        if sidecars_only:
+            out.transport_socket.CopyFrom(auto[0].transport_socket)
     out.ClearField("eds_cluster_config")
     out.type = cluster_pb2.Cluster.ORIGINAL_DST
     out.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED

@@ -1,4 +1,4 @@
-"""Headless Kubernetes services (clusterIP: None) for captured sidecars.
+"""Headless Kubernetes services (clusterIP: None, `Service.headless`) for captured sidecars.
 
 With no VIP to match, istiod gives a headless service's opaque (non-HTTP) port
 one outbound listener per endpoint, `ENDPOINT_IP_PORT`, so a client that
@@ -15,7 +15,7 @@ from ..context import PushContext
 
 
 def is_headless(svc: Service) -> bool:
-    return svc.source.startswith("Service ") and not svc.addresses and svc.resolution == Resolution.STATIC
+    return svc.headless and svc.resolution == Resolution.STATIC
 
 
 def endpoint_addresses(ctx: PushContext, proxy: Proxy, svc: Service, port: int) -> tuple[str, ...]:
