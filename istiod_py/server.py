@@ -92,6 +92,8 @@ class ServeOptions:
     # First responses to newly connected streams, capped apart from pushes so a
     # reconnect storm is served in arrival order without starving config pushes.
     max_concurrent_initial: int = 50
+    # Bytes of responses being written at once over all streams (xds/slots.py ByteBudget).
+    max_send_bytes: int = 128 * 2**20
     max_connection_age: float = 1800.0
     # Serve a proxy without the config it rejects, found by bisecting (xds/quarantine.py).
     nack_quarantine: bool = False
@@ -175,6 +177,7 @@ class ControlPlane:
             send_timeout=o.send_timeout,
             max_concurrent_pushes=o.max_concurrent_pushes,
             max_concurrent_initial=o.max_concurrent_initial,
+            max_send_bytes=o.max_send_bytes,
             max_connection_age=o.max_connection_age,
             isolated=lambda: Translator().generate,
             nack_quarantine=o.nack_quarantine,

@@ -60,6 +60,12 @@ def register(sub: SubParsers) -> None:
         help="first responses to new streams sent at once; a reconnect storm queues in order (default 50)",
     )
     p.add_argument(
+        "--max-send-mb",
+        type=int,
+        default=128,
+        help="MB of responses being written at once over all streams; bounds gRPC's copies (default 128)",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=float,
         default=5.0,
@@ -94,6 +100,7 @@ def run_serve(args: argparse.Namespace) -> int:
         send_timeout=args.send_timeout,
         max_concurrent_pushes=args.max_concurrent_pushes,
         max_concurrent_initial=args.max_concurrent_initial,
+        max_send_bytes=args.max_send_mb * 2**20,
         drain_timeout=args.drain_timeout,
         ca_dir=args.ca_dir,
         cacerts_dir=args.cacerts_dir,

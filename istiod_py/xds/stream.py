@@ -30,7 +30,7 @@ from .connection import ConnectionInfo, Nack, PushRequest, Watch
 from .metrics import XdsMetrics, metric_type
 from .nacklog import STORED_DETAIL_CHARS, NackLog, truncate
 from .sharing import SharedResponses
-from .slots import PushSlots
+from .slots import ByteBudget, PushSlots
 from .types import TypeUrl
 
 log = logging.getLogger("istiod_py.xds")
@@ -70,6 +70,7 @@ class StreamHost(Protocol):
     max_connection_age: float
     push_slots: PushSlots
     initial_slots: PushSlots
+    send_bytes: ByteBudget
     live: set[Stream]
     sharing: SharedResponses
     nack_log: NackLog
@@ -163,11 +164,18 @@ class Stream:
         # No timer per write: the server's watchdog cancels a stream whose write
         # has been blocked longer than the send timeout (a stuck client).
         assert self.info is not None
-        self.writing_since = time.monotonic()
+        # The response's bytes count against the server's byte budget until the
+        # write returns (flow control passed, gRPC dropped its copy): slots.py.
+        size = len(data)
+        await self.server.send_bytes.acquire(size)
         try:
-            await self.context.write(data)
+            self.writing_since = time.monotonic()
+            try:
+                await self.context.write(data)
+            finally:
+                self.writing_since = 0.0
         finally:
-            self.writing_since = 0.0
+            self.server.send_bytes.release(size)
         self.info.bytes_sent += len(data)
         self.server.count_sent(type_url, len(data))
 

@@ -1,0 +1,106 @@
+"""Where the server's memory goes: `istiod-py serve` run under tracemalloc with
+a sampler thread, as `benchmarks.run --memprof PATH` starts it.
+
+    python -m benchmarks.memprof PATH serve --config-dir ... (the serve arguments)
+
+Every half second the sampler records the process RSS, the Python heap as
+tracemalloc sees it, and the byte budget's bytes and sends in flight (slots.py);
+each time RSS grows 25 % past the last snapshot it takes a tracemalloc snapshot.
+PATH.timeline.csv gets the samples, PATH.top.txt the top allocation sites of
+the snapshot at the highest RSS (rewritten after each snapshot, so a killed
+server leaves its last one). RSS minus the traced heap is what Python does not
+see: gRPC core's message copies and socket buffers, malloc's retained free
+memory, thread stacks and the interpreter itself."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+import tracemalloc
+from pathlib import Path
+from typing import Any
+
+from istiod_py.xds import slots
+
+_BUDGETS: list[slots.ByteBudget] = []
+_orig_init = slots.ByteBudget.__init__
+
+
+def _tracking_init(self: slots.ByteBudget, *a: Any, **kw: Any) -> None:
+    _orig_init(self, *a, **kw)
+    _BUDGETS.append(self)
+
+
+def _rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def _gate_bytes() -> tuple[int, int, int]:
+    """(bytes being written, their peak, sends being written) from the byte budget."""
+    return (
+        sum(g.inflight for g in _BUDGETS),
+        sum(g.peak for g in _BUDGETS),
+        sum(g.sends for g in _BUDGETS),
+    )
+
+
+def _write_top(path: Path, snap: tracemalloc.Snapshot, rss: float, at: float) -> None:
+    stats = snap.statistics("lineno")
+    total = sum(s.size for s in stats)
+    lines = [
+        f"snapshot at t={at:.1f}s: RSS {rss:.0f} MB, traced {total / 2**20:.1f} MB, "
+        f"untraced (RSS - traced) {rss - total / 2**20:.0f} MB",
+        "",
+    ]
+    for s in stats[:40]:
+        fr = s.traceback[0]
+        lines.append(f"{s.size / 2**20:9.2f} MB {s.count:9d} blocks  {fr.filename}:{fr.lineno}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _sampler(out: Path, stop: threading.Event) -> None:
+    t0 = time.monotonic()
+    snap_rss = 150.0
+    best = 0.0
+    with open(f"{out}.timeline.csv", "w") as tl:
+        tl.write("t_s,rss_mb,traced_mb,traced_peak_mb,gate_bytes_mb,gate_bytes_peak_mb,gate_sends\n")
+        while not stop.wait(0.5):
+            rss = _rss_mb()
+            cur, peak = tracemalloc.get_traced_memory()
+            gb, gp, gn = _gate_bytes()
+            now = time.monotonic() - t0
+            tl.write(
+                f"{now:.1f},{rss:.0f},{cur / 2**20:.1f},{peak / 2**20:.1f},{gb / 2**20:.1f},{gp / 2**20:.1f},{gn}\n"
+            )
+            tl.flush()
+            if rss > snap_rss * 1.25:
+                snap_rss = rss
+                snap = tracemalloc.take_snapshot()
+                if rss > best:
+                    best = rss
+                    _write_top(Path(f"{out}.top.txt"), snap, rss, now)
+                del snap
+
+
+def main() -> int:
+    out = Path(sys.argv[1])
+    argv = sys.argv[2:]
+    slots.ByteBudget.__init__ = _tracking_init  # type: ignore[method-assign]
+    tracemalloc.start(1)
+    stop = threading.Event()
+    th = threading.Thread(target=_sampler, args=(out, stop), daemon=True, name="memprof")
+    th.start()
+    from istiod_py.cli.app import main as cli_main
+
+    try:
+        return cli_main(argv)
+    finally:
+        stop.set()
+        th.join(timeout=5)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
