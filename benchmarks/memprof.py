@@ -14,6 +14,7 @@ memory, thread stacks and the interpreter itself."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import sys
 import threading
@@ -47,6 +48,38 @@ def _gate_bytes() -> tuple[int, int, int]:
     )
 
 
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [
+        (f, ctypes.c_size_t)
+        for f in [
+            "arena",
+            "ordblks",
+            "smblks",
+            "hblks",
+            "hblkhd",
+            "usmblks",
+            "fsmblks",
+            "uordblks",
+            "fordblks",
+            "keepcost",
+        ]
+    ]
+
+
+def _malloc() -> tuple[float, float]:
+    """glibc's view, MB: (in use: allocated chunks and mmapped blocks; free but
+    kept by malloc, not returned to the OS). (0, 0) without glibc's mallinfo2."""
+    fn = getattr(_LIBC, "mallinfo2", None)
+    if fn is None:
+        return 0.0, 0.0
+    fn.restype = _Mallinfo2
+    m = fn()
+    return (m.uordblks + m.hblkhd) / 2**20, m.fordblks / 2**20
+
+
+_LIBC = ctypes.CDLL(None)
+
+
 def _write_top(path: Path, snap: tracemalloc.Snapshot, rss: float, at: float) -> None:
     stats = snap.statistics("lineno")
     total = sum(s.size for s in stats)
@@ -65,20 +98,29 @@ def _sampler(out: Path, stop: threading.Event) -> None:
     t0 = time.monotonic()
     snap_rss = 150.0
     best = 0.0
+    snaps = 0
+    keep = os.environ.get("MEMPROF_KEEP") == "1"
     with open(f"{out}.timeline.csv", "w") as tl:
-        tl.write("t_s,rss_mb,traced_mb,traced_peak_mb,gate_bytes_mb,gate_bytes_peak_mb,gate_sends\n")
+        tl.write(
+            "t_s,rss_mb,traced_mb,traced_peak_mb,gate_bytes_mb,gate_bytes_peak_mb,gate_sends,malloc_inuse_mb,malloc_free_mb\n"
+        )
         while not stop.wait(0.5):
             rss = _rss_mb()
             cur, peak = tracemalloc.get_traced_memory()
             gb, gp, gn = _gate_bytes()
+            mu, mf = _malloc()
             now = time.monotonic() - t0
             tl.write(
-                f"{now:.1f},{rss:.0f},{cur / 2**20:.1f},{peak / 2**20:.1f},{gb / 2**20:.1f},{gp / 2**20:.1f},{gn}\n"
+                f"{now:.1f},{rss:.0f},{cur / 2**20:.1f},{peak / 2**20:.1f},"
+                f"{gb / 2**20:.1f},{gp / 2**20:.1f},{gn},{mu:.0f},{mf:.0f}\n"
             )
             tl.flush()
             if rss > snap_rss * 1.25:
                 snap_rss = rss
                 snap = tracemalloc.take_snapshot()
+                snaps += 1
+                if keep:  # MEMPROF_KEEP=1: every snapshot to PATH.N.snap, for Snapshot.compare_to
+                    snap.dump(f"{out}.{snaps}.snap")
                 if rss > best:
                     best = rss
                     _write_top(Path(f"{out}.top.txt"), snap, rss, now)
