@@ -14,6 +14,7 @@ memory, thread stacks and the interpreter itself."""
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import sys
@@ -23,6 +24,7 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+from istiod_py.xds import server as xds_server
 from istiod_py.xds import slots
 
 _BUDGETS: list[slots.ByteBudget] = []
@@ -32,6 +34,33 @@ _orig_init = slots.ByteBudget.__init__
 def _tracking_init(self: slots.ByteBudget, *a: Any, **kw: Any) -> None:
     _orig_init(self, *a, **kw)
     _BUDGETS.append(self)
+
+
+_SERVERS: list[Any] = []
+_orig_server_init = xds_server.XdsServer.__init__
+
+
+def _tracking_server_init(self: Any, *a: Any, **kw: Any) -> None:
+    _orig_server_init(self, *a, **kw)
+    _SERVERS.append(self)
+
+
+def _streams() -> tuple[int, int, float]:
+    """(streams writing, streams with a push pending, MB of requests read but not handled)."""
+    writing = pending = queued = 0
+    for srv in _SERVERS:
+        for _ in range(5):  # read from this thread while the loop runs: retry a torn read
+            try:
+                live = list(srv.live)
+                break
+            except RuntimeError:
+                live = []
+        for st in live:
+            writing += bool(st.writing_since)
+            pending += st.pending is not None
+            with contextlib.suppress(RuntimeError):
+                queued += sum(len(e) for e in list(st.events._queue) if isinstance(e, bytes))
+    return writing, pending, queued / 2**20
 
 
 def _rss_mb() -> float:
@@ -100,22 +129,24 @@ def _sampler(out: Path, stop: threading.Event) -> None:
     best = 0.0
     snaps = 0
     keep = os.environ.get("MEMPROF_KEEP") == "1"
+    trace = tracemalloc.is_tracing()
     with open(f"{out}.timeline.csv", "w") as tl:
         tl.write(
-            "t_s,rss_mb,traced_mb,traced_peak_mb,gate_bytes_mb,gate_bytes_peak_mb,gate_sends,malloc_inuse_mb,malloc_free_mb\n"
+            "t_s,rss_mb,traced_mb,traced_peak_mb,gate_bytes_mb,gate_bytes_peak_mb,gate_sends,malloc_inuse_mb,malloc_free_mb,writing,pending,queued_req_mb\n"
         )
         while not stop.wait(0.5):
             rss = _rss_mb()
             cur, peak = tracemalloc.get_traced_memory()
             gb, gp, gn = _gate_bytes()
             mu, mf = _malloc()
+            sw, sp, sq = _streams()
             now = time.monotonic() - t0
             tl.write(
                 f"{now:.1f},{rss:.0f},{cur / 2**20:.1f},{peak / 2**20:.1f},"
-                f"{gb / 2**20:.1f},{gp / 2**20:.1f},{gn},{mu:.0f},{mf:.0f}\n"
+                f"{gb / 2**20:.1f},{gp / 2**20:.1f},{gn},{mu:.0f},{mf:.0f},{sw},{sp},{sq:.1f}\n"
             )
             tl.flush()
-            if rss > snap_rss * 1.25:
+            if trace and rss > snap_rss * 1.25:
                 snap_rss = rss
                 snap = tracemalloc.take_snapshot()
                 snaps += 1
@@ -131,7 +162,9 @@ def main() -> int:
     out = Path(sys.argv[1])
     argv = sys.argv[2:]
     slots.ByteBudget.__init__ = _tracking_init  # type: ignore[method-assign]
-    tracemalloc.start(1)
+    xds_server.XdsServer.__init__ = _tracking_server_init  # type: ignore[method-assign]
+    if os.environ.get("MEMPROF_TRACE", "1") != "0":  # MEMPROF_TRACE=0: samples only, full speed
+        tracemalloc.start(1)
     stop = threading.Event()
     th = threading.Thread(target=_sampler, args=(out, stop), daemon=True, name="memprof")
     th.start()

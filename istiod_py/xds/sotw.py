@@ -123,9 +123,8 @@ class SotwStream(Stream):
             self._names_digest[t] = self.server.sharing.names_digest(names)
         w.names = names
         changed = first or not req.response_nonce or names != old_names or w.wildcard != old_wildcard
-        if first:
-            async with self.server.initial_slots:
-                await self.send(w, self.server.generate(self.state, self.proxy, t), force=True)
+        if first:  # sent behind the initial-response gate once this request is dropped
+            self.defer_first(lambda: self.send(w, self.server.generate(self.state, self.proxy, t), force=True))
         elif changed:
             res = self.server.generate(self.state, self.proxy, t)
             await self.send(w, res, force=True)
