@@ -207,12 +207,16 @@ class Stream:
                 if not self._requests_open and self.info is not None and not self.closing:
                     try:
                         if self.fast_ack(raw):
+                            del raw  # not kept while the next request is awaited (memory)
                             continue
                     except Exception:  # leave it to the full path, which reports errors
                         log.debug("fast ACK path failed", exc_info=True)
                 await self._room.acquire()
                 self._requests_open += 1
                 self.events.put_nowait(raw)
+                # Not kept while the next request is awaited: a stream waiting for
+                # its first EDS response held its ~225 KB request here (5,000 names).
+                del raw
         except (asyncio.CancelledError, grpc.aio.AioRpcError):
             pass
         except Exception as e:  # the client went away mid-read
