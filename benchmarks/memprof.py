@@ -45,22 +45,25 @@ def _tracking_server_init(self: Any, *a: Any, **kw: Any) -> None:
     _SERVERS.append(self)
 
 
-def _streams() -> tuple[int, int, float]:
-    """(streams writing, streams with a push pending, MB of requests read but not handled)."""
-    writing = pending = queued = 0
+def _streams() -> tuple[int, int, float, int, int]:
+    """(streams writing, streams with a push pending, MB of requests read but not
+    handled, streams running, streams waiting for the initial-response gate)."""
+    writing = pending = queued = running = waiting = 0
     for srv in _SERVERS:
+        waiting += len(srv.initial_slots._waiters)
         for _ in range(5):  # read from this thread while the loop runs: retry a torn read
             try:
                 live = list(srv.live)
                 break
             except RuntimeError:
                 live = []
+        running += len(live)
         for st in live:
             writing += bool(st.writing_since)
             pending += st.pending is not None
             with contextlib.suppress(RuntimeError):
                 queued += sum(len(e) for e in list(st.events._queue) if isinstance(e, bytes))
-    return writing, pending, queued / 2**20
+    return writing, pending, queued / 2**20, running, waiting
 
 
 def _rss_mb() -> float:
@@ -132,18 +135,18 @@ def _sampler(out: Path, stop: threading.Event) -> None:
     trace = tracemalloc.is_tracing()
     with open(f"{out}.timeline.csv", "w") as tl:
         tl.write(
-            "t_s,rss_mb,traced_mb,traced_peak_mb,gate_bytes_mb,gate_bytes_peak_mb,gate_sends,malloc_inuse_mb,malloc_free_mb,writing,pending,queued_req_mb\n"
+            "t_s,rss_mb,traced_mb,traced_peak_mb,gate_bytes_mb,gate_bytes_peak_mb,gate_sends,malloc_inuse_mb,malloc_free_mb,writing,pending,queued_req_mb,streams,initial_waiting\n"
         )
         while not stop.wait(0.5):
             rss = _rss_mb()
             cur, peak = tracemalloc.get_traced_memory()
             gb, gp, gn = _gate_bytes()
             mu, mf = _malloc()
-            sw, sp, sq = _streams()
+            sw, sp, sq, sr, si = _streams()
             now = time.monotonic() - t0
             tl.write(
                 f"{now:.1f},{rss:.0f},{cur / 2**20:.1f},{peak / 2**20:.1f},"
-                f"{gb / 2**20:.1f},{gp / 2**20:.1f},{gn},{mu:.0f},{mf:.0f},{sw},{sp},{sq:.1f}\n"
+                f"{gb / 2**20:.1f},{gp / 2**20:.1f},{gn},{mu:.0f},{mf:.0f},{sw},{sp},{sq:.1f},{sr},{si}\n"
             )
             tl.flush()
             if trace and rss > snap_rss * 1.25:
