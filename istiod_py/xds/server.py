@@ -103,19 +103,14 @@ class XdsServer:
             self._watchdog = asyncio.get_running_loop().create_task(self._watch())
 
     async def _watch(self) -> None:
-        """Once a second: recycle streams past their maximum age, cancel a
+        """Once a second: recycle streams past their maximum age, and cancel a
         stream whose send has been blocked past the send timeout, so one stuck
-        client holds neither a push slot nor memory for long, and release the
-        byte budget held by responses unanswered for as long."""
+        client holds neither a push slot nor memory for long."""
         while self.streams or self._watchdog_grace > 0:
             await asyncio.sleep(self.watchdog_interval)
             self._watchdog_grace = self._watchdog_grace - 1 if not self.streams else 3
             now = time.monotonic()
             for stream in list(self.streams.values()):
-                if stream.unacked_since and now - stream.unacked_since > self.send_timeout:
-                    # Never answered: stop counting it against the byte budget (a client
-                    # that does not ACK must not hold up every other stream's sends).
-                    stream.release_unacked()
                 if stream.writing_since and now - stream.writing_since > self.send_timeout and stream.task:
                     stream.stuck = True
                     stream.task.cancel()

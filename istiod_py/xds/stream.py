@@ -114,10 +114,6 @@ class Stream:
         self._requests_open = 0
         # (translation seconds, total seconds) of the last push.
         self.push_cost = (0.0, 0.0)
-        # Sizes of the responses written but not yet ACKed/NACKed, per type, and
-        # since when: still counted against the server's byte budget (see write).
-        self.unacked: dict[str, list[int]] = {}
-        self.unacked_since = 0.0
         # First responses decided by the request being handled, sent after it (defer_first).
         self._first_sends: list[Callable[[], Awaitable[object]]] = []
 
@@ -170,26 +166,18 @@ class Stream:
         # No timer per write: the server's watchdog cancels a stream whose write
         # has been blocked longer than the send timeout (a stuck client).
         assert self.info is not None
-        # The response's bytes count against the server's byte budget (slots.py)
-        # until the client answers it (ACK or NACK): the write returns once gRPC
-        # has handed the message to the transport, whose copy lives on until the
-        # client has read it. Debug answers are not ACKed: released on return.
+        # The response's bytes count against the server's byte budget until the
+        # write returns (flow control passed, gRPC dropped its copy): slots.py.
         size = len(data)
         await self.server.send_bytes.acquire(size)
-        written = False
         try:
             self.writing_since = time.monotonic()
             try:
                 await self.context.write(data)
-                written = True
             finally:
                 self.writing_since = 0.0
         finally:
-            if written and type_url not in self.server.debug_types:
-                self.unacked.setdefault(type_url, []).append(size)
-                self.unacked_since = self.unacked_since or time.monotonic()
-            else:
-                self.server.send_bytes.release(size)
+            self.server.send_bytes.release(size)
         self.info.bytes_sent += len(data)
         self.server.count_sent(type_url, len(data))
 
@@ -200,16 +188,6 @@ class Stream:
         request (an EDS request names every cluster: ~225 KB raw and as much
         parsed, at 5,000 services) was ~1 GB at 2,000 proxies."""
         self._first_sends.append(send)
-
-    def release_unacked(self, type_url: str | None = None) -> None:
-        """Give back to the byte budget what was written of `type_url` (every
-        type if None): on its ACK or NACK (the client read it, and every earlier
-        response of the type), at stream end, or from the watchdog."""
-        for t in [type_url] if type_url is not None else list(self.unacked):
-            for size in self.unacked.pop(t, ()):
-                self.server.send_bytes.release(size)
-        # The watchdog's clock restarts on every answer: it is for clients that stopped answering.
-        self.unacked_since = time.monotonic() if self.unacked else 0.0
 
     def mark_sent(self, w: Watch, version: str, nonce: str, res: Resources | None = None) -> None:
         w.sent_res = res
@@ -273,7 +251,6 @@ class Stream:
         finally:
             reader.cancel()
             self.server.live.discard(self)
-            self.release_unacked()
             if self.info is not None:
                 self.server.unregister(self)
 
@@ -372,7 +349,6 @@ class Stream:
         await self.write(data, req.type_url)
 
     def record_nack(self, w: Watch, req: Any, version: str, names: Iterable[str]) -> None:
-        self.release_unacked(w.type_url)
         w.nacks += 1
         w.last_nack = Nack(
             version=version,
@@ -389,7 +365,6 @@ class Stream:
         self.server.on_nack(self, w)
 
     def record_ack(self, w: Watch, version: str, nonce: str) -> None:
-        self.release_unacked(w.type_url)
         if nonce == w.nonce_sent and w.sent_res is not None:
             w.acked_res = w.sent_res
         w.acks += 1
