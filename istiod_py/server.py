@@ -86,6 +86,9 @@ class ServeOptions:
     # > 0: the process's GC is tuned so full collections run between pushes
     # (gc_policy.py). `istiod-py serve` sets 60; library users keep Python's GC.
     gc_idle_interval: float = 0.0
+    # > 0: glibc serves blocks this large from their own mmap, returned when
+    # freed (malloc_policy.py). `istiod-py serve` sets 128 KiB; 0: malloc's default.
+    malloc_mmap_threshold: int = 0
     poll_interval: float = 0.1
     send_timeout: float = 30.0
     max_concurrent_pushes: int = 100
@@ -214,6 +217,10 @@ class ControlPlane:
         sockets = getattr(site, "_server", None)
         if sockets is not None and sockets.sockets:
             self.ports["debug"] = sockets.sockets[0].getsockname()[1]
+        if o.malloc_mmap_threshold > 0:
+            from istiod_py import malloc_policy
+
+            malloc_policy.configure(o.malloc_mmap_threshold)
         if o.gc_idle_interval > 0:
             from istiod_py import gc_policy
 
