@@ -6,9 +6,11 @@ glibc serves a block from mmap only above a threshold that it raises to the
 size of every mmapped block freed (up to 32 MB), so after the first large
 response they all come from the heap arenas, where freed space is kept and
 fragmented instead of returned: at 5,000 services x 2,000 proxies that was
-~250 MB of peak RSS (1,031-1,112 MB with glibc's default, 841 MB with a fixed
-128 KiB threshold; docs/benchmarks.md). A fixed threshold keeps every large
-block in its own mapping, given back to the OS when freed."""
+100-250 MB of peak RSS (1,031-1,112 MB with glibc's default; 841-979 MB with
+a fixed threshold; docs/benchmarks.md). A fixed threshold keeps every large
+block in its own mapping, given back to the OS when freed. `serve` uses 1 MiB,
+not glibc's initial 128 KiB: each mapping costs page faults, and at 1,000
+services a push's ~0.5 MB copies are cheaper reused from the heap."""
 
 from __future__ import annotations
 

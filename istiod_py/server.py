@@ -87,7 +87,7 @@ class ServeOptions:
     # (gc_policy.py). `istiod-py serve` sets 60; library users keep Python's GC.
     gc_idle_interval: float = 0.0
     # > 0: glibc serves blocks this large from their own mmap, returned when
-    # freed (malloc_policy.py). `istiod-py serve` sets 128 KiB; 0: malloc's default.
+    # freed (malloc_policy.py). `istiod-py serve` sets 1 MiB; 0: malloc's default.
     malloc_mmap_threshold: int = 0
     poll_interval: float = 0.1
     send_timeout: float = 30.0
@@ -153,6 +153,10 @@ class ControlPlane:
 
     async def start(self) -> None:
         o = self.opts
+        if o.malloc_mmap_threshold > 0:  # before the config load's allocations
+            from istiod_py import malloc_policy
+
+            malloc_policy.configure(o.malloc_mmap_threshold)
         # Initial load happens before anything listens, so the first proxy sees
         # the whole config rather than an empty mesh.
         if o.config_dir:
@@ -217,10 +221,6 @@ class ControlPlane:
         sockets = getattr(site, "_server", None)
         if sockets is not None and sockets.sockets:
             self.ports["debug"] = sockets.sockets[0].getsockname()[1]
-        if o.malloc_mmap_threshold > 0:
-            from istiod_py import malloc_policy
-
-            malloc_policy.configure(o.malloc_mmap_threshold)
         if o.gc_idle_interval > 0:
             from istiod_py import gc_policy
 

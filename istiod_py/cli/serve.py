@@ -62,7 +62,7 @@ def register(sub: SubParsers) -> None:
     p.add_argument(
         "--malloc-mmap-threshold-kb",
         type=int,
-        default=128,
+        default=1024,
         help="glibc: blocks of this many KiB or more get their own mmap, returned when freed "
         "(0: malloc's default; see malloc_policy.py)",
     )
