@@ -62,13 +62,13 @@ class ByteBudget:
     """A cap on the bytes of responses being written, summed over every stream.
 
     gRPC copies each message into its core when it is written (one copy per
-    stream: 2,000 proxies sent one shared 7.5 MB response are 2,000 copies), and
+    stream: 20 writes of one 8 MB bytes object are 160 MB in core), and
     `await context.write()` returns once HTTP/2 flow control let the last of it
     onto the socket (tests/unit/test_push_bytes.py shows it), when the copy is
     dropped. So holding `len(data)` from before the write until it returns
     bounds what core holds for sends, whatever the count gates (PushSlots) let
-    through: with 5,000 services and large responses, 100 concurrent sends to
-    slow readers were 750 MB in core.
+    through: with 5,000 services, 100 concurrent sends of a 5.5 MB CDS response
+    to slow readers are 550 MB in core.
 
     First come, first served: a send waits while the ones ahead of it wait.
     One response larger than the whole budget is let through alone (when
