@@ -5,12 +5,13 @@ its core (xds/slots.py ByteBudget): thousands of large short-lived blocks.
 glibc serves a block from mmap only above a threshold that it raises to the
 size of every mmapped block freed (up to 32 MB), so after the first large
 response they all come from the heap arenas, where freed space is kept and
-fragmented instead of returned: at 5,000 services x 2,000 proxies that was
-100-250 MB of peak RSS (1,031-1,112 MB with glibc's default; 841-979 MB with
-a fixed threshold; docs/benchmarks.md). A fixed threshold keeps every large
-block in its own mapping, given back to the OS when freed. `serve` uses 1 MiB,
-not glibc's initial 128 KiB: each mapping costs page faults, and at 1,000
-services a push's ~0.5 MB copies are cheaper reused from the heap."""
+fragmented instead of returned. A fixed threshold keeps every large block in
+its own mapping, given back to the OS when freed, at the price of page faults
+on every one: at 5,000 services x 2,000 proxies a 1 MiB threshold took the
+peak from 820 to 771-781 MB but cost 20-60 % more server CPU in the connect
+and the full push (docs/benchmarks.md), so `serve` leaves it off
+(--malloc-mmap-threshold-kb) now that the larger causes of peak memory are
+gone (before them it was worth 100-250 MB)."""
 
 from __future__ import annotations
 

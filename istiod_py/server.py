@@ -87,7 +87,7 @@ class ServeOptions:
     # (gc_policy.py). `istiod-py serve` sets 60; library users keep Python's GC.
     gc_idle_interval: float = 0.0
     # > 0: glibc serves blocks this large from their own mmap, returned when
-    # freed (malloc_policy.py). `istiod-py serve` sets 1 MiB; 0: malloc's default.
+    # freed (malloc_policy.py); 0: malloc's default (a CPU-for-memory trade, off by default).
     malloc_mmap_threshold: int = 0
     poll_interval: float = 0.1
     send_timeout: float = 30.0

@@ -62,9 +62,9 @@ def register(sub: SubParsers) -> None:
     p.add_argument(
         "--malloc-mmap-threshold-kb",
         type=int,
-        default=1024,
-        help="glibc: blocks of this many KiB or more get their own mmap, returned when freed "
-        "(0: malloc's default; see malloc_policy.py)",
+        default=0,
+        help="glibc: blocks of this many KiB or more get their own mmap, returned when freed; "
+        "less peak memory for more CPU (default 0: malloc's own; see malloc_policy.py)",
     )
     p.add_argument(
         "--max-send-mb",
