@@ -107,11 +107,12 @@ class Server:
         # --cprofile: the server runs under cProfile (written when it exits; the
         # `profile_top`-free way to see a whole run's CPU when py-spy is absent).
         prof = ["-m", "cProfile", "-o", f"{args.cprofile}.{tag}.{time.time():.0f}"] if args.cprofile else []
+        # --memprof: under tracemalloc with an RSS/heap/gate sampler (benchmarks/memprof.py).
+        main = ["-m", "benchmarks.memprof", f"{args.memprof}.{tag}"] if args.memprof else ["-m", "istiod_py.cli"]
         cmd = [
             sys.executable,
             *prof,
-            "-m",
-            "istiod_py.cli",
+            *main,
             "serve",
             "--config-dir",
             str(config_dir),
@@ -976,6 +977,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--profile-native", action="store_true", help="py-spy --native: C frames (gRPC core, protobuf) too")
     ap.add_argument("--profile-connect", action="store_true", help="py-spy the server during the initial connect")
     ap.add_argument("--cprofile", default="", help="run the server under cProfile, output to PATH.<tag>.<time>")
+    ap.add_argument(
+        "--memprof", default="", help="run the server under tracemalloc, samples and top sites to PATH.<tag>.*"
+    )
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (config, Envoy logs)")
     a = ap.parse_args(argv)
     a.scenarios = [s for s in a.scenarios.split(",") if s]

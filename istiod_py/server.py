@@ -86,12 +86,17 @@ class ServeOptions:
     # > 0: the process's GC is tuned so full collections run between pushes
     # (gc_policy.py). `istiod-py serve` sets 60; library users keep Python's GC.
     gc_idle_interval: float = 0.0
+    # > 0: glibc serves blocks this large from their own mmap, returned when
+    # freed (malloc_policy.py); 0: malloc's default (a CPU-for-memory trade, off by default).
+    malloc_mmap_threshold: int = 0
     poll_interval: float = 0.1
     send_timeout: float = 30.0
     max_concurrent_pushes: int = 100
     # First responses to newly connected streams, capped apart from pushes so a
     # reconnect storm is served in arrival order without starving config pushes.
     max_concurrent_initial: int = 50
+    # Bytes of responses being written at once over all streams (xds/slots.py ByteBudget).
+    max_send_bytes: int = 128 * 2**20
     max_connection_age: float = 1800.0
     # Serve a proxy without the config it rejects, found by bisecting (xds/quarantine.py);
     # on by default (issue 16), off for istiod's behaviour (keep resending what was rejected).
@@ -149,6 +154,10 @@ class ControlPlane:
 
     async def start(self) -> None:
         o = self.opts
+        if o.malloc_mmap_threshold > 0:  # before the config load's allocations
+            from istiod_py import malloc_policy
+
+            malloc_policy.configure(o.malloc_mmap_threshold)
         # Initial load happens before anything listens, so the first proxy sees
         # the whole config rather than an empty mesh.
         if o.config_dir:
@@ -176,6 +185,7 @@ class ControlPlane:
             send_timeout=o.send_timeout,
             max_concurrent_pushes=o.max_concurrent_pushes,
             max_concurrent_initial=o.max_concurrent_initial,
+            max_send_bytes=o.max_send_bytes,
             max_connection_age=o.max_connection_age,
             isolated=lambda: Translator().generate,
             nack_quarantine=o.nack_quarantine,

@@ -62,6 +62,19 @@ def register(sub: SubParsers) -> None:
         help="first responses to new streams sent at once; a reconnect storm queues in order (default 50)",
     )
     p.add_argument(
+        "--malloc-mmap-threshold-kb",
+        type=int,
+        default=0,
+        help="glibc: blocks of this many KiB or more get their own mmap, returned when freed; "
+        "less peak memory for more CPU (default 0: malloc's own; see malloc_policy.py)",
+    )
+    p.add_argument(
+        "--max-send-mb",
+        type=int,
+        default=128,
+        help="MB of responses being written at once over all streams; bounds gRPC's copies (default 128)",
+    )
+    p.add_argument(
         "--drain-timeout",
         type=float,
         default=5.0,
@@ -96,6 +109,8 @@ def run_serve(args: argparse.Namespace) -> int:
         send_timeout=args.send_timeout,
         max_concurrent_pushes=args.max_concurrent_pushes,
         max_concurrent_initial=args.max_concurrent_initial,
+        max_send_bytes=args.max_send_mb * 2**20,
+        malloc_mmap_threshold=args.malloc_mmap_threshold_kb * 1024,
         drain_timeout=args.drain_timeout,
         ca_dir=args.ca_dir,
         cacerts_dir=args.cacerts_dir,

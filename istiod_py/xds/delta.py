@@ -93,10 +93,12 @@ class DeltaStream(Stream):
             w.sent.pop(n, None)
         if first or subscribe or unsubscribe:
             self._sub[t] = self.server.sharing.names_digest(w.names) + ("*" if w.wildcard else "")
-        if first:
-            async with self.server.initial_slots:
-                res = self.server.generate(self.state, self.proxy, t)
-                await self.send(w, res, report_missing=subscribe, always=True)
+        if first:  # sent behind the initial-response gate once this request is dropped
+            self.defer_first(
+                lambda: self.send(
+                    w, self.server.generate(self.state, self.proxy, t), report_missing=subscribe, always=True
+                )
+            )
         elif subscribe:
             res = self.server.generate(self.state, self.proxy, t)
             # a name asked for again is sent again, even if the client has it

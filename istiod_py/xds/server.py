@@ -31,7 +31,7 @@ from .metrics import XdsMetrics, metric_type
 from .nacklog import NackLog
 from .quarantine import Quarantine
 from .sharing import SharedResponses
-from .slots import PushSlots
+from .slots import ByteBudget, PushSlots
 from .sotw import SotwStream
 from .stream import CLOSE, MAX_QUEUED_REQUESTS, RECYCLE, DebugGenerator, Stream, StreamError
 from .types import TypeUrl
@@ -55,6 +55,7 @@ class XdsServer:
         send_timeout: float = 30.0,
         max_concurrent_pushes: int = 100,
         max_concurrent_initial: int = 50,
+        max_send_bytes: int = 128 * 2**20,
         max_connection_age: float = 0.0,
         isolated: Callable[[], Generator] | None = None,
         nack_quarantine: bool = False,
@@ -69,6 +70,9 @@ class XdsServer:
         # starving config pushes, and pushes cannot starve new streams.
         self.push_slots = PushSlots(max_concurrent_pushes, self.metrics.push_inflight)
         self.initial_slots = PushSlots(max_concurrent_initial, self.metrics.initial_push_inflight)
+        # Under both: the bytes being written at once, over every stream (gRPC
+        # core's copies of large responses are the server's largest memory).
+        self.send_bytes = ByteBudget(max_send_bytes)
         self.streams: dict[str, Stream] = {}
         # Every running stream, registered (sent a node) or not: what a drain ends.
         self.live: set[Stream] = set()

@@ -9,7 +9,8 @@ push wave is being delivered, so the oldest are the least useful."""
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Set
+import sys
+from collections.abc import Hashable, Iterable, Set
 from typing import Any, Generic, TypeVar
 
 from istiod_py.cache.resources import Resources, sotw_response
@@ -62,6 +63,8 @@ class SharedResponses:
         self._full: SharedCache[tuple[str, bytes]] = SharedCache()
         self._seq = 1
         self._blocks: SharedCache[bytes] = SharedCache()
+        # SotW subscriptions (name list and set) by their encoded names.
+        self._subs: SharedCache[tuple[list[str], set[str]]] = SharedCache(1024)
         # SotW partial responses (what changed since a version), shared likewise.
         self.partial: SharedCache[tuple[str, bytes]] = SharedCache()
         # Delta updates shared by streams reconciled to the same resources.
@@ -108,6 +111,18 @@ class SharedResponses:
         """One copy of each encoded name list: proxies of one scope share it."""
         hit = self._blocks.get(block)
         return hit if hit is not None else self._blocks.put(block, block, len(block))
+
+    def subscription(self, block: bytes, names: Iterable[str]) -> tuple[list[str], set[str]]:
+        """A SotW subscription as (names in request order, interned; their set),
+        one copy per distinct encoded name list (`block`): 2,000 proxies asking
+        for the same 5,000 clusters held 2,000 sets of ~500 KB each, half the
+        server's memory at 5,000 services. Shared: callers never mutate them
+        (SotW replaces a watch's names, see sotw.py)."""
+        hit = self._subs.get(block)
+        if hit is None:
+            listed = list(map(sys.intern, names))
+            hit = self._subs.put(block, (listed, set(listed)), len(block))
+        return hit
 
     def eds_changed_names(self, res: Resources, hosts: frozenset[str]) -> frozenset[str]:
         """The cluster names of `res` whose host is in `hosts`: computed once per

@@ -96,17 +96,21 @@ class SotwStream(Stream):
             return  # stale: a newer response is on its way; the protocol says ignore
         # The names as encoded, for recognising the ACKs that repeat them.
         block = names_block(req, raw)
+        shared: tuple[list[str], set[str]] | None = None
         if block is not None:
-            self._names_block[t] = self.server.sharing.intern_block(block)
+            block = self._names_block[t] = self.server.sharing.intern_block(block)
+            # One list and set per distinct subscription, shared by its streams (memory).
+            shared = self.server.sharing.subscription(block, req.resource_names)
         else:
             self._names_block.pop(t, None)
-        raw_names = list(req.resource_names)
+        raw_names = shared[0] if shared is not None else list(req.resource_names)
         if req.response_nonce and not first and raw_names == self._last_names.get(t):
             return  # an ACK/NACK with the same subscription: nothing to send
-        # Interned: a thousand proxies subscribed to the same names share one copy.
-        raw_names = list(map(sys.intern, raw_names))
+        if shared is None:
+            # Interned: a thousand proxies subscribed to the same names share one copy.
+            raw_names = list(map(sys.intern, raw_names))
         self._last_names[t] = raw_names
-        names = set(raw_names)
+        names = shared[1] if shared is not None else set(raw_names)
         old_wildcard, old_names = w.wildcard, w.names
         if t in TypeUrl.WILDCARD_TYPES:
             if "*" in names or (not names and not w.explicit):
@@ -114,14 +118,14 @@ class SotwStream(Stream):
             else:
                 w.wildcard = False
                 w.explicit = True
-            names.discard("*")
+            if "*" in names:
+                names = names - {"*"}  # a new set: `names` may be shared
         if names != w.names or t not in self._names_digest:
             self._names_digest[t] = self.server.sharing.names_digest(names)
         w.names = names
         changed = first or not req.response_nonce or names != old_names or w.wildcard != old_wildcard
-        if first:
-            async with self.server.initial_slots:
-                await self.send(w, self.server.generate(self.state, self.proxy, t), force=True)
+        if first:  # sent behind the initial-response gate once this request is dropped
+            self.defer_first(lambda: self.send(w, self.server.generate(self.state, self.proxy, t), force=True))
         elif changed:
             res = self.server.generate(self.state, self.proxy, t)
             await self.send(w, res, force=True)

@@ -1,0 +1,50 @@
+"""malloc_policy: with a fixed mmap threshold a large block (a response, or
+gRPC's copy of one) gets its own mapping, returned to the OS when freed,
+instead of a heap-arena chunk that glibc keeps (see malloc_policy.py). Counted
+with glibc's own books (mallinfo2: bytes in mmapped blocks), not timed."""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+import pytest
+
+from istiod_py import malloc_policy
+
+pytestmark = pytest.mark.skipif(
+    platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only"
+)
+
+
+_FIELDS = "arena ordblks smblks hblks hblkhd usmblks fsmblks uordblks fordblks keepcost"
+
+
+class _Mallinfo2(ctypes.Structure):
+    _fields_ = [(f, ctypes.c_size_t) for f in _FIELDS.split(" ")]
+
+
+def _mmapped() -> int:
+    fn = ctypes.CDLL(None).mallinfo2
+    fn.restype = _Mallinfo2
+    return int(fn().hblkhd)
+
+
+def _mmapped_while_holding(size: int) -> int:
+    before = _mmapped()
+    buf = ctypes.create_string_buffer(size)  # malloc'd by ctypes
+    during = _mmapped()
+    del buf
+    return during - before
+
+
+def test_a_fixed_threshold_keeps_large_blocks_in_their_own_mappings() -> None:
+    mb = 2**20
+    # glibc's default: freeing a mmapped 16 MB block raises the threshold to 16 MB,
+    # so a 2 MB block comes from a heap arena (kept when freed).
+    _mmapped_while_holding(16 * mb)
+    assert _mmapped_while_holding(2 * mb) == 0
+    assert malloc_policy.configure(128 * 1024)
+    _mmapped_while_holding(16 * mb)  # no longer raises the threshold
+    # Larger than any free heap chunk left above: a new block, now its own mapping.
+    assert _mmapped_while_holding(6 * mb) >= 6 * mb
