@@ -80,5 +80,82 @@ def test_virtual_host_serialized_once_for_every_proxy(tmp_path: Path, monkeypatc
     # svc-10.ns-0 (HTTP, no VirtualService) is in every scope: one build for the nine
     # proxies outside ns-0, one for ns-0's own proxy (its bare-name domain).
     assert built["svc-10.ns-0.svc.cluster.local"] == 2
-    # svc-0 has the benchmark's VirtualService: built per proxy (its matches may depend on it).
-    assert built["svc-0.ns-0.svc.cluster.local"] == 10
+    # svc-0 has the benchmark's VirtualService (no sourceLabels/sourceNamespace
+    # matches, the same DestinationRules everywhere): built once outside ns-0 and
+    # once in it, as a default virtual host (it was built per proxy: 10).
+    assert built["svc-0.ns-0.svc.cluster.local"] == 2
+
+
+_VS_MESH = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: a}
+spec:
+  hosts: [web.a.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: api, namespace: a}
+spec:
+  hosts: [api.a.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.0.2}]
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: web, namespace: a}
+spec:
+  hosts: [web.a.svc.cluster.local]
+  http:
+  - route:
+    - {destination: {host: web.a.svc.cluster.local}, weight: 80}
+    - {destination: {host: api.a.svc.cluster.local}, weight: 20}
+---
+apiVersion: networking.istio.io/v1
+kind: VirtualService
+metadata: {name: api, namespace: a}
+spec:
+  hosts: [api.a.svc.cluster.local]
+  http:
+  - match: [{sourceNamespace: b}]
+    route: [{destination: {host: web.a.svc.cluster.local}}]
+  - route: [{destination: {host: api.a.svc.cluster.local}}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: sticky, namespace: b}
+spec:
+  host: web.a.svc.cluster.local
+  exportTo: ["."]
+  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+"""
+
+
+def test_virtual_service_hosts_shared_only_where_the_routes_are_the_same() -> None:
+    """A VirtualService's virtual host is shared across namespaces that see the
+    same DestinationRules for its destinations (here b sees a consistent-hash one
+    the others do not), and never when its matches read the source namespace; each
+    proxy's spliced bytes equal its route configuration built whole."""
+    loaded = load_text(_VS_MESH, "mesh.yaml")
+    assert not loaded.errors
+    agg = Aggregator()
+    snap = SourceSnapshot(tuple(loaded.configs), tuple(loaded.services), tuple(loaded.endpoint_slices))
+    agg.set_source("files", snap)
+    state = agg.build()
+    pxs = [
+        parse_proxy(f"sidecar~10.1.{i}.{j}~p{j}.{ns}~{ns}.svc.cluster.local", {"NAMESPACE": ns})
+        for i, ns in enumerate(("a", "b", "c", "d"))
+        for j in range(2)
+    ]
+    assert _assert_same_bytes(state, pxs) == len(pxs)
+    tr = Translator()
+    bodies = {p.id: tr.generate(state, p, TypeUrl.ROUTE).index["8080"].body for p in pxs}
+    by_ns = {p.namespace: bodies[p.id] for p in pxs}
+    assert b"x-user" in by_ns["b"] and b"x-user" not in by_ns["c"]
+    assert by_ns["c"] == by_ns["d"]  # same view: the same bytes

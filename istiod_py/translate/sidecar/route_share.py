@@ -10,11 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 
+from envoy.config.route.v3 import route_components_pb2 as rc
+
 from istiod_py.cache.resources import _field
+from istiod_py.config.model import Config
 from istiod_py.model import Proxy, Service
 
 from .. import naming
 from ..context import PushContext, SidecarScope
+from ..route import delegate
 from . import routes
 
 # RouteConfiguration field numbers: name precedes virtual_hosts; every other
@@ -22,16 +26,76 @@ from . import routes
 _NAME, _VIRTUAL_HOSTS = 1, 2
 
 
+def _dr_id(dr: Config | None) -> tuple[str, str] | None:
+    return (dr.meta.namespace, dr.meta.name) if dr is not None else None
+
+
 def _shared_key(ctx: PushContext, proxy: Proxy, svc: Service, port: int) -> Hashable | None:
     """What a default virtual host depends on beyond the service and port: the
     bare-name domain (same namespace only) and the DestinationRule seen from the
-    proxy's namespace (consistent-hash policy). None: not shareable (a
-    VirtualService routes it; its matches may depend on the proxy)."""
-    if ctx.vs_for_host(svc.hostname, proxy.namespace, "mesh") is not None:
+    proxy's namespace (consistent-hash policy). For a host a VirtualService
+    routes, a `("vhost-vs", ...)` key whose value is resolved further by
+    `_vs_variant`. None: not shareable (the VirtualService's matches read the
+    proxy's labels or namespace)."""
+    vs = ctx.vs_for_host(svc.hostname, proxy.namespace, "mesh")
+    same_ns = svc.namespace == proxy.namespace
+    if vs is not None:
+        if ctx.cached(("vs-reads-proxy", vs.meta.namespace, vs.meta.name), lambda: _reads_proxy(ctx, vs)):
+            return None
+        return ("vhost-vs", svc.hostname, port, same_ns, vs.meta.namespace, vs.meta.name)
+    return ("vhost", svc.hostname, port, same_ns, _dr_id(ctx.destination_rule(svc.hostname, proxy.namespace)))
+
+
+def _reads_proxy(ctx: PushContext, vs: Config) -> bool:
+    """Whether a VirtualService's routes depend on the proxy beyond its namespace's
+    DestinationRules: matches on sourceLabels or sourceNamespace (httproute.match_applies)."""
+    return any(m.source_labels or m.source_namespace for http in delegate.http_routes(ctx, vs) for m in http.match)
+
+
+def _route_hosts(vh: rc.VirtualHost) -> tuple[str, ...]:
+    """The hosts of a virtual host's outbound route clusters: the only place a
+    VirtualService's routes read the viewer's namespace is the DestinationRule
+    of these (hash policy, traffic_policy.hash_policy)."""
+    hosts: dict[str, None] = {}
+    for r in vh.routes:
+        if not r.HasField("route"):
+            continue
+        a = r.route
+        names = [w.name for w in a.weighted_clusters.clusters] if a.HasField("weighted_clusters") else [a.cluster]
+        for name in names:
+            parsed = naming.parse_cluster(name)
+            if parsed is not None and parsed[0] == "outbound":
+                hosts[parsed[3]] = None
+    return tuple(hosts)
+
+
+_Shared = tuple[bytes, frozenset[str]]  # a virtual host's bytes and its provenance
+
+
+def _lookup(ctx: PushContext, proxy: Proxy, key: Hashable) -> _Shared | None:
+    if not (isinstance(key, tuple) and key[0] == "vhost-vs"):
+        return ctx.memo.get(key)
+    # A VirtualService's virtual host is shared by every namespace that sees the
+    # same DestinationRules for its routes' destinations (found by the first build).
+    entry: tuple[tuple[str, ...], dict[Hashable, _Shared]] | None = ctx.memo.get(key)
+    if entry is None:
         return None
-    dr = ctx.destination_rule(svc.hostname, proxy.namespace)
-    dr_key = (dr.meta.namespace, dr.meta.name) if dr is not None else None
-    return ("vhost", svc.hostname, port, svc.namespace == proxy.namespace, dr_key)
+    hosts, variants = entry
+    return variants.get(_drs_seen(ctx, proxy, hosts))
+
+
+def _store(ctx: PushContext, proxy: Proxy, key: Hashable, vh: rc.VirtualHost, hit: _Shared) -> None:
+    if not (isinstance(key, tuple) and key[0] == "vhost-vs"):
+        ctx.memo[key] = hit
+        return
+    entry: tuple[tuple[str, ...], dict[Hashable, _Shared]] | None = ctx.memo.get(key)
+    if entry is None:
+        entry = ctx.memo[key] = (_route_hosts(vh), {})
+    entry[1][_drs_seen(ctx, proxy, entry[0])] = hit
+
+
+def _drs_seen(ctx: PushContext, proxy: Proxy, hosts: tuple[str, ...]) -> Hashable:
+    return tuple(_dr_id(ctx.destination_rule(h, proxy.namespace)) for h in hosts)
 
 
 def sidecar_route_bytes(ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int) -> tuple[str, bytes]:
@@ -45,11 +109,12 @@ def sidecar_route_bytes(ctx: PushContext, proxy: Proxy, scope: SidecarScope, por
         if key is None:
             parts.append(_field(_VIRTUAL_HOSTS, _serialize(routes._vhost(ctx, proxy, svc, port, domains))))
             continue
-        hit: tuple[bytes, frozenset[str]] | None = ctx.memo.get(key)
         origin = routes.vhost_origin_key(port, naming.vhost(svc.hostname, port))
+        hit = _lookup(ctx, proxy, key)
         if hit is None:
-            body = _field(_VIRTUAL_HOSTS, _serialize(routes._vhost(ctx, proxy, svc, port, domains)))
-            hit = ctx.memo[key] = (body, ctx.sub_origins.get(origin, frozenset()))
+            vh = routes._vhost(ctx, proxy, svc, port, domains)
+            hit = (_field(_VIRTUAL_HOSTS, _serialize(vh)), ctx.sub_origins.get(origin, frozenset()))
+            _store(ctx, proxy, key, vh, hit)
         else:
             # Shared bytes, same provenance: recorded for this proxy's route config too.
             ctx.sub_origins[origin] = hit[1]

@@ -22,6 +22,10 @@ from . import protocols
 
 
 def _is_ip(host: str) -> bool:
+    # Most hosts are names: no ':' (IPv6) and not only digits and dots (IPv4)
+    # settle it without ipaddress' parse-and-raise.
+    if ":" not in host and not host.replace(".", "").isdigit():
+        return False
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -201,6 +201,23 @@ def _logger(
     return log
 
 
+def _shared_logger(
+    ctx: PushContext, spec: resolve.MetricsSpec, defs: tuple[tuple[str, str, str, str], ...], base: dict[str, str]
+) -> accesslog_pb2.AccessLog | None:
+    """`_logger`, built once per state for every listener with the same spec and
+    tags: a pure function of them, and outbound tags are the same for every
+    proxy, so each proxy's HCM no longer rebuilds and packs the same stats config
+    (it was ~10% of a connecting proxy's translation). Callers append it to a
+    repeated field, which copies it: the memoized message is never changed."""
+    key = ("metrics-logger", spec, id(defs), tuple(base.items()))
+    memo = ctx.memo
+    try:
+        log: accesslog_pb2.AccessLog | None = memo[key]
+    except KeyError:
+        log = memo[key] = _logger(spec, defs, base)
+    return log
+
+
 def _spec(ctx: PushContext, proxy: Proxy, direction: str) -> resolve.MetricsSpec | None:
     mode = resolve.SERVER if direction == "inbound" else resolve.CLIENT
     spec = resolve.view(ctx, proxy, mode).metrics
@@ -212,7 +229,7 @@ def http_metrics(ctx: PushContext, proxy: Proxy, direction: str, port: int, m: h
     spec = _spec(ctx, proxy, direction)
     if spec is None:
         return
-    log = _logger(spec, HTTP_METRICS, tags(ctx, proxy, direction, port, tcp=False))
+    log = _shared_logger(ctx, spec, HTTP_METRICS, tags(ctx, proxy, direction, port, tcp=False))
     if log is not None:
         m.access_log.append(log)
 
@@ -224,7 +241,7 @@ def tcp_metrics(ctx: PushContext, proxy: Proxy, direction: str, tp: tcp_proxy_pb
         return
     # The listener port is not at hand here; inbound service labels use the cluster's port.
     port = _port_of_cluster(tp.cluster)
-    log = _logger(spec, TCP_METRICS, tags(ctx, proxy, direction, port, tcp=True))
+    log = _shared_logger(ctx, spec, TCP_METRICS, tags(ctx, proxy, direction, port, tcp=True))
     if log is not None:
         tp.access_log.append(log)
 
