@@ -49,6 +49,15 @@ def relevant(_change: object, path: str) -> bool:
     return stat.S_ISDIR(mode) or stat.S_ISLNK(mode)
 
 
+def _identity(root: Path) -> tuple[int, int] | None:
+    """The directory a path names now (symlinks followed), or None if it names none."""
+    try:
+        st = os.stat(root)
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
 class Notifier:
     """Runs the watch on `root` and sets `wake` on every relevant change, on
     (re)gaining notifications (a catch-up scan for the set-up window) and on
@@ -60,14 +69,16 @@ class Notifier:
         self.retry_interval = retry_interval
         self.working = False
         self.watched = ""  # the real path the current watch was set up on
+        self._identity: tuple[int, int] | None = None  # and its (device, inode)
         self._stop: asyncio.Event | None = None
 
     def check_root(self) -> None:
-        """A config dir that is a symlink (git-sync, a swapped mount link) can be
-        repointed without any event inside the watched directory: watch the new
-        target instead of the old one."""
-        if self.working and self._stop is not None and os.path.realpath(self.root) != self.watched:
-            log.info("config directory %s now points to %s: watching it", self.root, os.path.realpath(self.root))
+        """An inotify watch stays on the directory it was set up on. When the path
+        names another directory now (removed and created again, a symlink such as
+        git-sync's repointed, a mount swapped), the old watch would go on reporting
+        nothing while the full-rate poll is off: set up the watch again."""
+        if self.working and self._stop is not None and _identity(self.root) != self._identity:
+            log.info("config directory %s is another directory now: watching it", self.root)
             self._stop.set()
 
     async def run(self) -> None:
@@ -80,6 +91,7 @@ class Notifier:
         while True:
             self._stop = asyncio.Event()
             self.watched = os.path.realpath(self.root)
+            self._identity = _identity(self.root)
             try:
                 async for changes in awatch(
                     self.root,

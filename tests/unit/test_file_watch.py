@@ -258,3 +258,28 @@ async def test_a_repointed_symlink_root_is_watched_at_its_new_target(tmp_path: P
         await w.until(lambda a: a == {"a": "10.0.2.2"}, t)
     finally:
         await w.src.stop()
+
+
+async def test_config_dir_removed_and_created_again(tmp_path: Path) -> None:
+    # the old watch stays on the removed directory and would report nothing more
+    root = tmp_path / "cfg"
+    root.mkdir()
+    (root / "a.yaml").write_text(service_entry("a", "10.0.3.1"))
+    w = Watched(root, safety_poll_interval=SAFETY)
+    w.src.start()
+    try:
+        await notifying(w.src)
+        shutil.rmtree(root)
+        await asyncio.sleep(0.3)
+        root.mkdir()
+        t = time.monotonic()
+        (root / "a.yaml").write_text(service_entry("a", "10.0.3.2"))
+        await w.until(lambda a: a == {"a": "10.0.3.2"}, t)
+        await notifying(w.src)  # watching the new directory, so polling slowly again
+        assert w.src.current_poll_interval() == SAFETY
+        await asyncio.sleep(0.3)
+        t = time.monotonic()
+        (root / "a.yaml").write_text(service_entry("a", "10.0.3.3"))
+        await w.until(lambda a: a == {"a": "10.0.3.3"}, t)
+    finally:
+        await w.src.stop()
