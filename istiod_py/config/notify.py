@@ -21,11 +21,14 @@ from .scan import SUFFIXES
 log = logging.getLogger("istiod_py.config")
 
 # Milliseconds the file watcher waits for more events before reporting a batch.
-# It is also how often the watcher thread wakes (and takes the GIL) while idle,
-# so not smaller than it needs to be: the push pipeline debounces anyway.
-NOTIFY_STEP_MS = 50
+# Small, because the push pipeline debounces anyway. It is also how often the
+# watcher thread wakes while idle: 50 would save ~0.0013 cores idle (measured on
+# a 1,100-file config dir) for 40 ms more detection latency; not worth it.
+NOTIFY_STEP_MS = 10
 # Milliseconds after which a quiet watcher reports "nothing changed": that report
-# is the heartbeat that proves it set up and alive (one thread hop per beat).
+# is the heartbeat that proves it set up and alive (one thread hop per beat; 5000,
+# watchfiles' own hop rate, measured within noise of this, but would keep the
+# full-rate poll on for 5 s after each (re)start of the watch).
 HEARTBEAT_MS = 1000
 
 
