@@ -283,3 +283,32 @@ async def test_config_dir_removed_and_created_again(tmp_path: Path) -> None:
         await w.until(lambda a: a == {"a": "10.0.3.3"}, t)
     finally:
         await w.src.stop()
+
+
+async def test_the_safety_poll_catches_what_no_notification_reports(tmp_path: Path) -> None:
+    # a write through a hard link outside the watched directory: inotify reports
+    # it to watches on the directory it was made through, not to this one
+    root = tmp_path / "cfg"
+    root.mkdir()
+    (root / "a.yaml").write_text(service_entry("a", "10.0.4.1"))
+    os.link(root / "a.yaml", tmp_path / "elsewhere.yaml")
+    w = Watched(root, safety_poll_interval=0.5)
+    control = Watched(root, safety_poll_interval=SAFETY)  # notifications only, in effect
+    w.src.start()
+    control.src.start()
+    try:
+        await notifying(w.src)
+        await notifying(control.src)
+        assert w.src.current_poll_interval() == 0.5
+        await asyncio.sleep(0.6)
+        t = time.monotonic()
+        with open(tmp_path / "elsewhere.yaml", "r+") as f:
+            f.truncate(0)
+            f.write(service_entry("a", "10.0.4.2"))
+        await w.until(lambda a: a == {"a": "10.0.4.2"}, t, limit=1.5)
+        await asyncio.sleep(1.0)
+        changed = [at for at, snap in control.seen if at >= t and addresses(snap) == {"a": "10.0.4.2"}]
+        assert not changed, "a notification reported the write, so this tests nothing about the poll"
+    finally:
+        await w.src.stop()
+        await control.src.stop()
