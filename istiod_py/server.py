@@ -89,7 +89,10 @@ class ServeOptions:
     # > 0: glibc serves blocks this large from their own mmap, returned when
     # freed (malloc_policy.py); 0: malloc's default (a CPU-for-memory trade, off by default).
     malloc_mmap_threshold: int = 0
+    # Config dir rescans: every poll_interval while file notifications are unavailable
+    # or failed, every safety_poll_interval while they work (config/notify.py).
     poll_interval: float = 0.1
+    safety_poll_interval: float = 2.0
     send_timeout: float = 30.0
     max_concurrent_pushes: int = 100
     # First responses to newly connected streams, capped apart from pushes so a
@@ -161,7 +164,7 @@ class ControlPlane:
         # Initial load happens before anything listens, so the first proxy sees
         # the whole config rather than an empty mesh.
         if o.config_dir:
-            src = FileSource(o.config_dir, lambda snap: None, o.poll_interval)
+            src = FileSource(o.config_dir, lambda snap: None, o.poll_interval, o.safety_poll_interval)
             self.aggregator.set_source(src.name, src.load())
             self.sources.append(src)
         if o.kubeconfig:  # Kubernetes as a source, synced before anything listens

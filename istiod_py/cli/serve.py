@@ -36,7 +36,15 @@ def register(sub: SubParsers) -> None:
         "--poll-interval",
         type=float,
         default=0.1,
-        help="rescan the config dir every N s besides file notifications (default 0.1)",
+        help="rescan the config dir every N s while file notifications are unavailable or failed "
+        "(default 0.1; see --safety-poll-interval for while they work)",
+    )
+    p.add_argument(
+        "--safety-poll-interval",
+        type=float,
+        default=2.0,
+        help="rescan the config dir every N s while file notifications work, in case one is missed "
+        "(default 2; never more often than --poll-interval)",
     )
     p.add_argument(
         "--debounce-max-eds",
@@ -104,6 +112,7 @@ def run_serve(args: argparse.Namespace) -> int:
         debounce_max=args.debounce_max,
         debounce_max_eds=args.debounce_max_eds,
         poll_interval=args.poll_interval,
+        safety_poll_interval=args.safety_poll_interval,
         max_connection_age=args.max_connection_age,
         nack_quarantine=args.nack_quarantine,
         send_timeout=args.send_timeout,

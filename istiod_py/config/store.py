@@ -15,12 +15,14 @@ from istiod_py.registry.aggregate import SourceSnapshot
 
 from .loader import DocMemo, LoadResult, load_file
 from .model import Config, ConfigError, SourceUnavailable
-from .scan import SUFFIXES, Scan, scan_directory
+from .notify import Notifier
+from .scan import Scan, scan_directory
 
 log = logging.getLogger("istiod_py.config")
 
-# Milliseconds the file watcher waits for more events before reporting a batch.
-NOTIFY_STEP_MS = 10
+# Seconds between rescans while file notifications work: only a safety net then
+# (a notification the kernel dropped, a filesystem that reports nothing).
+SAFETY_POLL_INTERVAL = 2.0
 
 
 def reject_duplicates(result: LoadResult) -> LoadResult:
@@ -106,10 +108,20 @@ class FileSource:
 
     name = "files"
 
-    def __init__(self, root: str | Path, on_change: Callable[[SourceSnapshot], None], poll_interval: float = 0.1):
+    def __init__(
+        self,
+        root: str | Path,
+        on_change: Callable[[SourceSnapshot], None],
+        poll_interval: float = 0.1,
+        safety_poll_interval: float = SAFETY_POLL_INTERVAL,
+    ):
         self.root = Path(root)
         self.on_change = on_change
+        # Rescan period while file notifications are unavailable or failed ...
         self.poll_interval = poll_interval
+        # ... and while they work (never more often than the above).
+        self.safety_poll_interval = safety_poll_interval
+        self.notifier: Notifier | None = None
         self.snapshot: SourceSnapshot | None = None
         self._scan = Scan()
         self._task: asyncio.Task[None] | None = None
@@ -203,18 +215,28 @@ class FileSource:
         if self._task is not None:
             self._task.cancel()
 
+    def current_poll_interval(self) -> float:
+        """The rescan period right now: rare while notifications are known to work."""
+        if self.notifier is not None and self.notifier.working:
+            return max(self.safety_poll_interval, self.poll_interval)
+        return self.poll_interval
+
     async def _watch(self) -> None:
         """Rescan when the filesystem reports a change under the directory (inotify,
-        FSEvents... through watchfiles), and every poll interval regardless: a
-        missed or unsupported notification costs at most one interval."""
+        FSEvents... through watchfiles, see notify.py), and every poll interval
+        regardless: the safety poll interval while notifications work, the poll
+        interval while they do not. A missed notification costs at most one
+        interval; an unchanged directory costs a stat-only walk."""
         wake = asyncio.Event()
-        notifier = asyncio.get_running_loop().create_task(self._notifications(wake))
+        self.notifier = Notifier(self.root, wake, retry_interval=max(self.poll_interval, 1.0))
+        notifier_task = asyncio.get_running_loop().create_task(self.notifier.run())
         try:
             while True:
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), self.poll_interval)
+                    await asyncio.wait_for(wake.wait(), self.current_poll_interval())
                 wake.clear()
                 try:
+                    self.notifier.check_root()
                     scan = await asyncio.to_thread(scan_directory, self.root)
                     if scan == self._scan:
                         continue
@@ -223,36 +245,5 @@ class FileSource:
                 except Exception:  # never let a bad file stop the watcher
                     log.exception("reloading %s failed; keeping the last good config", self.root)
         finally:
-            notifier.cancel()
-
-    async def _notifications(self, wake: asyncio.Event) -> None:
-        try:
-            from watchfiles import awatch
-        except ImportError:  # pragma: no cover - a dependency; polling still works
-            return
-        warned = False
-        while True:
-            try:
-                # step: how long the watcher waits for more events before reporting a
-                # batch. Small, because the push pipeline debounces anyway.
-                async for _ in awatch(
-                    self.root,
-                    watch_filter=lambda _change, path: path.endswith(SUFFIXES),
-                    debounce=200,
-                    step=NOTIFY_STEP_MS,
-                    recursive=True,
-                    ignore_permission_denied=True,
-                ):
-                    wake.set()
-            except asyncio.CancelledError:
-                raise
-            except Exception as e:
-                if not warned:
-                    log.warning(
-                        "no file notifications for %s (%s); polling every %ss", self.root, e, self.poll_interval
-                    )
-                    warned = True
-            # The directory went away (or could not be watched): the poll covers the
-            # gap, and notifications are set up again once it can be watched.
-            wake.set()
-            await asyncio.sleep(max(self.poll_interval, 1.0))
+            notifier_task.cancel()
+            self.notifier.working = False
