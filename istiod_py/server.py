@@ -94,7 +94,7 @@ class ServeOptions:
     poll_interval: float = 0.1
     safety_poll_interval: float = 2.0
     send_timeout: float = 30.0
-    max_concurrent_pushes: int = 100
+    max_concurrent_pushes: int = 1000
     # First responses to newly connected streams, capped apart from pushes so a
     # reconnect storm is served in arrival order without starving config pushes.
     max_concurrent_initial: int = 50
