@@ -62,7 +62,12 @@ def register(sub: SubParsers) -> None:
         "is resent and the NACK only traced)",
     )
     p.add_argument("--send-timeout", type=float, default=30.0, help="close a stream whose send blocks N s")
-    p.add_argument("--max-concurrent-pushes", type=int, default=1000, help="pushes sent at once (default 1000; the bytes in flight are capped by --max-send-mb)")
+    p.add_argument(
+        "--max-concurrent-pushes",
+        type=int,
+        default=1000,
+        help="pushes sent at once (default 1000; the bytes in flight are capped by --max-send-mb)",
+    )
     p.add_argument(
         "--max-concurrent-initial",
         type=int,

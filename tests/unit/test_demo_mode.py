@@ -44,11 +44,44 @@ def test_auto_falls_back_when_not_linux(monkeypatch: pytest.MonkeyPatch) -> None
     assert mode == "loopback" and "not Linux (darwin)" in why
 
 
-def test_auto_falls_back_and_says_how_when_binaries_not_built(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_auto_builds_then_runs_kube_when_binaries_not_built(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 12: a host that can capture shows the capture demo; a fresh one builds first, saying so.
     _capable(monkeypatch)
     monkeypatch.setattr(cluster, "cached_bin_dir", lambda: None)
-    mode, why = demo_main.choose("auto")
-    assert mode == "loopback" and "--mode kube" in why and "8-9 min" in why
+    assert demo_main.choose("auto") == ("kube", "")
+    built: list[bool] = []
+    monkeypatch.setattr(cluster, "build", lambda show_progress=False: built.append(show_progress) or Path("/b"))
+    ran: list[list[str]] = []
+    from istiod_py.demo import kube, run
+
+    monkeypatch.setattr(kube, "run", lambda args: ran.append(["kube", *args]) or 0)
+    monkeypatch.setattr(run, "main", lambda args: ran.append(["loopback", *args]) or 0)
+    assert demo_main.main([]) == 0
+    assert built == [True] and ran == [["kube"]]
+    assert "building the Kubernetes binaries once" in capsys.readouterr().out
+
+
+def test_auto_falls_back_to_loopback_when_the_build_fails(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _capable(monkeypatch)
+    monkeypatch.setattr(cluster, "cached_bin_dir", lambda: None)
+
+    def fail(show_progress: bool = False) -> Path:
+        raise cluster.ClusterError("go: command not found\nmore log")
+
+    monkeypatch.setattr(cluster, "build", fail)
+    ran: list[str] = []
+    from istiod_py.demo import kube, run
+
+    monkeypatch.setattr(kube, "run", lambda args: ran.append("kube") or 0)
+    monkeypatch.setattr(run, "main", lambda args: ran.append("loopback") or 0)
+    assert demo_main.main([]) == 0
+    out = capsys.readouterr().out
+    assert ran == ["loopback"]
+    assert "building the Kubernetes binaries failed (go: command not found); running the loopback demo" in out
 
 
 def test_explicit_mode_wins(monkeypatch: pytest.MonkeyPatch) -> None:
