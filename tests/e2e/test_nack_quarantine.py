@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from istiod_py.cli.proxy_status import rows_of
-from tests.support.configs import client_sidecar, docs, service, workload_entry, workload_sidecar
+from tests.support.configs import client_sidecar, docs, lua_filter, service, workload_entry, workload_sidecar
 from tests.support.envoy import EnvoyProcess, envoy_factory_context
 from tests.support.mesh import Mesh
 from tests.support.net import allocate_ip
@@ -26,34 +26,6 @@ from tests.support.upstreams import HttpEchoServer, Response, UpstreamFactory, h
 
 HOST = "productpage:9080"
 CLIENT_ID_PART = "client"
-
-
-def lua_filter(code: str) -> str:
-    return f"""apiVersion: networking.istio.io/v1alpha3
-kind: EnvoyFilter
-metadata: {{name: lua, namespace: default}}
-spec:
-  workloadSelector: {{labels: {{app: client}}}}
-  configPatches:
-  - applyTo: HTTP_FILTER
-    match:
-      context: SIDECAR_OUTBOUND
-      listener:
-        portNumber: 9080
-        filterChain:
-          filter:
-            name: envoy.filters.network.http_connection_manager
-            subFilter: {{name: envoy.filters.http.router}}
-    patch:
-      operation: INSERT_BEFORE
-      value:
-        name: envoy.filters.http.lua
-        typed_config:
-          "@type": type.googleapis.com/envoy.extensions.filters.http.lua.v3.Lua
-          default_source_code:
-            inline_string: "{code}"
-"""
-
 
 BAD_LUA = lua_filter("function envoy_on_response(h) this is not lua end")
 GOOD_LUA = lua_filter("function envoy_on_response(h) h:headers():add('x-lua', 'fixed') end")
