@@ -73,6 +73,8 @@ def gateway(v: dict[str, Any], which: str, inj: InjectionValues) -> list[dict[st
             "15020",
             "--readiness-port",
             "15021",
+            "--stats-port",  # Envoy's own /stats/prometheus on the http-envoy-prom port below
+            "15090",
         ],
         "env": [
             _env("POD_NAME", "metadata.name"),
