@@ -7,10 +7,15 @@ from __future__ import annotations
 
 import ctypes
 import platform
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
 from istiod_py import malloc_policy
+
+ROOT = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.skipif(
     platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc malloc only"
@@ -38,7 +43,7 @@ def _mmapped_while_holding(size: int) -> int:
     return during - before
 
 
-def test_a_fixed_threshold_keeps_large_blocks_in_their_own_mappings() -> None:
+def _check_in_fresh_process() -> None:
     mb = 2**20
     # glibc's default: freeing a mmapped 16 MB block raises the threshold to 16 MB,
     # so a 2 MB block comes from a heap arena (kept when freed).
@@ -48,3 +53,13 @@ def test_a_fixed_threshold_keeps_large_blocks_in_their_own_mappings() -> None:
     _mmapped_while_holding(16 * mb)  # no longer raises the threshold
     # Larger than any free heap chunk left above: a new block, now its own mapping.
     assert _mmapped_while_holding(6 * mb) >= 6 * mb
+
+
+def test_a_fixed_threshold_keeps_large_blocks_in_their_own_mappings() -> None:
+    # In a fresh interpreter: malloc's threshold and free chunks are process-wide, so
+    # in the test process they depend on every earlier test (the suite's big frees
+    # left a free heap chunk larger than 6 MB), and configure() would change malloc
+    # for every later test.
+    code = "import tests.unit.test_push_bytes_malloc as t; t._check_in_fresh_process(); print('ok')"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
