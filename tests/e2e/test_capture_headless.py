@@ -30,7 +30,7 @@ from tests.support.capture_pods import (
     ADMIN_PORT,
     HTTP_GET,
     PodAgent,
-    agent_sidecar,
+    client_server_agents,
     start_app,
     start_captured,
     wait_http_200,
@@ -96,25 +96,7 @@ def test_strict_mtls_to_a_headless_service_pod(
         client.capture(cfg)
         server.capture(cfg)
         start_app(server, "server-headless", HEADLESS_PORT)
-        common = {
-            "discovery": f"{lab.host_ip}:{mesh.xds_port}",
-            "ca_address": f"{lab.host_ip}:{mesh.secure_port}",
-            "root_cert": mesh.root_cert,
-            "envoy_binary": envoy_bin,
-        }
-        agents.append(
-            agent_sidecar(
-                client, name="client-v1", labels={"app": "client"}, service_account="client",
-                token=mesh._token_for("default", "client"), **common,  # type: ignore[arg-type]
-            )
-        )  # fmt: skip
-        agents.append(
-            agent_sidecar(
-                server, name="server-v1", labels={"app": "server"}, service_account="server",
-                token=mesh._token_for("default", "server"), **common,  # type: ignore[arg-type]
-            )
-        )  # fmt: skip
-        client_agent, server_agent = agents
+        client_agent, server_agent = client_server_agents(mesh, lab.host_ip, client, server, envoy_bin, agents)
         start_captured(mesh, client_agent, server_agent, port=PORT, ready_timeout=30)
         if late:
             mesh.apply(server_entry(server.ip))

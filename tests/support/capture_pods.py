@@ -203,6 +203,33 @@ def agent_sidecar(
     return PodAgent(pod, args, name=name, workdir=workdir)
 
 
+class _MeshWithCa(Protocol):
+    xds_port: int
+    secure_port: int
+
+    @property
+    def root_cert(self) -> Path: ...
+    def _token_for(self, namespace: str, service_account: str) -> str: ...
+
+
+def client_server_agents(
+    mesh: _MeshWithCa, host_ip: str, client: Pod, server: Pod, envoy_binary: str, started: list[PodAgent]
+) -> tuple[PodAgent, PodAgent]:
+    """The client pod's and the server pod's agent-run sidecars (client-v1 / app client /
+    service account client, and the same for server) against `mesh`'s xDS and CA on
+    `host_ip`; each is appended to `started` as soon as it exists, for the caller's cleanup."""
+    for pod, app in ((client, "client"), (server, "server")):
+        started.append(
+            agent_sidecar(
+                pod, name=f"{app}-v1", labels={"app": app}, service_account=app,
+                token=mesh._token_for("default", app),
+                discovery=f"{host_ip}:{mesh.xds_port}", ca_address=f"{host_ip}:{mesh.secure_port}",
+                root_cert=mesh.root_cert, envoy_binary=envoy_binary,
+            )
+        )  # fmt: skip
+    return started[-2], started[-1]
+
+
 class _Waits(Protocol):
     def wait(self, cond: Callable[[], Any], timeout: float = 10.0, what: str = "condition") -> Any: ...
     def wait_listener(self, envoy: EnvoyProcess, name: str, timeout: float = 10.0) -> None: ...
