@@ -279,6 +279,11 @@ class NetnsLab:
             _kill_netns_processes(pod.netns)  # anything a test started there and did not stop
             _ip("netns", "del", pod.netns, check=False)  # takes the veth pair with it
         _ip("link", "del", self.bridge, check=False)
+        # Per-namespace /etc dirs (hosts files) of this lab's pods, also of pods already
+        # removed: a late writer must not leave one behind.
+        etc = Path("/etc/netns")
+        for d in etc.glob(f"{PREFIX}{self.owner}-*") if etc.is_dir() else ():
+            shutil.rmtree(d, ignore_errors=True)
         atexit.unregister(self.close)
 
     def __enter__(self) -> NetnsLab:

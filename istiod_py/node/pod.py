@@ -95,6 +95,9 @@ class PodRunner:
         self.env_base = dict(env_base)
         self.services_view = services_view
         self.stop_event = threading.Event()
+        # Guards self.netns between the teardown and sync_services (called from the
+        # node's service watch): a hosts write after the removal recreated /etc/netns/NETNS.
+        self._netns_lock = threading.Lock()
         self.netns: Pod | None = None
         self.ip = ""
         # The control plane's image runs in the node's own namespace (as hostNetwork), where
@@ -139,10 +142,11 @@ class PodRunner:
                     with contextlib.suppress(ProcessLookupError):
                         os.killpg(c.proc.pid, signal.SIGKILL)
                     c.proc.wait(5)
-        if self.netns is not None:
-            services.remove_hosts(self.netns.netns)
-            self.lab.remove_pod(self.key)
-            self.netns = None
+        with self._netns_lock:
+            if self.netns is not None:
+                services.remove_hosts(self.netns.netns)
+                self.lab.remove_pod(self.key)
+                self.netns = None
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _run(self) -> None:
@@ -306,16 +310,17 @@ class PodRunner:
 
     def sync_services(self) -> None:
         """Hosts file always; the DNAT rules once the init containers ran."""
-        if self.netns is None:
-            return
         svcs, rules = self.services_view()
-        hosts = services.hosts_file(svcs, self.ns, self.netns.ip, self.name)
-        if hosts != self._hosts:
-            services.write_hosts(self.netns.netns, hosts)
-            self._hosts = hosts
-        if self.init_done and rules != self._rules:
-            services.apply_rules(self.netns.netns, rules)
-            self._rules = rules
+        with self._netns_lock:
+            if self.netns is None:
+                return
+            hosts = services.hosts_file(svcs, self.ns, self.netns.ip, self.name)
+            if hosts != self._hosts:
+                services.write_hosts(self.netns.netns, hosts)
+                self._hosts = hosts
+            if self.init_done and rules != self._rules:
+                services.apply_rules(self.netns.netns, rules)
+                self._rules = rules
 
     def _tick(self) -> None:
         t = time.monotonic()
