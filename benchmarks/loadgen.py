@@ -193,8 +193,9 @@ class Client:
             finally:
                 call.cancel()
 
-    def _acked(self, t: str, raw: bytes) -> None:
-        now = time.monotonic()
+    def _acked(self, t: str, raw: bytes, now: float) -> None:
+        # `now`: when the response was decoded, before the ACK was built (the
+        # proxy has the config then; the ACK is the client's cost).
         short = SHORT[t]
         self.acks[short] += 1
         self.last_ack[short] = now
@@ -216,6 +217,7 @@ class Client:
 
     def _on_sotw(self, raw: bytes) -> None:
         resp = DiscoveryResponse.FromString(raw)
+        now = time.monotonic()
         t = resp.type_url
         self.version[t], self.nonce[t] = resp.version_info, resp.nonce
         if t == CDS:
@@ -237,7 +239,7 @@ class Client:
             self._ack_sotw(t, sorted(self.eds))
         elif t == RDS:
             self._ack_sotw(t, sorted(self.routes))
-        self._acked(t, raw)
+        self._acked(t, raw, now)
 
     def _ack_sotw(self, t: str, names: list[str]) -> None:
         self.send(
@@ -253,6 +255,7 @@ class Client:
 
     def _on_delta(self, raw: bytes) -> None:
         resp = DeltaResponse.FromString(raw)
+        now = time.monotonic()
         t = resp.type_url
         self.send(DeltaRequest(type_url=t, response_nonce=resp.nonce))
         if t == CDS:
@@ -287,7 +290,7 @@ class Client:
                         type_url=RDS, resource_names_subscribe=sorted(sub), resource_names_unsubscribe=sorted(unsub)
                     )
                 )
-        self._acked(t, raw)
+        self._acked(t, raw, now)
 
 
 class Loadgen:

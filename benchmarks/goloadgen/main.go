@@ -112,6 +112,8 @@ type client struct {
 	first        bool
 	eds          map[string]bool
 	routes       map[string]bool
+	edsNames     []string // sorted(eds), kept: every EDS ACK repeats it (as Envoy's does)
+	routeNames   []string // sorted(routes)
 	ldsRequested bool
 	have         map[string]bool
 	readyAt      *float64
@@ -126,6 +128,8 @@ func (c *client) reset() {
 	c.first = true
 	c.eds = map[string]bool{}
 	c.routes = map[string]bool{}
+	c.edsNames = nil
+	c.routeNames = nil
 	c.ldsRequested = false
 	c.have = map[string]bool{}
 	c.readyAt = nil
@@ -413,8 +417,10 @@ func (c *client) initialComplete() bool {
 	return true
 }
 
-func (c *client) acked(t string, values [][]byte, size int) {
-	now := monotonic()
+// acked records a response as received at `now`: the moment the client had
+// it decoded, taken before it builds and sends its ACK (the proxy has the
+// config then; the ACK's cost is the client's, not the server's latency).
+func (c *client) acked(t string, values [][]byte, size int, now float64) {
 	s := short[t]
 	g := c.g
 	g.mu.Lock()
@@ -452,7 +458,7 @@ func containsAny(values [][]byte, marker []byte) bool {
 	return false
 }
 
-func (c *client) onSotw(resp *response) {
+func (c *client) onSotw(resp *response, now float64) {
 	t := resp.typeURL
 	c.version[t], c.nonce[t] = resp.version, resp.nonce
 	values, size := resp.values, resp.size
@@ -468,7 +474,8 @@ func (c *client) onSotw(resp *response) {
 		ack(t, nil)
 		if !equalSet(eds, c.eds) {
 			c.eds = eds
-			ack(edsURL, sortedKeys(eds))
+			c.edsNames = sortedKeys(eds)
+			ack(edsURL, c.edsNames)
 		}
 		if !c.ldsRequested {
 			c.ldsRequested = true
@@ -479,17 +486,18 @@ func (c *client) onSotw(resp *response) {
 		ack(t, nil)
 		if !equalSet(routes, c.routes) {
 			c.routes = routes
-			ack(rdsURL, sortedKeys(routes))
+			c.routeNames = sortedKeys(routes)
+			ack(rdsURL, c.routeNames)
 		}
 	case edsURL:
-		ack(t, sortedKeys(c.eds))
+		ack(t, c.edsNames)
 	case rdsURL:
-		ack(t, sortedKeys(c.routes))
+		ack(t, c.routeNames)
 	}
-	c.acked(t, values, size)
+	c.acked(t, values, size, now)
 }
 
-func (c *client) onDelta(resp *response) {
+func (c *client) onDelta(resp *response, now float64) {
 	t := resp.typeURL
 	c.sendMsg(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: t, ResponseNonce: resp.nonce})
 	values, size := resp.values, resp.size
@@ -560,7 +568,7 @@ func (c *client) onDelta(resp *response) {
 			c.sendMsg(&discoveryv3.DeltaDiscoveryRequest{TypeUrl: rdsURL, ResourceNamesSubscribe: sub, ResourceNamesUnsubscribe: unsub})
 		}
 	}
-	c.acked(t, values, size)
+	c.acked(t, values, size, now)
 }
 
 func (c *client) run(ctx context.Context, conn *grpc.ClientConn) {
@@ -648,10 +656,11 @@ func (c *client) stream(ctx context.Context, conn *grpc.ClientConn) error {
 			return err
 		}
 		resp := parseResponse(raw, c.g.delta)
+		now := monotonic()
 		if c.g.delta {
-			c.onDelta(resp)
+			c.onDelta(resp, now)
 		} else {
-			c.onSotw(resp)
+			c.onSotw(resp, now)
 		}
 	}
 }
