@@ -11,6 +11,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from istiod_py.model import MeshConfig, MeshState, Proxy
 from istiod_py.model.proxy import parse_proxy
 from istiod_py.translate.generate import Translator
+from istiod_py.translate.telemetry import resolve
 from istiod_py.translate.telemetry.resolve import cache_key
 from istiod_py.xds.types import TypeUrl
 from tests.support.states import mesh_state
@@ -81,3 +82,25 @@ def test_tracer_outside_the_scope_gives_its_own_chain() -> None:
     # Built alone, each is what it was with the shared chains.
     for p, body in ((seeing, body_s), (blind, body_b)):
         assert _outbound(Translator(), state, p)[0] == body
+
+
+def test_telemetry_views_shared_by_levels_only() -> None:
+    """Views are memoized by the Telemetry resources in effect (and the tracer's
+    service name): one context, proxies differing in either get their own."""
+    logs = telemetry(
+        "wl", "default", "  selector: {matchLabels: {app: a}}\n  accessLogging:\n  - providers: [{name: envoy}]\n"
+    )
+    tr = Translator()
+    ctx = tr.context(_state(logs, TRACING))
+    a = _proxy("a", {"app": "a"}, "127.9.3.1")
+    b = _proxy("b", {"app": "b"}, "127.9.3.2")
+    b2 = _proxy("b2", {"app": "b", "v": "2"}, "127.9.3.3")
+    c = _proxy("c", {"app": "c"}, "127.9.3.4")  # b's levels, another service name
+    va, vb, vb2, vc = (resolve.view(ctx, p, resolve.CLIENT) for p in (a, b, b2, c))
+    assert [s.provider for s in va.access_logs] == ["envoy"] and vb.access_logs == ()
+    assert (va.service_name, vb.service_name) == ("a.default", "b.default")
+    assert vb2 is vb  # same levels, same service name: the same view
+    assert vc.service_name == "c.default" and vc.tracing == vb.tracing
+    # A fresh context builds each alone: the same values.
+    for p, v in ((a, va), (b, vb), (b2, vb2), (c, vc)):
+        assert resolve.view(Translator().context(_state(logs, TRACING)), p, resolve.CLIENT) == v
