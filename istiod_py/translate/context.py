@@ -83,6 +83,7 @@ class PushContext:
     # Equal read-sets share one object: thousands of resources have the same few.
     refsets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
     _last_scope: tuple[Proxy, SidecarScope] | None = None  # see sidecar_scope
+    _dr_idx: tuple[dict[str, list[tuple[str, Config]]], list[tuple[str, Config]]] | None = None
 
     def refs(self, reads: frozenset[str]) -> frozenset[str]:
         return self.refsets.setdefault(reads, reads)
@@ -207,6 +208,11 @@ class PushContext:
         """The DestinationRule for a host as seen from a namespace: the viewer's own
         namespace first, then the service's, then the root namespace; an exact host
         beats a wildcard."""
+        index = self._dr_idx
+        if index is None:
+            index = self._dr_idx = self._dr_index()
+        if not index[1] and host not in index[0]:
+            return None  # no rule can match: no memo entry per (host, namespace) either
         return self.cached(("dr", host, viewer_ns), lambda: self._find_dr(host, viewer_ns))
 
     def _dr_index(self) -> tuple[dict[str, list[tuple[str, Config]]], list[tuple[str, Config]]]:

@@ -10,7 +10,6 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from istiod_py.model import Endpoint, labels_match
 
-from .clusters import socket_address
 from .context import PushContext
 from .structs import set_strings
 from .telemetry.peer import PEER_METADATA, peer_metadata
@@ -79,7 +78,10 @@ def load_assignment(
         total = 0
         for ep in sorted(by_loc[loc], key=lambda e: (e.address, e.port)):
             lb = group.lb_endpoints.add()
-            lb.endpoint.address.CopyFrom(socket_address(ep.address, ep.port))
+            # As socket_address(), set in place (no message built and copied per endpoint).
+            sa = lb.endpoint.address.socket_address
+            sa.address = ep.address
+            sa.port_value = ep.port
             lb.load_balancing_weight.value = max(ep.weight, 1)
             lb.health_status = health_check_pb2.HEALTHY if ep.healthy else health_check_pb2.UNHEALTHY
             total += max(ep.weight, 1)
