@@ -7,12 +7,13 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import any_pb2, struct_pb2
 from google.protobuf.internal import encoder
 
-from istiod_py.cache.resources import _field, _varint, build
+from istiod_py.cache.resources import _field, _varint, build, content_version
 from istiod_py.model import parse_proxy
 from istiod_py.translate.context import PushContext
 from istiod_py.translate.security import mtls
@@ -31,19 +32,26 @@ def test_varint_and_field_match_protobuf_encoder() -> None:
             assert _field(num, payload) == encoder.TagBytes(num, 2) + encoder._VarintBytes(size) + payload
 
 
-def test_built_entries_are_the_protobuf_encodings() -> None:
-    c = cluster_pb2.Cluster(name="outbound|80||a.b.svc.cluster.local" + "x" * 200)
+@pytest.mark.parametrize("name_len", [0, 20, 126, 127, 128, 300])
+@pytest.mark.parametrize("pad", [0, 50, 100, 20_000])
+def test_built_entries_are_the_protobuf_encodings(name_len: int, pad: int) -> None:
+    # Sizes around the one/two-byte length boundaries of every nested frame.
+    c = cluster_pb2.Cluster(name="n" * name_len, alt_stat_name="s" * pad)
     b = build(c.name, TypeUrl.CLUSTER, c)
+    assert b.version == content_version(b.body)
+    # The framing as composed field by field before it was written out inline.
+    name, version = _field(3, c.name.encode()), _field(1, b.version.encode())
+    assert b.sotw_entry == _field(2, _field(1, TypeUrl.CLUSTER.encode()) + _field(2, b.body))
+    assert b.delta_entry == _field(2, name + version + b.sotw_entry)
     any_msg = any_pb2.Any(type_url=TypeUrl.CLUSTER, value=c.SerializeToString(deterministic=True))
-    sotw = discovery_pb2.DiscoveryResponse(resources=[any_msg]).SerializeToString(deterministic=True)
-    assert b.sotw_entry == sotw
+    if b.body:  # (an empty resource keeps its explicit empty value, which protobuf would omit)
+        sotw = discovery_pb2.DiscoveryResponse(resources=[any_msg]).SerializeToString(deterministic=True)
+        assert b.sotw_entry == sotw
     res = discovery_pb2.Resource(name=c.name, version=b.version, resource=any_msg)
     # The Resource is written name first (field order is free on the wire): compare parsed.
     assert discovery_pb2.DeltaDiscoveryResponse.FromString(b.delta_entry) == discovery_pb2.DeltaDiscoveryResponse(
         resources=[res]
     )
-    name, version = _field(3, c.name.encode()), _field(1, b.version.encode())
-    assert b.delta_entry == _field(2, name + version + b.sotw_entry)
 
 
 def _slow_common(alpn: tuple[str, ...], sans: tuple[str, ...]) -> bytes:
