@@ -10,7 +10,9 @@ generator's identities (client-i in ns-(i mod K)), the way a connect, a full
 push, an endpoint-only push, churn and a reconnect storm would. Prints CPU per
 proxy (process time: this box is shared, wall time is noise) and the number of
 distinct configurations. No gRPC: benchmarks/run.py measures the wire.
-`--profile K` runs cProfile on the connect of the K-namespace mesh.
+`--profile K` runs cProfile on the connect of the K-namespace mesh; `--gc server`
+collects garbage as `istiod-py serve` does (gc_policy.py) instead of with
+Python's defaults.
 """
 
 from __future__ import annotations
@@ -175,7 +177,18 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--profile", type=int, default=-1, help="cProfile the connect of this mesh")
     ap.add_argument("--no-scoping", action="store_true", help="the plain mesh: no Sidecars, policies or TCP ports")
     ap.add_argument("--tracemalloc", action="store_true", help="where memory goes after the connect (tracemalloc)")
+    ap.add_argument(
+        "--gc",
+        choices=["python", "server"],
+        default="python",
+        help="garbage collection: Python's defaults, or the server's policy (istiod_py/gc_policy.py: "
+        "the heap frozen after start-up, young collections every 50,000 allocations)",
+    )
     args = ap.parse_args(argv)
+    if args.gc == "server":
+        from istiod_py import gc_policy
+
+        gc_policy.configure()
     rows = []
     with tempfile.TemporaryDirectory() as d:
         for k in (int(x) for x in args.namespaces.split(",")):

@@ -19,16 +19,28 @@ from istiod_py.model.service import Port
 from . import naming
 from .context import PushContext
 from .features import apply_cluster_features
+from .structs import set_string_list
 
 H2_OPTIONS_KEY = "envoy.extensions.upstreams.http.v3.HttpProtocolOptions"
 
 
 def ads_config_source() -> config_source_pb2.ConfigSource:
+    """A fresh copy of the ADS config source (callers may change theirs)."""
+    out = config_source_pb2.ConfigSource()
+    out.CopyFrom(ADS_CONFIG_SOURCE)
+    return out
+
+
+def _ads_config_source() -> config_source_pb2.ConfigSource:
     return config_source_pb2.ConfigSource(
         ads=config_source_pb2.AggregatedConfigSource(),
         resource_api_version=config_source_pb2.V3,
         initial_fetch_timeout=duration_pb2.Duration(seconds=0),
     )
+
+
+# The prototype every EDS cluster and RDS reference copies: never changed in place.
+ADS_CONFIG_SOURCE = _ads_config_source()
 
 
 def socket_address(host: str, port: int) -> address_pb2.Address:
@@ -98,7 +110,7 @@ def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, vi
         c.lb_policy = cluster_pb2.Cluster.CLUSTER_PROVIDED
     else:
         c.type = cluster_pb2.Cluster.EDS
-        c.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
+        c.eds_cluster_config.eds_config.CopyFrom(ADS_CONFIG_SOURCE)
         c.eds_cluster_config.service_name = name
     if port.protocol.is_http2:
         _http2(c)
@@ -107,14 +119,15 @@ def outbound_cluster(ctx: PushContext, svc: Service, port: Port, subset: str, vi
     # instead of spreading traffic over all of them. A DestinationRule
     # outlierDetection.minHealthPercent replaces it (traffic/traffic_policy.py).
     c.common_lb_config.healthy_panic_threshold.SetInParent()
-    c.metadata.filter_metadata["istio"].update({"services": [_service_metadata(svc)]})
+    istio = c.metadata.filter_metadata["istio"]
+    set_string_list(istio, "services", [_service_metadata(svc)])
     dr = ctx.destination_rule(svc.hostname, viewer_ns)
     if dr is not None:
         # Which DestinationRule shaped this cluster (istiod's AddConfigInfoMetadata).
         config = naming.config_path("destination-rule", dr.meta.namespace, dr.meta.name)
-        c.metadata.filter_metadata["istio"].update({"config": config})
+        istio.fields["config"].string_value = config
         if subset:
-            c.metadata.filter_metadata["istio"].update({"subset": subset})
+            istio.fields["subset"].string_value = subset
     apply_cluster_features(ctx, c, svc, port, subset, viewer_ns)
     return c
 

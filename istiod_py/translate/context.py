@@ -22,6 +22,7 @@ from .scope import (
 )
 
 T = TypeVar("T")
+_INDEX_KEY = ("sidecar-index",)
 _CAPTURE_NONE = 2  # networking.v1alpha3.CaptureMode NONE (DEFAULT 0, IPTABLES 1)
 
 
@@ -81,6 +82,8 @@ class PushContext:
     sub_origins: dict[str, frozenset[str]] = field(default_factory=dict)
     # Equal read-sets share one object: thousands of resources have the same few.
     refsets: dict[frozenset[str], frozenset[str]] = field(default_factory=dict)
+    _last_scope: tuple[Proxy, SidecarScope] | None = None  # see sidecar_scope
+    _dr_idx: tuple[dict[str, list[tuple[str, Config]]], list[tuple[str, Config]]] | None = None
 
     def refs(self, reads: frozenset[str]) -> frozenset[str]:
         return self.refsets.setdefault(reads, reads)
@@ -148,11 +151,21 @@ class PushContext:
     # --- scope -----------------------------------------------------------
 
     def sidecar_scope(self, proxy: Proxy) -> SidecarScope:
+        # A proxy's four types (and the parts inside them) ask for its scope several
+        # times in a row: the last answer is kept for the same proxy object (frozen).
+        last = self._last_scope
+        if last is not None and last[0] is proxy:
+            if self.frames:
+                self.replay(_INDEX_KEY)
+                self.replay(last[1].key)  # provenance, as a memo hit would record it
+            return last[1]
         # Sidecar resources do not apply to gateways (istiod gives routers the default scope).
-        index = self.cached(("sidecar-index",), lambda: SidecarIndex.of(self.state))
+        index = self.cached(_INDEX_KEY, lambda: SidecarIndex.of(self.state))
         sc = sidecar_for(self.state, proxy, index) if proxy.type != ProxyType.ROUTER else None
         key = ("scope", proxy.namespace, sc.meta.namespace + "/" + sc.meta.name if sc else "", proxy.type)
-        return self.cached(key, lambda: self._build_scope(proxy, sc, key))
+        scope = self.cached(key, lambda: self._build_scope(proxy, sc, key))
+        self._last_scope = (proxy, scope)
+        return scope
 
     def _build_scope(self, proxy: Proxy, sc: Config | None, key: Hashable) -> SidecarScope:
         policy = self.state.mesh.outbound_traffic_policy
@@ -195,6 +208,11 @@ class PushContext:
         """The DestinationRule for a host as seen from a namespace: the viewer's own
         namespace first, then the service's, then the root namespace; an exact host
         beats a wildcard."""
+        index = self._dr_idx
+        if index is None:
+            index = self._dr_idx = self._dr_index()
+        if not index[1] and host not in index[0]:
+            return None  # no rule can match: no memo entry per (host, namespace) either
         return self.cached(("dr", host, viewer_ns), lambda: self._find_dr(host, viewer_ns))
 
     def _dr_index(self) -> tuple[dict[str, list[tuple[str, Config]]], list[tuple[str, Config]]]:

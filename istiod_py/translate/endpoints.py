@@ -10,8 +10,8 @@ from envoy.config.endpoint.v3 import endpoint_pb2
 
 from istiod_py.model import Endpoint, labels_match
 
-from .clusters import socket_address
 from .context import PushContext
+from .structs import set_strings
 from .telemetry.peer import PEER_METADATA, peer_metadata
 
 
@@ -78,15 +78,19 @@ def load_assignment(
         total = 0
         for ep in sorted(by_loc[loc], key=lambda e: (e.address, e.port)):
             lb = group.lb_endpoints.add()
-            lb.endpoint.address.CopyFrom(socket_address(ep.address, ep.port))
+            # As socket_address(), set in place (no message built and copied per endpoint).
+            sa = lb.endpoint.address.socket_address
+            sa.address = ep.address
+            sa.port_value = ep.port
             lb.load_balancing_weight.value = max(ep.weight, 1)
             lb.health_status = health_check_pb2.HEALTHY if ep.healthy else health_check_pb2.UNHEALTHY
             total += max(ep.weight, 1)
+            fm = lb.metadata.filter_metadata
             if ep.tls_mode:
-                lb.metadata.filter_metadata["envoy.transport_socket_match"].update({"tlsMode": ep.tls_mode})
-            lb.metadata.filter_metadata["istio"].update({"workload": workload_metadata(ep)})
+                fm["envoy.transport_socket_match"].fields["tlsMode"].string_value = ep.tls_mode
+            fm["istio"].fields["workload"].string_value = workload_metadata(ep)
             # The peer's workload labels for request metrics (telemetry/metrics.py reads them
             # with CEL from xds.upstream_host_metadata): what Istio's metadata exchange carries.
-            lb.metadata.filter_metadata[PEER_METADATA].update(peer_metadata(ep))
+            set_strings(fm[PEER_METADATA], peer_metadata(ep))
         group.load_balancing_weight.value = total
     return cla

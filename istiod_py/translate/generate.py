@@ -161,7 +161,12 @@ class Translator:
         view = lb_locality.eds_view(ctx, host, port, subset, viewer_ns, proxy) if proxy else None
         # istiod sends not-ready endpoints (UNHEALTHY) unless the DestinationRule's
         # outlierDetection.minHealthPercent > 0: then only ready ones count.
-        od = policy_for(ctx, host, port, subset, viewer_ns).outlier_detection
+        # (No DestinationRule, no policy: skip the per-viewer policy lookup.)
+        od = (
+            policy_for(ctx, host, port, subset, viewer_ns).outlier_detection
+            if ctx.destination_rule(host, viewer_ns)
+            else None
+        )
         ready_only = od is not None and od.min_health_percent > 0
         key = (cluster_name, digest, tuple(sorted(labels.items())) if labels is not None else None, view, ready_only)
         built = self._eds.get(key)

@@ -10,7 +10,7 @@ from envoy.extensions.request_id.uuid.v3 import uuid_pb2
 
 from istiod_py.model import Proxy
 
-from .clusters import ads_config_source
+from .clusters import ADS_CONFIG_SOURCE
 from .context import PushContext
 from .features import apply_hcm_features, extra_http_filters
 
@@ -39,7 +39,7 @@ def http_connection_manager(
     m = hcm.HttpConnectionManager(stat_prefix=stat_prefix, codec_type=hcm.HttpConnectionManager.AUTO)
     if rds:
         m.rds.route_config_name = rds
-        m.rds.config_source.CopyFrom(ads_config_source())
+        m.rds.config_source.CopyFrom(ADS_CONFIG_SOURCE)
     elif route_config is not None:
         m.route_config.CopyFrom(route_config)
     m.http_filters.extend(extra_http_filters(ctx, proxy, direction, port))

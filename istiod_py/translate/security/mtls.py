@@ -30,6 +30,7 @@ outbound clusters are plaintext and its inbound listeners accept plaintext only
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -119,17 +120,28 @@ def _tls_params() -> common_pb2.TlsParameters:
     )
 
 
-def mesh_common_tls_context(alpn: Sequence[str], sans: Sequence[str] = ()) -> tls_pb2.CommonTlsContext:
+@functools.lru_cache(maxsize=16)
+def _common_prototype(alpn: tuple[str, ...]) -> tls_pb2.CommonTlsContext:
+    """The mesh CommonTlsContext without SANs: the same for every cluster with
+    these ALPN values, so it is built once and copied (never mutated)."""
     common = tls_pb2.CommonTlsContext(tls_params=_tls_params(), alpn_protocols=list(alpn))
     common.tls_certificate_sds_secret_configs.add(name=WORKLOAD_SECRET, sds_config=sds_config())
     combined = common.combined_validation_context
     combined.default_validation_context.SetInParent()
-    for san in sans:
-        m = combined.default_validation_context.match_typed_subject_alt_names.add()
-        m.san_type = common_pb2.SubjectAltNameMatcher.URI
-        m.matcher.exact = san
     combined.validation_context_sds_secret_config.name = ROOT_SECRET
     combined.validation_context_sds_secret_config.sds_config.CopyFrom(sds_config())
+    return common
+
+
+def mesh_common_tls_context(alpn: Sequence[str], sans: Sequence[str] = ()) -> tls_pb2.CommonTlsContext:
+    common = tls_pb2.CommonTlsContext()
+    common.CopyFrom(_common_prototype(tuple(alpn)))
+    if sans:
+        matchers = common.combined_validation_context.default_validation_context.match_typed_subject_alt_names
+        for san in sans:
+            m = matchers.add()
+            m.san_type = common_pb2.SubjectAltNameMatcher.URI
+            m.matcher.exact = san
     return common
 
 

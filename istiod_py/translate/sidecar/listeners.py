@@ -21,6 +21,7 @@ from ..context import EgressListener, IngressListener, PushContext, SidecarScope
 from ..features import extra_network_filters
 from ..hcm import HCM_NAME, TCP_PROXY_NAME, http_connection_manager
 from ..security import mtls
+from ..telemetry.resolve import cache_key as telemetry_key
 from . import headless, protocols
 from .routes import inbound_route_config
 from .tcproute import L4Chain, filter_chain, normalize_cidrs, tcp_chains, virtual_services_for
@@ -174,6 +175,30 @@ def _add_inspectors(lst: listener_pb2.Listener, *, tls: bool, http: bool) -> Non
         lst.continue_on_listener_filters_timeout = True
 
 
+def _outbound_http_chain(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int, stat: str
+) -> listener_components_pb2.FilterChain:
+    """A fresh copy of the outbound HTTP filter chain (the HCM with RDS for
+    `port`), built and packed once per state for every proxy it is the same for.
+
+    The outbound HCM reads of the proxy only its telemetry (access logs, metrics,
+    tracing: the views, as in the listener key) and, when a tracer may be
+    configured, whether the collector is in its Sidecar scope (tracing.py); its
+    HTTP filters (cors, fault; authz is inbound only) are the same for every proxy."""
+    views = telemetry_key(ctx, proxy)
+    mesh = ctx.state.mesh.telemetry
+    traced = mesh.enable_tracing and (views[0].tracing is not None or mesh.default_tracing is not None)
+    key = ("hcm-out", port, stat, views, scope.key if traced else None)
+
+    def build() -> listener_components_pb2.FilterChain:
+        rds = naming.sidecar_route(port)
+        return _filter_chain_http(http_connection_manager(ctx, proxy, "outbound", port, stat, rds=rds))
+
+    chain = listener_components_pb2.FilterChain()
+    chain.CopyFrom(ctx.cached(key, build))  # the cached chain is a prototype: never changed
+    return chain
+
+
 def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[listener_pb2.Listener]:
     """One listener per (bind, port) of the Sidecar egress listeners.
 
@@ -201,8 +226,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
             specs = dedupe_chains(_l4_specs(ctx, proxy, port, bind, targets))
             sniff = is_http and bool(specs)
             if is_http:
-                manager = http_connection_manager(ctx, proxy, "outbound", port, stat, rds=naming.sidecar_route(port))
-                chain = _filter_chain_http(manager)
+                chain = _outbound_http_chain(ctx, proxy, scope, port, stat)
                 if sniff:
                     chain.filter_chain_match.transport_protocol = "raw_buffer"
                     chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
@@ -216,7 +240,7 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
                     if spec.prefix_ranges and set(spec.prefix_ranges) <= sniffed_ranges:
                         # Destination addresses are matched before protocols: a sniffed
                         # service's own address needs its own HTTP chain too.
-                        http_fc = _filter_chain_http(manager)
+                        http_fc = _outbound_http_chain(ctx, proxy, scope, port, stat)
                         http_fc.filter_chain_match.CopyFrom(fc.filter_chain_match)
                         http_fc.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
                         lst.filter_chains.append(http_fc)

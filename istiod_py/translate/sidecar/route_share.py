@@ -8,6 +8,7 @@ serialization of routes.sidecar_route_config (tests/unit/test_route_share.py).""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Hashable
 
 from envoy.config.route.v3 import route_components_pb2 as rc
@@ -99,9 +100,7 @@ def _drs_seen(ctx: PushContext, proxy: Proxy, hosts: tuple[str, ...]) -> Hashabl
 
 
 def sidecar_route_bytes(ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int) -> tuple[str, bytes]:
-    shell = routes._shell(port)
-    name = shell.name
-    shell.ClearField("name")
+    name, tail = _shell_bytes(port)
     parts = [_field(_NAME, name.encode())]
     used: set[str] = set()
     for svc, domains, complete in routes._http_vhosts(scope, port, proxy, used):
@@ -128,8 +127,18 @@ def sidecar_route_bytes(ctx: PushContext, proxy: Proxy, scope: SidecarScope, por
         lambda: _field(_VIRTUAL_HOSTS, _serialize(routes._catch_all(scope))),
     )
     parts.append(catch_all)
-    parts.append(shell.SerializeToString(deterministic=True))
+    parts.append(tail)
     return name, b"".join(parts)
+
+
+@functools.lru_cache(maxsize=1024)
+def _shell_bytes(port: int) -> tuple[str, bytes]:
+    """The route configuration's name, and its fields after the virtual hosts
+    (the shell without its name): the same for every proxy, per port."""
+    shell = routes._shell(port)
+    name = shell.name
+    shell.ClearField("name")
+    return name, shell.SerializeToString(deterministic=True)
 
 
 def _serialize(msg: object) -> bytes:

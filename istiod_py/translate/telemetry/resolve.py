@@ -22,7 +22,7 @@ Everything here is a frozen, hashable value: it is part of the listener cache ke
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from istio.telemetry.v1alpha1 import telemetry_pb2 as tm
@@ -84,6 +84,14 @@ class TelemetryView:
     tracing: TracingSpec | None
     # The tracer's service name (app.namespace, as istiod names it); "" when not tracing.
     service_name: str = ""
+    # Views are parts of listener memo keys, hashed on every lookup: hashed once here.
+    _hash: int = field(default=0, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_hash", hash((self.access_logs, self.metrics, self.tracing, self.service_name)))
+
+    def __hash__(self) -> int:
+        return self._hash
 
 
 def _matches(cfg: Config, labels: Any) -> bool:
@@ -225,9 +233,17 @@ def view(ctx: PushContext, proxy: Proxy, mode: str) -> TelemetryView:
 
     def build() -> TelemetryView:
         chosen = levels(ctx, proxy)
-        trace = tracing(ctx, chosen, mode)
+        # What a view holds depends on the proxy only through the Telemetry
+        # resources in effect (and the service name when tracing): workloads with
+        # the same levels share the work and the view object.
+        ids = tuple((c.meta.namespace, c.meta.name) for c in chosen)
+
+        def specs() -> tuple[tuple[LogSpec, ...], MetricsSpec, TracingSpec | None]:
+            return access_logs(ctx, chosen, mode), metrics(ctx, chosen, mode), tracing(ctx, chosen, mode)
+
+        logs, metric, trace = ctx.cached(("telemetry-of", ids, mode), specs)
         service = f"{app_of(proxy.labels)}.{proxy.namespace}" if trace is not None else ""
-        return TelemetryView(access_logs(ctx, chosen, mode), metrics(ctx, chosen, mode), trace, service)
+        return ctx.cached(("telemetry-view", ids, mode, service), lambda: TelemetryView(logs, metric, trace, service))
 
     return ctx.cached(("telemetry", proxy.namespace, proxy.labels_key, mode), build)
 

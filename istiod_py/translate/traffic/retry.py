@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.retry.host.previous_hosts.v3 import previous_hosts_pb2
 from envoy.extensions.retry.priority.previous_priorities.v3 import previous_priorities_config_pb2
@@ -12,6 +14,15 @@ DEFAULT_RETRY_ON = "connect-failure,refused-stream,unavailable,cancelled,retriab
 
 
 def _base_policy(attempts: int) -> rc.RetryPolicy:
+    """A fresh copy of the default policy for `attempts` (the caller may change it)."""
+    p = rc.RetryPolicy()
+    p.CopyFrom(_base_prototype(attempts))
+    return p
+
+
+@functools.lru_cache(maxsize=64)
+def _base_prototype(attempts: int) -> rc.RetryPolicy:
+    """Built once per attempt count and copied: every default route has it."""
     p = rc.RetryPolicy(retry_on=DEFAULT_RETRY_ON, host_selection_retry_max_attempts=5)
     p.num_retries.value = attempts
     # No retriable status codes: istiod's default retries connection-level
@@ -34,7 +45,7 @@ def retries(inp: RouteInput, route: rc.Route) -> None:
     if http is None or not http.HasField("retries"):
         attempts = inp.ctx.state.mesh.default_retry_attempts
         if attempts > 0:
-            route.route.retry_policy.CopyFrom(_base_policy(attempts))
+            route.route.retry_policy.CopyFrom(_base_prototype(attempts))
             if hashed:
                 del route.route.retry_policy.retry_host_predicate[:]
         return
