@@ -20,15 +20,16 @@ from typing import Any, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
 
 from .connection import ConnectionInfo, Nack, PushRequest, Watch
+from .mailbox import Mailbox
 from .metrics import XdsMetrics, metric_type
 from .nacklog import STORED_DETAIL_CHARS, NackLog, truncate
+from .node import metadata_dict
 from .sharing import SharedResponses
 from .slots import ByteBudget, PushSlots
 from .types import TypeUrl
@@ -43,6 +44,16 @@ RECYCLE = object()
 # Requests read from a client but not yet handled, per stream: past this the
 # reader stops reading, so HTTP/2 flow control pushes back on the client.
 MAX_QUEUED_REQUESTS = 32
+
+
+class _Failed:
+    """An exception raised by a request the reader handled itself, handed to the
+    stream's task, which raises it as if it had handled the request (run())."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class StreamError(Exception):
@@ -97,7 +108,7 @@ class Stream:
         self.server = server
         self.context = context
         self.info: ConnectionInfo | None = None
-        self.events: asyncio.Queue[object] = asyncio.Queue()
+        self.events = Mailbox()
         self.pending: PushRequest | None = None
         self.pending_since = 0.0
         self.state: MeshState = server.state()
@@ -108,9 +119,11 @@ class Stream:
         self.writing_since = 0.0
         self.recycle_at = 0.0
         self.stuck = False
-        # Bounds the requests read but not yet handled (see MAX_QUEUED_REQUESTS).
-        self._room = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
-        # Requests queued or being handled by the stream's task (see _reader).
+        # Requests queued for the stream's task: at MAX_QUEUED_REQUESTS the reader
+        # waits (on _room) until the task takes one.
+        self._queued = 0
+        self._room: asyncio.Future[None] | None = None
+        # Requests queued or being handled (by the task or the reader; see _reader).
         self._requests_open = 0
         # (translation seconds, total seconds) of the last push.
         self.push_cost = (0.0, 0.0)
@@ -220,7 +233,33 @@ class Stream:
                             continue
                     except Exception:  # leave it to the full path, which reports errors
                         log.debug("fast ACK path failed", exc_info=True)
-                await self._room.acquire()
+                if self.events.idle() and not self.closing:
+                    # The stream's task waits for work and none is queued: handle
+                    # the request here rather than wake the task for it (a task
+                    # switch and a queue round trip per request: a connect is five
+                    # requests). The task is held meanwhile, so a push or a close
+                    # that arrives now waits for this request, as if queued after it.
+                    # (Inline, not a method taking `raw`: the request must not be
+                    # referenced while its first response waits, see defer_first.)
+                    self.events.hold()
+                    try:
+                        self._requests_open += 1
+                        try:
+                            await self._on_raw(raw)
+                        finally:
+                            self._requests_open -= 1
+                        del raw
+                        await self._send_first()
+                    except Exception as e:  # StreamError, or a bug: raised by the task, as it would be
+                        self.events.put_nowait(_Failed(e))
+                        return
+                    finally:
+                        self.events.release()
+                    continue
+                while self._queued >= MAX_QUEUED_REQUESTS:
+                    self._room = asyncio.get_running_loop().create_future()
+                    await self._room
+                self._queued += 1
                 self._requests_open += 1
                 self.events.put_nowait(raw)
                 # Not kept while the next request is awaited: a stream waiting for
@@ -232,6 +271,12 @@ class Stream:
             log.debug("stream reader ended: %s", e)
         finally:
             self.events.put_nowait(CLOSE)
+
+    async def _send_first(self) -> None:
+        while self._first_sends:
+            send = self._first_sends.pop(0)
+            async with self.server.initial_slots:
+                await send()
 
     async def run(self, requests: AsyncIterator[bytes]) -> None:
         self.task = asyncio.current_task()
@@ -282,17 +327,19 @@ class Stream:
                     if req is not None and not self.closing:
                         await self._push(req)
                 continue
+            if type(ev) is _Failed:
+                raise ev.error
             assert isinstance(ev, bytes)
-            self._room.release()
+            self._queued -= 1
+            room = self._room
+            if room is not None and not room.done():
+                room.set_result(None)
             try:
                 await self._on_raw(ev)
             finally:
                 self._requests_open -= 1
             ev = None  # the request is not held while its first response waits (defer_first)
-            while self._first_sends:
-                send = self._first_sends.pop(0)
-                async with self.server.initial_slots:
-                    await send()
+            await self._send_first()
 
     # --- requests -----------------------------------------------------------
 
@@ -318,7 +365,7 @@ class Stream:
         proxies = self.server.sharing.proxies
         proxy = proxies.get(key)
         if proxy is None:
-            metadata = json_format.MessageToDict(node.metadata) if has_metadata else {}
+            metadata = metadata_dict(node.metadata) if has_metadata else {}
             try:
                 proxy = parse_proxy(node.id, metadata)
             except ProxyError as e:
