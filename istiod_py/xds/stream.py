@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -113,7 +112,9 @@ class Stream:
         self.pending_since = 0.0
         self.state: MeshState = server.state()
         self._nonce = itertools.count(1)
-        self._nonce_prefix = os.urandom(3).hex()
+        # Six hex digits, as os.urandom(3).hex() gave, without a getrandom call per
+        # stream: the prefix only keeps an earlier stream's nonces from matching.
+        self._nonce_prefix = f"{random.getrandbits(24):06x}"
         self.closing = False
         self.task: asyncio.Task[Any] | None = None
         self.writing_since = 0.0
@@ -182,7 +183,9 @@ class Stream:
         # The response's bytes count against the server's byte budget until the
         # write returns (flow control passed, gRPC dropped its copy): slots.py.
         size = len(data)
-        await self.server.send_bytes.acquire(size)
+        budget = self.server.send_bytes
+        if not budget.try_acquire(size):  # no coroutine per write when there is room
+            await budget.acquire(size)
         try:
             self.writing_since = time.monotonic()
             try:
@@ -190,7 +193,7 @@ class Stream:
             finally:
                 self.writing_since = 0.0
         finally:
-            self.server.send_bytes.release(size)
+            budget.release(size)
         self.info.bytes_sent += len(data)
         self.server.count_sent(type_url, len(data))
 
@@ -226,11 +229,13 @@ class Stream:
                 # handled right here when no earlier request is waiting or being
                 # handled: it sends nothing, so it needs neither the queue nor a
                 # task switch.
+                not_ack = False  # fast_ack said no (it need not be asked again)
                 if not self._requests_open and self.info is not None and not self.closing:
                     try:
                         if self.fast_ack(raw):
                             del raw  # not kept while the next request is awaited (memory)
                             continue
+                        not_ack = True
                     except Exception:  # leave it to the full path, which reports errors
                         log.debug("fast ACK path failed", exc_info=True)
                 if self.events.idle() and not self.closing:
@@ -245,7 +250,7 @@ class Stream:
                     try:
                         self._requests_open += 1
                         try:
-                            await self._on_raw(raw)
+                            await self._on_raw(raw, not_ack)
                         finally:
                             self._requests_open -= 1
                         del raw
@@ -285,7 +290,10 @@ class Stream:
         self.recycle_at = time.monotonic() + max_age * (0.9 + 0.2 * random.random()) if max_age else 0.0
         self.server.ensure_watchdog()
         self.server.live.add(self)
-        reader = asyncio.create_task(self._reader(requests))
+        # The task's loop, not asyncio.create_task: no second running-loop lookup
+        # (a getpid() system call on Python 3.11, see mailbox.py).
+        assert self.task is not None
+        reader = self.task.get_loop().create_task(self._reader(requests))
         try:
             await self._loop()
         except asyncio.CancelledError:
@@ -376,8 +384,8 @@ class Stream:
         self.info.last_push_state = self.state.version
         self.server.register(self)
 
-    async def _on_raw(self, raw: bytes) -> None:
-        if self.info is not None and self.fast_ack(raw):
+    async def _on_raw(self, raw: bytes, not_ack: bool = False) -> None:
+        if not not_ack and self.info is not None and self.fast_ack(raw):
             return
         req = self._parse(raw)
         if self.info is None:
