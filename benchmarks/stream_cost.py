@@ -7,8 +7,10 @@ is gRPC's (grpc.aio, core, the kernel's TCP).
     python -m benchmarks.stream_cost [--streams 1000] [--names 4] [--rounds 3]
 
 Per stream: a connect as the Go loadgen does it (CDS; ACK + EDS + LDS; ACKs +
-RDS; ACK), then endpoint-only pushes (one write and one ACK each). Each proxy is
-distinct (own node id and namespace), as in the 1,000-namespace mesh.
+RDS; ACK), then endpoint-only pushes (one write and one ACK each), then a
+reconnect storm (every client closes; each comes back with the same node, its
+translations cached). Each proxy is distinct (own node id and namespace), as in
+the 1,000-namespace mesh. tests/unit/test_stream_cost_bench.py runs it small.
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import argparse
 import asyncio
 import gc
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
+import grpc
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.endpoint.v3 import endpoint_pb2
 from envoy.config.listener.v3 import listener_pb2
@@ -39,14 +42,22 @@ CDS, EDS, LDS, RDS = TypeUrl.CLUSTER, TypeUrl.ENDPOINT, TypeUrl.LISTENER, TypeUr
 
 
 class FakeContext:
-    """The part of grpc.aio's ServicerContext a stream uses; a write completes at once."""
+    """The part of grpc.aio's ServicerContext a stream uses; a write completes at
+    once, a read takes the next request the benchmark queued (None: the client
+    half-closed, grpc.aio.EOF)."""
 
     total = 0
     any_write: asyncio.Event
 
-    def __init__(self) -> None:
+    def __init__(self, requests: Requests) -> None:
         self.written = 0
         self.wrote = asyncio.Event()
+        self.requests = requests
+        self.task: asyncio.Task[None] | None = None
+
+    async def read(self) -> Any:
+        raw = await self.requests.q.get()
+        return grpc.aio.EOF if raw is None else raw
 
     async def write(self, data: bytes) -> None:
         self.written += 1
@@ -68,15 +79,16 @@ class FakeContext:
 
 
 class Requests:
+    """A stream's requests, in order; what FakeContext.read() returns."""
+
     def __init__(self) -> None:
         self.q: asyncio.Queue[bytes | None] = asyncio.Queue()
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        while True:
-            raw = await self.q.get()
-            if raw is None:
-                return
-            yield raw
+        # The request iterator gRPC hands the handler; the stream reads with
+        # context.read() and never iterates it (stream.py says why).
+        raise AssertionError("the stream must read with context.read()")
+        yield b""  # pragma: no cover (makes this an async generator)
 
 
 def resources(i: int, names: int, gen: int) -> dict[str, Resources]:
@@ -107,18 +119,50 @@ def node_request(i: int) -> discovery_pb2.DiscoveryRequest:
     return req
 
 
+# A benchmark that stops making progress fails instead of hanging (it once hung
+# when the stream's reader moved to context.read(), which the fake lacked).
+STALL_S = 30.0
+
+
+async def _until(cond: Callable[[], bool], event: asyncio.Event, what: str) -> None:
+    if cond():
+        return
+    # One timer per wait, not asyncio.wait_for's task per wake: the harness's own
+    # CPU is inside the measured time.
+    stalled = [False]
+
+    def stall() -> None:
+        stalled[0] = True
+        event.set()
+
+    timer = asyncio.get_running_loop().call_later(STALL_S, stall)
+    try:
+        while not cond():
+            if stalled[0]:
+                raise RuntimeError(f"stream_cost: no progress for {STALL_S}s waiting for {what}")
+            event.clear()
+            await event.wait()
+    finally:
+        timer.cancel()
+
+
 async def connect(server: XdsServer, i: int, names: list[str]) -> tuple[SotwStream, FakeContext, Requests]:
-    ctx = FakeContext()
     reqs = Requests()
+    ctx = FakeContext(reqs)
     stream = SotwStream(server, ctx)  # type: ignore[arg-type]
-    asyncio.get_running_loop().create_task(stream.run(reqs.__aiter__()))
+    ctx.task = asyncio.get_running_loop().create_task(stream.run(reqs.__aiter__()))
+    ctx.task.add_done_callback(lambda _: ctx.wrote.set())  # wakes answer(), which reports it
 
     async def answer(*msgs: discovery_pb2.DiscoveryRequest, writes: int) -> None:
         for m in msgs:
             reqs.q.put_nowait(m.SerializeToString())
-        while ctx.written < writes:
-            ctx.wrote.clear()
-            await ctx.wrote.wait()
+
+        def done() -> bool:
+            if ctx.task is not None and ctx.task.done():
+                raise RuntimeError(f"stream_cost: stream {i} ended during its connect: {ctx.task!r}")
+            return ctx.written >= writes
+
+        await _until(done, ctx.wrote, f"stream {i}'s response {writes}")
 
     def ack(t: str, names: list[str] = []) -> discovery_pb2.DiscoveryRequest:  # noqa: B006
         assert stream.info is not None
@@ -136,7 +180,33 @@ async def connect(server: XdsServer, i: int, names: list[str]) -> tuple[SotwStre
     return stream, ctx, reqs
 
 
-async def main_async(args: argparse.Namespace) -> None:
+Streams = list[tuple[SotwStream, FakeContext, Requests]]
+
+
+async def connect_all(server: XdsServer, n: int, names: int, acked: list[int], acks: asyncio.Event) -> Streams:
+    """Connect n streams and wait until each has ACKed its four responses."""
+    acked[0] = 0
+    streams = await asyncio.gather(
+        *(connect(server, i, [f"outbound|{9000 + k}||svc-{k}.ns-{i}.svc.cluster.local" for k in range(names)])
+          for i in range(n))
+    )  # fmt: skip
+    await _until(lambda: acked[0] >= 4 * n, acks, "the connects' last ACKs")
+    return list(streams)
+
+
+async def disconnect_all(server: XdsServer, streams: Streams) -> None:
+    """Every client half-closes; wait until every stream's task has ended."""
+    for _, _, reqs in streams:
+        reqs.q.put_nowait(None)
+    tasks = [ctx.task for _, ctx, _ in streams if ctx.task is not None]
+    _, left = await asyncio.wait(tasks, timeout=STALL_S)
+    if left or server.streams:
+        raise RuntimeError(f"stream_cost: {len(left)} streams still running after the clients closed")
+
+
+async def main_async(args: argparse.Namespace) -> dict[str, float]:
+    """Run the benchmark; returns ms of CPU per stream by phase (also printed)."""
+    out: dict[str, float] = {}
     by_ns: dict[str, dict[str, Resources]] = {}
     gen = [0]
 
@@ -149,11 +219,14 @@ async def main_async(args: argparse.Namespace) -> None:
     states = [MeshState(1, {}, {}, {})]
     server = XdsServer(generate, lambda: states[-1])
     SentRecorder(server)  # the debug server's recorder, as `serve` has it
+    FakeContext.total = 0
     FakeContext.any_write = asyncio.Event()
     acked = [0]
+    acks = asyncio.Event()
 
     def count_ack(stream: Any, w: Any) -> None:
         acked[0] += 1
+        acks.set()
 
     server.ack_listeners.append(count_ack)
     # Translation (here: building the fixed resources) is not the xDS layer's: done first.
@@ -163,14 +236,10 @@ async def main_async(args: argparse.Namespace) -> None:
     gc.freeze()
     c0 = time.process_time()
     t0 = time.perf_counter()
-    streams = await asyncio.gather(
-        *(connect(server, i, [f"outbound|{9000 + k}||svc-{k}.ns-{i}.svc.cluster.local" for k in range(args.names)])
-          for i in range(args.streams))
-    )  # fmt: skip
-    await asyncio.sleep(0)
-    connect_cpu = time.process_time() - c0
+    streams = await connect_all(server, args.streams, args.names, acked, acks)
+    out["connect"] = 1e3 * (time.process_time() - c0) / args.streams
     print(
-        f"connect: {1e3 * connect_cpu / args.streams:.3f} ms CPU per stream "
+        f"connect: {out['connect']:.3f} ms CPU per stream "
         f"({args.streams} streams, {args.names} clusters each; wall {time.perf_counter() - t0:.2f}s)"
     )
     # Each push changes one host of every proxy (--changed-hosts: of the first N proxies).
@@ -184,16 +253,14 @@ async def main_async(args: argparse.Namespace) -> None:
         target = sum(ctx.written for _, ctx, _ in streams) + len(changed)
         c0 = time.process_time()
         server.push(PushRequest(states[-1], False, hosts, "endpoints"))
-        while FakeContext.total < target:
-            await FakeContext.any_write.wait()
-            FakeContext.any_write.clear()
+        await _until(lambda: FakeContext.total >= target, FakeContext.any_write, "the EDS push's writes")  # noqa: B023
         pushed = time.process_time() - c0
         # The ACKs (built outside the measured time: the client's work).
-        acks = []
+        eds_acks = []
         for stream, _, _reqs in changed:
             assert stream.info is not None
             w = stream.info.watches[EDS]
-            acks.append(
+            eds_acks.append(
                 discovery_pb2.DiscoveryRequest(
                     type_url=EDS,
                     version_info=w.version_sent,
@@ -203,19 +270,29 @@ async def main_async(args: argparse.Namespace) -> None:
             )
         acked[0] = 0
         c0 = time.process_time()
-        for (_, _, reqs), raw in zip(changed, acks, strict=True):
+        for (_, _, reqs), raw in zip(changed, eds_acks, strict=True):
             reqs.q.put_nowait(raw)
-        while acked[0] < len(changed):
-            await asyncio.sleep(0.001)
+        await _until(lambda: acked[0] >= len(changed), acks, "the EDS ACKs")  # noqa: B023
         ack_cpu = time.process_time() - c0
+        out[f"eds{r}"] = 1e3 * (pushed + ack_cpu) / args.streams
         print(
-            f"eds push {r}: {1e3 * (pushed + ack_cpu) / args.streams:.3f} ms CPU per stream "
+            f"eds push {r}: {out[f'eds{r}']:.3f} ms CPU per stream "
             f"(push {1e3 * pushed / args.streams:.3f}, ACK {1e3 * ack_cpu / args.streams:.3f}; "
             f"{len(hosts)} hosts changed)"
         )
-    for _, _, reqs in streams:
-        reqs.q.put_nowait(None)
-    await asyncio.sleep(0.1)
+    # A reconnect storm: every client goes away and comes back with the same node
+    # (translations and parsed nodes cached, as after an istiod restart behind a
+    # load balancer, or a network blip).
+    c0 = time.process_time()
+    await disconnect_all(server, streams)
+    out["disconnect"] = 1e3 * (time.process_time() - c0) / args.streams
+    c0 = time.process_time()
+    streams = await connect_all(server, args.streams, args.names, acked, acks)
+    out["reconnect"] = 1e3 * (time.process_time() - c0) / args.streams
+    print(f"storm: disconnect {out['disconnect']:.3f} + reconnect {out['reconnect']:.3f} ms CPU per stream")
+    await disconnect_all(server, streams)
+    gc.unfreeze()
+    return out
 
 
 def _proxy_ns(i: int) -> Proxy:

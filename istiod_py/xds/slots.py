@@ -92,6 +92,14 @@ class ByteBudget:
         self.sends += 1
         self.peak = max(self.peak, self.inflight)
 
+    def try_acquire(self, n: int) -> bool:
+        """Hold `n` bytes if they fit now with nobody waiting ahead; False otherwise
+        (then acquire() waits in line)."""
+        if not self._waiters and self._fits(n):
+            self._take(n)
+            return True
+        return False
+
     async def acquire(self, n: int) -> None:
         """Wait until `n` more bytes fit in the budget, and hold them."""
         if not self._waiters and self._fits(n):

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import os
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -20,15 +19,16 @@ from typing import Any, Protocol
 
 import grpc
 from envoy.service.discovery.v3 import discovery_pb2
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError, Message
 
 from istiod_py.cache.resources import Resources
 from istiod_py.model import MeshState, Proxy, ProxyError, parse_proxy
 
 from .connection import ConnectionInfo, Nack, PushRequest, Watch
+from .mailbox import Mailbox
 from .metrics import XdsMetrics, metric_type
 from .nacklog import STORED_DETAIL_CHARS, NackLog, truncate
+from .node import metadata_dict
 from .sharing import SharedResponses
 from .slots import ByteBudget, PushSlots
 from .types import TypeUrl
@@ -43,6 +43,16 @@ RECYCLE = object()
 # Requests read from a client but not yet handled, per stream: past this the
 # reader stops reading, so HTTP/2 flow control pushes back on the client.
 MAX_QUEUED_REQUESTS = 32
+
+
+class _Failed:
+    """An exception raised by a request the reader handled itself, handed to the
+    stream's task, which raises it as if it had handled the request (run())."""
+
+    __slots__ = ("error",)
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
 
 
 class StreamError(Exception):
@@ -97,20 +107,24 @@ class Stream:
         self.server = server
         self.context = context
         self.info: ConnectionInfo | None = None
-        self.events: asyncio.Queue[object] = asyncio.Queue()
+        self.events = Mailbox()
         self.pending: PushRequest | None = None
         self.pending_since = 0.0
         self.state: MeshState = server.state()
         self._nonce = itertools.count(1)
-        self._nonce_prefix = os.urandom(3).hex()
+        # Six hex digits, as os.urandom(3).hex() gave, without a getrandom call per
+        # stream: the prefix only keeps an earlier stream's nonces from matching.
+        self._nonce_prefix = f"{random.getrandbits(24):06x}"
         self.closing = False
         self.task: asyncio.Task[Any] | None = None
         self.writing_since = 0.0
         self.recycle_at = 0.0
         self.stuck = False
-        # Bounds the requests read but not yet handled (see MAX_QUEUED_REQUESTS).
-        self._room = asyncio.Semaphore(MAX_QUEUED_REQUESTS)
-        # Requests queued or being handled by the stream's task (see _reader).
+        # Requests queued for the stream's task: at MAX_QUEUED_REQUESTS the reader
+        # waits (on _room) until the task takes one.
+        self._queued = 0
+        self._room: asyncio.Future[None] | None = None
+        # Requests queued or being handled (by the task or the reader; see _reader).
         self._requests_open = 0
         # (translation seconds, total seconds) of the last push.
         self.push_cost = (0.0, 0.0)
@@ -169,7 +183,9 @@ class Stream:
         # The response's bytes count against the server's byte budget until the
         # write returns (flow control passed, gRPC dropped its copy): slots.py.
         size = len(data)
-        await self.server.send_bytes.acquire(size)
+        budget = self.server.send_bytes
+        if not budget.try_acquire(size):  # no coroutine per write when there is room
+            await budget.acquire(size)
         try:
             self.writing_since = time.monotonic()
             try:
@@ -177,7 +193,7 @@ class Stream:
             finally:
                 self.writing_since = 0.0
         finally:
-            self.server.send_bytes.release(size)
+            budget.release(size)
         self.info.bytes_sent += len(data)
         self.server.count_sent(type_url, len(data))
 
@@ -213,14 +229,42 @@ class Stream:
                 # handled right here when no earlier request is waiting or being
                 # handled: it sends nothing, so it needs neither the queue nor a
                 # task switch.
+                not_ack = False  # fast_ack said no (it need not be asked again)
                 if not self._requests_open and self.info is not None and not self.closing:
                     try:
                         if self.fast_ack(raw):
                             del raw  # not kept while the next request is awaited (memory)
                             continue
+                        not_ack = True
                     except Exception:  # leave it to the full path, which reports errors
                         log.debug("fast ACK path failed", exc_info=True)
-                await self._room.acquire()
+                if self.events.idle() and not self.closing:
+                    # The stream's task waits for work and none is queued: handle
+                    # the request here rather than wake the task for it (a task
+                    # switch and a queue round trip per request: a connect is five
+                    # requests). The task is held meanwhile, so a push or a close
+                    # that arrives now waits for this request, as if queued after it.
+                    # (Inline, not a method taking `raw`: the request must not be
+                    # referenced while its first response waits, see defer_first.)
+                    self.events.hold()
+                    try:
+                        self._requests_open += 1
+                        try:
+                            await self._on_raw(raw, not_ack)
+                        finally:
+                            self._requests_open -= 1
+                        del raw
+                        await self._send_first()
+                    except Exception as e:  # StreamError, or a bug: raised by the task, as it would be
+                        self.events.put_nowait(_Failed(e))
+                        return
+                    finally:
+                        self.events.release()
+                    continue
+                while self._queued >= MAX_QUEUED_REQUESTS:
+                    self._room = asyncio.get_running_loop().create_future()
+                    await self._room
+                self._queued += 1
                 self._requests_open += 1
                 self.events.put_nowait(raw)
                 # Not kept while the next request is awaited: a stream waiting for
@@ -233,6 +277,12 @@ class Stream:
         finally:
             self.events.put_nowait(CLOSE)
 
+    async def _send_first(self) -> None:
+        while self._first_sends:
+            send = self._first_sends.pop(0)
+            async with self.server.initial_slots:
+                await send()
+
     async def run(self, requests: AsyncIterator[bytes]) -> None:
         self.task = asyncio.current_task()
         max_age = self.server.max_connection_age
@@ -240,7 +290,10 @@ class Stream:
         self.recycle_at = time.monotonic() + max_age * (0.9 + 0.2 * random.random()) if max_age else 0.0
         self.server.ensure_watchdog()
         self.server.live.add(self)
-        reader = asyncio.create_task(self._reader(requests))
+        # The task's loop, not asyncio.create_task: no second running-loop lookup
+        # (a getpid() system call on Python 3.11, see mailbox.py).
+        assert self.task is not None
+        reader = self.task.get_loop().create_task(self._reader(requests))
         try:
             await self._loop()
         except asyncio.CancelledError:
@@ -282,17 +335,19 @@ class Stream:
                     if req is not None and not self.closing:
                         await self._push(req)
                 continue
+            if type(ev) is _Failed:
+                raise ev.error
             assert isinstance(ev, bytes)
-            self._room.release()
+            self._queued -= 1
+            room = self._room
+            if room is not None and not room.done():
+                room.set_result(None)
             try:
                 await self._on_raw(ev)
             finally:
                 self._requests_open -= 1
             ev = None  # the request is not held while its first response waits (defer_first)
-            while self._first_sends:
-                send = self._first_sends.pop(0)
-                async with self.server.initial_slots:
-                    await send()
+            await self._send_first()
 
     # --- requests -----------------------------------------------------------
 
@@ -318,7 +373,7 @@ class Stream:
         proxies = self.server.sharing.proxies
         proxy = proxies.get(key)
         if proxy is None:
-            metadata = json_format.MessageToDict(node.metadata) if has_metadata else {}
+            metadata = metadata_dict(node.metadata) if has_metadata else {}
             try:
                 proxy = parse_proxy(node.id, metadata)
             except ProxyError as e:
@@ -329,8 +384,8 @@ class Stream:
         self.info.last_push_state = self.state.version
         self.server.register(self)
 
-    async def _on_raw(self, raw: bytes) -> None:
-        if self.info is not None and self.fast_ack(raw):
+    async def _on_raw(self, raw: bytes, not_ack: bool = False) -> None:
+        if not not_ack and self.info is not None and self.fast_ack(raw):
             return
         req = self._parse(raw)
         if self.info is None:
