@@ -1,8 +1,8 @@
-"""Outbound listeners of HTTP-only ports are built once per state for every
-proxy with the same bind, port and HTTP chain key (sidecar/listeners.py
+"""Outbound listeners of HTTP-only ports and of opaque (TCP) ports are built
+once per state for every proxy with the same key (sidecar/listeners.py
 `outbound_listener_builds`, issue 18): each proxy's bytes equal its listeners
 built alone, and proxies that differ in a key field (bind, a TCP service on the
-port, telemetry) get their own."""
+port, the TCP chains, telemetry) get their own."""
 
 from __future__ import annotations
 
@@ -149,7 +149,8 @@ def test_hetero_mesh_listeners_equal_alone_and_built_once(tmp_path: Path, monkey
     make = lds._outbound_listener
 
     def counting(*a: object, **kw: object) -> object:
-        built[(str(a[4]), int(a[5]))] += 1  # type: ignore[call-overload]
+        op: tuple[object, str, int, bool, bool] = a[3]  # type: ignore[assignment]
+        built[(op[1], op[2])] += 1
         return make(*a, **kw)  # type: ignore[arg-type]
 
     tr = Translator()
@@ -166,3 +167,80 @@ def test_hetero_mesh_listeners_equal_alone_and_built_once(tmp_path: Path, monkey
     bind, _, port = name.rpartition("_")
     assert built[(bind, int(port))] == 1, built
     assert len({id(g[name]) for g in got.values()}) == 1
+
+
+_TCP_MESH = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: cache, namespace: b}
+spec:
+  hosts: [cache.b.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  endpoints: [{address: 10.0.0.3}]
+---
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: aaa, namespace: h}
+spec:
+  hosts: [aaa.h.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 9000, name: tcp, protocol: TCP}]
+  endpoints: [{address: 10.0.0.4}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: b-only, namespace: f}
+spec:
+  egress: [{hosts: ["b/*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: b-and-a, namespace: g}
+spec:
+  egress: [{hosts: ["b/*", "a/*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: b-and-h, namespace: h}
+spec:
+  egress: [{hosts: ["b/*", "h/*"]}]
+---
+apiVersion: networking.istio.io/v1
+kind: Sidecar
+metadata: {name: b-only, namespace: t}
+spec:
+  egress: [{hosts: ["b/*"]}]
+---
+apiVersion: telemetry.istio.io/v1
+kind: Telemetry
+metadata: {name: logs, namespace: t}
+spec:
+  accessLogging:
+  - providers: [{name: envoy}]
+"""
+
+
+@pytest.mark.parametrize("order", ["fght", "thgf", "gtfh"])
+def test_tcp_listener_shared_where_its_chains_and_telemetry_are_the_same(order: str) -> None:
+    """f and g (different scopes) send port 9000 to cache.b alone: one listener.
+    h has another TCP service on the port (aaa.h sorts first and takes the plain
+    TCP match) and t logs every connection: each gets its own bytes."""
+    loaded = load_text(_MESH + "---" + _TCP_MESH, "mesh.yaml")
+    assert not loaded.errors
+    agg = Aggregator()
+    agg.set_source("files", SourceSnapshot(tuple(loaded.configs), tuple(loaded.services), ()))
+    state = agg.build()
+    tr = Translator()
+    pxs = [_proxy(ns, i) for i, ns in enumerate(order)]
+    got = {p.namespace: _generated(tr, state, p) for p in pxs}
+    for p in pxs:
+        assert {n: b.body for n, b in got[p.namespace].items()} == _alone(state, p), p.id
+    name = "127.0.0.1_9000"
+    assert got["f"][name] is got["g"][name]
+    assert got["h"][name].body != got["f"][name].body and b"aaa.h" in got["h"][name].body
+    assert got["t"][name].body != got["f"][name].body
+    assert b"envoy.access_loggers.file" in got["t"][name].body
+    assert b"envoy.access_loggers.file" not in got["f"][name].body

@@ -229,60 +229,74 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
     VirtualService `tcp`/`tls` routes (tcproute.py, tlsroute.py). A port where HTTP
     and non-HTTP services meet sniffs: http_inspector sends plaintext HTTP to the
     HCM, everything else to the TCP/TLS chains."""
-    return [_outbound_listener(ctx, proxy, scope, *op) for op in _outbound_ports(proxy, scope)]
+    out = []
+    for op in _outbound_ports(proxy, scope):
+        targets, specs = _outbound_specs(ctx, proxy, scope, op)
+        out.append(_outbound_listener(ctx, proxy, scope, op, targets, specs))
+    return out
 
 
 def outbound_listener_builds(
     ctx: PushContext, proxy: Proxy, scope: SidecarScope, finish: Callable[[listener_pb2.Listener], Built]
 ) -> list[Built]:
-    """outbound_listeners, each passed through `finish` (features, serialization).
-    A port where every service in scope speaks HTTP gets a listener that is only
-    its address and the outbound HTTP chain: built and finished once per state for
-    every proxy with the same bind, port and HTTP chain key (at 1,000 namespaces
-    each proxy built its own copy). `finish` adds the tcp_proxy features, which
-    have no tcp_proxy filter to act on there."""
+    """outbound_listeners, each passed through `finish` (the tcp_proxy features,
+    serialization), built and finished once per state for every proxy whose
+    listener is the same (at 1,000 namespaces each proxy built its own copies):
+
+    - a port where every service in scope speaks HTTP: the listener is its
+      address and the outbound HTTP chain, nothing else (no tcp_proxy for the
+      features to act on): keyed by bind, port and the HTTP chain's key;
+    - an opaque (non-HTTP) port: its filter chains are a function of their specs
+      (tcproute.filter_chain) and the tcp_proxy features read of the proxy only
+      its telemetry views (access logs, metrics; outbound metric tags are CEL the
+      proxy fills in): keyed by bind, port, the specs and the views.
+    Sniffed ports (HTTP and opaque services together) are built per proxy."""
     out: list[Built] = []
     for op in _outbound_ports(proxy, scope):
-        egress, bind, port, is_http, bound = op
+        _, bind, port, is_http, bound = op
+        targets, specs = _outbound_specs(ctx, proxy, scope, op)
 
-        def make(op: _OutboundPort = op) -> Built:
-            return finish(_outbound_listener(ctx, proxy, scope, *op))
+        def make(op: _OutboundPort = op, targets: _Targets = targets, specs: list[L4Chain] = specs) -> Built:
+            return finish(_outbound_listener(ctx, proxy, scope, op, targets, specs))
 
-        if is_http and _http_only(egress, port, scope):
-            stat = f"outbound_{bind}_{port}"
-            key = ("lds-http-only", bind, port, bound, proxy.capture_none, _hcm_key(ctx, proxy, scope, port, stat))
-            out.append(ctx.cached(key, make))
-        else:
-            out.append(make())
+        key: tuple[object, ...] | None = None
+        if is_http and not specs:
+            hcm_key = _hcm_key(ctx, proxy, scope, port, f"outbound_{bind}_{port}")
+            key = ("lds-http-only", bind, port, bound, proxy.capture_none, hcm_key)
+        elif not is_http:
+            key = ("lds-l4", bind, port, bound, proxy.capture_none, tuple(specs), telemetry_key(ctx, proxy))
+        out.append(ctx.cached(key, make) if key is not None else make())
     return out
 
 
-def _http_only(egress: EgressListener, port: int, scope: SidecarScope) -> bool:
-    """No TCP or TLS filter chain on the port: _l4_specs has no target to build one for."""
-    if egress.port is not None and egress.port.protocol.is_http:
-        return True  # outbound_listeners sends every service on the port to the HCM
-    return all(proto.is_http for _, proto in _listener_protocols(egress, port, scope.services))
+_Targets = list[tuple[Service, Protocol]]
+
+
+def _outbound_specs(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, op: _OutboundPort
+) -> tuple[_Targets, list[L4Chain]]:
+    """The services a port's listener sends to, and its TCP/TLS filter chain specs."""
+    egress, bind, port, is_http, _ = op
+    targets = _listener_protocols(egress, port, scope.services)
+    if is_http and egress.port is not None and egress.port.protocol.is_http:
+        targets = []  # the Sidecar declared the port HTTP: every service on it is
+    return targets, dedupe_chains(_l4_specs(ctx, proxy, port, bind, targets))
 
 
 def _outbound_listener(
     ctx: PushContext,
     proxy: Proxy,
     scope: SidecarScope,
-    egress: EgressListener,
-    bind: str,
-    port: int,
-    is_http: bool,
-    bound: bool,
+    op: _OutboundPort,
+    targets: _Targets,
+    specs: list[L4Chain],
 ) -> listener_pb2.Listener:
+    _, bind, port, is_http, bound = op
     name = naming.listener(bind, port)
     lst = _listener(name, bind, port, "outbound")
     if not bound:
         lst.bind_to_port.value = False
     stat = f"outbound_{bind}_{port}"
-    targets = _listener_protocols(egress, port, scope.services)
-    if is_http and egress.port is not None and egress.port.protocol.is_http:
-        targets = []  # the Sidecar declared the port HTTP: every service on it is
-    specs = dedupe_chains(_l4_specs(ctx, proxy, port, bind, targets))
     sniff = is_http and bool(specs)
     if is_http:
         chain = _outbound_http_chain(ctx, proxy, scope, port, stat)
