@@ -224,14 +224,14 @@ class Translator:
         # With iptables capture, virtualOutbound joins the per-port listeners.
         make_outbound = lds.outbound_listeners if proxy.capture_none else capture_outbound.outbound_listeners
 
+        def finish(lst: Any) -> Built:
+            return build(lst.name, TypeUrl.LISTENER, with_tcp_features(ctx, proxy, "outbound", lst))
+
         def outbound() -> Part:
             ctx.replay(scope.key)  # provenance: every listener depends on the Sidecar scope
-            return Part(
-                {
-                    lst.name: build(lst.name, TypeUrl.LISTENER, with_tcp_features(ctx, proxy, "outbound", lst))
-                    for lst in make_outbound(ctx, proxy, scope)
-                }
-            )
+            if proxy.capture_none:  # HTTP-only ports' listeners shared across proxies
+                return Part({b.name: b for b in lds.outbound_listener_builds(ctx, proxy, scope, finish)})
+            return Part({lst.name: finish(lst) for lst in make_outbound(ctx, proxy, scope)})
 
         # Telemetry (access logs, metrics, tracing) can differ per workload: part of the keys.
         tkey = telemetry_key(ctx, proxy)

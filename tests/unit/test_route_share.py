@@ -77,9 +77,9 @@ def test_virtual_host_serialized_once_for_every_proxy(tmp_path: Path, monkeypatc
     tr = Translator()
     for p in proxies(10, 10):  # one proxy per namespace, ten different scopes, all import ns-0
         tr.generate(state, p, TypeUrl.ROUTE)
-    # svc-10.ns-0 (HTTP, no VirtualService) is in every scope: one build for the nine
-    # proxies outside ns-0, one for ns-0's own proxy (its bare-name domain).
-    assert built["svc-10.ns-0.svc.cluster.local"] == 2
+    # svc-10.ns-0 (HTTP, no VirtualService) is in every scope: one build; the other
+    # variant (ns-0's own proxy: its bare-name domains) reuses the routes' bytes.
+    assert built["svc-10.ns-0.svc.cluster.local"] == 1
     # svc-0 has the benchmark's VirtualService (no sourceLabels/sourceNamespace
     # matches, the same DestinationRules everywhere): built once outside ns-0 and
     # once in it, as a default virtual host (it was built per proxy: 10).
@@ -159,3 +159,48 @@ def test_virtual_service_hosts_shared_only_where_the_routes_are_the_same() -> No
     by_ns = {p.namespace: bodies[p.id] for p in pxs}
     assert b"x-user" in by_ns["b"] and b"x-user" not in by_ns["c"]
     assert by_ns["c"] == by_ns["d"]  # same view: the same bytes
+
+
+_DEFAULT_MESH = """
+apiVersion: networking.istio.io/v1
+kind: ServiceEntry
+metadata: {name: web, namespace: a}
+spec:
+  hosts: [web.a.svc.cluster.local]
+  location: MESH_INTERNAL
+  resolution: STATIC
+  ports: [{number: 8080, name: http, protocol: HTTP}]
+  endpoints: [{address: 10.0.0.1}]
+---
+apiVersion: networking.istio.io/v1
+kind: DestinationRule
+metadata: {name: sticky, namespace: b}
+spec:
+  host: web.a.svc.cluster.local
+  exportTo: ["."]
+  trafficPolicy: {loadBalancer: {consistentHash: {httpHeaderName: x-user}}}
+"""
+
+
+@pytest.mark.parametrize("order", ["abc", "cba", "bca"])
+def test_default_vhost_routes_shared_only_with_the_same_destination_rule(order: str) -> None:
+    """A default virtual host's routes are shared between the service's own
+    namespace (bare-name domains) and the others, but not with a namespace that
+    sees another DestinationRule (b: consistent hashing); whichever namespace
+    builds first, every proxy's bytes equal its route configuration built whole."""
+    loaded = load_text(_DEFAULT_MESH, "mesh.yaml")
+    assert not loaded.errors
+    agg = Aggregator()
+    agg.set_source("files", SourceSnapshot(tuple(loaded.configs), tuple(loaded.services), ()))
+    state = agg.build()
+    pxs = [
+        parse_proxy(f"sidecar~10.1.0.{i}~p.{ns}~{ns}.svc.cluster.local", {"NAMESPACE": ns})
+        for i, ns in enumerate(order)
+    ]
+    assert _assert_same_bytes(state, pxs) == len(pxs)
+    tr = Translator()
+    by_ns = {p.namespace: tr.generate(state, p, TypeUrl.ROUTE).index["8080"].body for p in pxs}
+    assert b"x-user" in by_ns["b"] and b"x-user" not in by_ns["a"] and b"x-user" not in by_ns["c"]
+    assert b"\x12\x03web" in by_ns["a"] and b"\x12\x03web" not in by_ns["c"]  # the bare-name domain
+    # a and c: the same routes, different domains.
+    assert by_ns["a"] != by_ns["c"]

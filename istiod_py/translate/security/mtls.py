@@ -196,6 +196,12 @@ def _raw_socket() -> base_pb2.TransportSocket:
     return sock
 
 
+@functools.cache
+def _disabled_match() -> cluster_pb2.Cluster.TransportSocketMatch:
+    """Auto mTLS's plaintext fallback, the same for every cluster: appended as a copy."""
+    return cluster_pb2.Cluster.TransportSocketMatch(name="tlsMode-disabled", transport_socket=_raw_socket())
+
+
 def _client_alpn(port: Port) -> tuple[str, ...]:
     return ALPN_IN_MESH_H2 if port.protocol.is_http2 else ALPN_IN_MESH
 
@@ -206,6 +212,8 @@ def auto_mtls_applies(ctx: PushContext, svc: Service, port: Port) -> bool:
     if not ctx.state.mesh.enable_auto_mtls or svc.mesh_external:
         return False
     policy = pa.service_policy(ctx, svc)
+    if not policy.ports:
+        return policy.mode != MTLSMode.DISABLE  # every port has the policy's mode
     ports = {port.target_port or port.number}
     ports.update(ep.port for ep in ctx.state.endpoints_for(svc.hostname, port.number))
     return not all(policy.for_port(p) == MTLSMode.DISABLE for p in ports)
@@ -231,8 +239,8 @@ def mesh_mtls(
     cluster.ClearField("transport_socket")
     del cluster.transport_socket_matches[:]
     mtls = cluster.transport_socket_matches.add(name="tlsMode-istio", transport_socket=_tls_socket(context))
-    mtls.match.update({"tlsMode": "istio"})
-    cluster.transport_socket_matches.add(name="tlsMode-disabled", transport_socket=_raw_socket())
+    mtls.match.fields["tlsMode"].string_value = "istio"  # as match.update({"tlsMode": "istio"})
+    cluster.transport_socket_matches.append(_disabled_match())
 
 
 def _uses_sds(sock: base_pb2.TransportSocket) -> bool:

@@ -85,6 +85,9 @@ def resolve(mesh: PolicyLevel, namespace: PolicyLevel, workload: PolicyLevel) ->
     return EffectivePolicy(base, ports)
 
 
+_NO_POLICY = EffectivePolicy(MTLSMode.PERMISSIVE, {})
+
+
 class PeerAuthentications:
     """Index of the PeerAuthentication configs of one MeshState."""
 
@@ -121,6 +124,8 @@ class PeerAuthentications:
         """istiod's best-effort view of a service's server side, for auto mTLS: the
         mesh/namespace levels, plus a workload policy whose selector covers every
         workload the service selects."""
+        if not self._namespace and not self._selector:
+            return _NO_POLICY  # no PeerAuthentication at all: what resolve() gives for three UNSET levels
         workload = PolicyLevel()
         if svc.selector:
             selector = svc.selector

@@ -4,6 +4,7 @@ listener binds a real address in 127.0.0.0/8)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
@@ -12,6 +13,7 @@ from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2 as hcm
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
+from istiod_py.cache.resources import Built
 from istiod_py.model import Protocol, Proxy, Service
 from istiod_py.model.service import Port
 
@@ -175,6 +177,14 @@ def _add_inspectors(lst: listener_pb2.Listener, *, tls: bool, http: bool) -> Non
         lst.continue_on_listener_filters_timeout = True
 
 
+def _hcm_key(ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int, stat: str) -> tuple[object, ...]:
+    """What the outbound HTTP filter chain depends on (see _outbound_http_chain)."""
+    views = telemetry_key(ctx, proxy)
+    mesh = ctx.state.mesh.telemetry
+    traced = mesh.enable_tracing and (views[0].tracing is not None or mesh.default_tracing is not None)
+    return ("hcm-out", port, stat, views, scope.key if traced else None)
+
+
 def _outbound_http_chain(
     ctx: PushContext, proxy: Proxy, scope: SidecarScope, port: int, stat: str
 ) -> listener_components_pb2.FilterChain:
@@ -185,28 +195,21 @@ def _outbound_http_chain(
     tracing: the views, as in the listener key) and, when a tracer may be
     configured, whether the collector is in its Sidecar scope (tracing.py); its
     HTTP filters (cors, fault; authz is inbound only) are the same for every proxy."""
-    views = telemetry_key(ctx, proxy)
-    mesh = ctx.state.mesh.telemetry
-    traced = mesh.enable_tracing and (views[0].tracing is not None or mesh.default_tracing is not None)
-    key = ("hcm-out", port, stat, views, scope.key if traced else None)
 
     def build() -> listener_components_pb2.FilterChain:
         rds = naming.sidecar_route(port)
         return _filter_chain_http(http_connection_manager(ctx, proxy, "outbound", port, stat, rds=rds))
 
     chain = listener_components_pb2.FilterChain()
-    chain.CopyFrom(ctx.cached(key, build))  # the cached chain is a prototype: never changed
+    chain.CopyFrom(ctx.cached(_hcm_key(ctx, proxy, scope, port, stat), build))  # a prototype: never changed
     return chain
 
 
-def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[listener_pb2.Listener]:
-    """One listener per (bind, port) of the Sidecar egress listeners.
+_OutboundPort = tuple[EgressListener, str, int, bool, bool]  # egress, bind, port, is_http, bound
 
-    HTTP ports: HCM with RDS. Opaque TCP and TLS ports: tcp_proxy chains from the
-    VirtualService `tcp`/`tls` routes (tcproute.py, tlsroute.py). A port where HTTP
-    and non-HTTP services meet sniffs: http_inspector sends plaintext HTTP to the
-    HCM, everything else to the TCP/TLS chains."""
-    out: list[listener_pb2.Listener] = []
+
+def _outbound_ports(proxy: Proxy, scope: SidecarScope) -> Iterator[_OutboundPort]:
+    """The (bind, port) pairs of the Sidecar egress listeners, first egress wins."""
     seen: set[str] = set()
     for egress in scope.egress:
         bound = proxy.capture_none or egress.capture_none
@@ -216,47 +219,116 @@ def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> l
             if name in seen:
                 continue
             seen.add(name)
-            lst = _listener(name, bind, port, "outbound")
-            if not bound:
-                lst.bind_to_port.value = False
-            stat = f"outbound_{bind}_{port}"
-            targets = _listener_protocols(egress, port, scope.services)
-            if is_http and egress.port is not None and egress.port.protocol.is_http:
-                targets = []  # the Sidecar declared the port HTTP: every service on it is
-            specs = dedupe_chains(_l4_specs(ctx, proxy, port, bind, targets))
-            sniff = is_http and bool(specs)
-            if is_http:
-                chain = _outbound_http_chain(ctx, proxy, scope, port, stat)
-                if sniff:
-                    chain.filter_chain_match.transport_protocol = "raw_buffer"
-                    chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
-                lst.filter_chains.append(chain)
-            sniffed_ranges = _sniffed_ranges(proxy, port, targets) if sniff else set()
-            for spec in specs:
-                fc = filter_chain(spec)
-                if sniff and not spec.server_names:
-                    # Envoy does not fall back from the raw_buffer branch the HTTP chain opens.
-                    fc.filter_chain_match.transport_protocol = "raw_buffer"
-                    if spec.prefix_ranges and set(spec.prefix_ranges) <= sniffed_ranges:
-                        # Destination addresses are matched before protocols: a sniffed
-                        # service's own address needs its own HTTP chain too.
-                        http_fc = _outbound_http_chain(ctx, proxy, scope, port, stat)
-                        http_fc.filter_chain_match.CopyFrom(fc.filter_chain_match)
-                        http_fc.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
-                        lst.filter_chains.append(http_fc)
-                lst.filter_chains.append(fc)
-            for fc in lst.filter_chains:
-                # As istiod (listener.go): a TLS handshake must finish within 15 s.
-                fc.transport_socket_connect_timeout.seconds = 15
-            if proxy.capture_none:
-                # istiod sets this on listeners that bind their own socket: each
-                # wake-up accepts one connection, spreading them over the workers.
-                lst.max_connections_to_accept_per_socket_event.value = 1
-            if not lst.filter_chains:
-                lst.filter_chains.append(_filter_chain_tcp(stat, naming.BLACKHOLE))
-            _add_inspectors(lst, tls=any(s.server_names for s in specs), http=sniff)
-            out.append(lst)
+            yield egress, bind, port, is_http, bound
+
+
+def outbound_listeners(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[listener_pb2.Listener]:
+    """One listener per (bind, port) of the Sidecar egress listeners.
+
+    HTTP ports: HCM with RDS. Opaque TCP and TLS ports: tcp_proxy chains from the
+    VirtualService `tcp`/`tls` routes (tcproute.py, tlsroute.py). A port where HTTP
+    and non-HTTP services meet sniffs: http_inspector sends plaintext HTTP to the
+    HCM, everything else to the TCP/TLS chains."""
+    out = []
+    for op in _outbound_ports(proxy, scope):
+        targets, specs = _outbound_specs(ctx, proxy, scope, op)
+        out.append(_outbound_listener(ctx, proxy, scope, op, targets, specs))
     return out
+
+
+def outbound_listener_builds(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, finish: Callable[[listener_pb2.Listener], Built]
+) -> list[Built]:
+    """outbound_listeners, each passed through `finish` (the tcp_proxy features,
+    serialization), built and finished once per state for every proxy whose
+    listener is the same (at 1,000 namespaces each proxy built its own copies):
+
+    - a port where every service in scope speaks HTTP: the listener is its
+      address and the outbound HTTP chain, nothing else (no tcp_proxy for the
+      features to act on): keyed by bind, port and the HTTP chain's key;
+    - an opaque (non-HTTP) port: its filter chains are a function of their specs
+      (tcproute.filter_chain) and the tcp_proxy features read of the proxy only
+      its telemetry views (access logs, metrics; outbound metric tags are CEL the
+      proxy fills in): keyed by bind, port, the specs and the views.
+    Sniffed ports (HTTP and opaque services together) are built per proxy."""
+    out: list[Built] = []
+    for op in _outbound_ports(proxy, scope):
+        _, bind, port, is_http, bound = op
+        targets, specs = _outbound_specs(ctx, proxy, scope, op)
+
+        def make(op: _OutboundPort = op, targets: _Targets = targets, specs: list[L4Chain] = specs) -> Built:
+            return finish(_outbound_listener(ctx, proxy, scope, op, targets, specs))
+
+        key: tuple[object, ...] | None = None
+        if is_http and not specs:
+            hcm_key = _hcm_key(ctx, proxy, scope, port, f"outbound_{bind}_{port}")
+            key = ("lds-http-only", bind, port, bound, proxy.capture_none, hcm_key)
+        elif not is_http:
+            key = ("lds-l4", bind, port, bound, proxy.capture_none, tuple(specs), telemetry_key(ctx, proxy))
+        out.append(ctx.cached(key, make) if key is not None else make())
+    return out
+
+
+_Targets = list[tuple[Service, Protocol]]
+
+
+def _outbound_specs(
+    ctx: PushContext, proxy: Proxy, scope: SidecarScope, op: _OutboundPort
+) -> tuple[_Targets, list[L4Chain]]:
+    """The services a port's listener sends to, and its TCP/TLS filter chain specs."""
+    egress, bind, port, is_http, _ = op
+    targets = _listener_protocols(egress, port, scope.services)
+    if is_http and egress.port is not None and egress.port.protocol.is_http:
+        targets = []  # the Sidecar declared the port HTTP: every service on it is
+    return targets, dedupe_chains(_l4_specs(ctx, proxy, port, bind, targets))
+
+
+def _outbound_listener(
+    ctx: PushContext,
+    proxy: Proxy,
+    scope: SidecarScope,
+    op: _OutboundPort,
+    targets: _Targets,
+    specs: list[L4Chain],
+) -> listener_pb2.Listener:
+    _, bind, port, is_http, bound = op
+    name = naming.listener(bind, port)
+    lst = _listener(name, bind, port, "outbound")
+    if not bound:
+        lst.bind_to_port.value = False
+    stat = f"outbound_{bind}_{port}"
+    sniff = is_http and bool(specs)
+    if is_http:
+        chain = _outbound_http_chain(ctx, proxy, scope, port, stat)
+        if sniff:
+            chain.filter_chain_match.transport_protocol = "raw_buffer"
+            chain.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
+        lst.filter_chains.append(chain)
+    sniffed_ranges = _sniffed_ranges(proxy, port, targets) if sniff else set()
+    for spec in specs:
+        fc = filter_chain(spec)
+        if sniff and not spec.server_names:
+            # Envoy does not fall back from the raw_buffer branch the HTTP chain opens.
+            fc.filter_chain_match.transport_protocol = "raw_buffer"
+            if spec.prefix_ranges and set(spec.prefix_ranges) <= sniffed_ranges:
+                # Destination addresses are matched before protocols: a sniffed
+                # service's own address needs its own HTTP chain too.
+                http_fc = _outbound_http_chain(ctx, proxy, scope, port, stat)
+                http_fc.filter_chain_match.CopyFrom(fc.filter_chain_match)
+                http_fc.filter_chain_match.application_protocols.extend(PLAINTEXT_HTTP_ALPNS)
+                lst.filter_chains.append(http_fc)
+        lst.filter_chains.append(fc)
+    for fc in lst.filter_chains:
+        # As istiod (listener.go): a TLS handshake must finish within 15 s.
+        fc.transport_socket_connect_timeout.seconds = 15
+    if proxy.capture_none:
+        # istiod sets this on listeners that bind their own socket: each
+        # wake-up accepts one connection, spreading them over the workers.
+        lst.max_connections_to_accept_per_socket_event.value = 1
+    if not lst.filter_chains:
+        lst.filter_chains.append(_filter_chain_tcp(stat, naming.BLACKHOLE))
+    _add_inspectors(lst, tls=any(s.server_names for s in specs), http=sniff)
+    return lst
 
 
 def inbound_ports(ctx: PushContext, proxy: Proxy, scope: SidecarScope) -> list[IngressListener]:

@@ -111,9 +111,7 @@ def sidecar_route_bytes(ctx: PushContext, proxy: Proxy, scope: SidecarScope, por
         origin = routes.vhost_origin_key(port, naming.vhost(svc.hostname, port))
         hit = _lookup(ctx, proxy, key)
         if hit is None:
-            vh = routes._vhost(ctx, proxy, svc, port, domains)
-            hit = (_field(_VIRTUAL_HOSTS, _serialize(vh)), ctx.sub_origins.get(origin, frozenset()))
-            _store(ctx, proxy, key, vh, hit)
+            hit = _default_vhost(ctx, proxy, svc, port, domains, key, origin)
         else:
             # Shared bytes, same provenance: recorded for this proxy's route config too.
             ctx.sub_origins[origin] = hit[1]
@@ -129,6 +127,47 @@ def sidecar_route_bytes(ctx: PushContext, proxy: Proxy, scope: SidecarScope, por
     parts.append(catch_all)
     parts.append(tail)
     return name, b"".join(parts)
+
+
+# VirtualHost fields: name=1, domains=2, routes=3; include_request_attempt_count=14
+# (varint true) is the only field routes._vhost sets after them.
+_VH_NAME, _VH_DOMAINS = 1, 2
+_VH_TAIL = b"\x70\x01"
+
+
+def _default_vhost(
+    ctx: PushContext, proxy: Proxy, svc: Service, port: int, domains: list[str], key: Hashable, origin: str
+) -> _Shared:
+    """Builds and stores a shared virtual host. A service's default virtual host
+    (no VirtualService) differs between proxies in its namespace and the others
+    only in its domains (the bare-name forms): its routes' bytes are kept under
+    the key without the namespace flag and reused with the other domains."""
+    if not (isinstance(key, tuple) and key[0] == "vhost"):
+        vh = routes._vhost(ctx, proxy, svc, port, domains)
+        hit = (_field(_VIRTUAL_HOSTS, _serialize(vh)), ctx.sub_origins.get(origin, frozenset()))
+        _store(ctx, proxy, key, vh, hit)
+        return hit
+    _, host, _, _, dr = key
+    routes_key = ("vhost-routes", host, port, dr)
+    name = naming.vhost(host, port)
+    head = b"".join([_field(_VH_NAME, name.encode()), *(_field(_VH_DOMAINS, d.encode()) for d in domains)])
+    shared: tuple[bytes, frozenset[str]] | None = ctx.memo.get(routes_key)
+    if shared is None:
+        vh = routes._vhost(ctx, proxy, svc, port, domains)
+        body = _serialize(vh)
+        reads = ctx.sub_origins.get(origin, frozenset())
+        if body.startswith(head) and body.endswith(_VH_TAIL):
+            ctx.memo[routes_key] = (body[len(head) : -len(_VH_TAIL)], reads)
+    else:
+        route_bytes, reads = shared
+        body = head + route_bytes + _VH_TAIL
+        # The same routes, the same provenance: recorded as _vhost's trace would.
+        ctx.sub_origins[origin] = reads
+        for ref in reads:
+            ctx.note(ref)
+    hit = (_field(_VIRTUAL_HOSTS, body), reads)
+    ctx.memo[key] = hit
+    return hit
 
 
 @functools.lru_cache(maxsize=1024)
