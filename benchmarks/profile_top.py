@@ -2,6 +2,12 @@
 self and by inclusive samples, with file:line.
 
     python -m benchmarks.profile_top benchmarks/results/<ts>-sotw.pyspy.txt [-n 25]
+    python -m benchmarks.profile_top --categories <profile from --profile-native>
+
+--categories: the event-loop thread's samples (the first thread of a profile
+recorded with --threads, as benchmarks.run --profile-native does) by what they
+were doing: translation, our xDS/debug Python, gRPC's native code, each
+syscall, asyncio, metrics, GC.
 """
 
 from __future__ import annotations
@@ -53,13 +59,63 @@ def summarize(path: str, n: int, lines: bool = True) -> str:
     return "\n".join(out)
 
 
+_CATEGORIES = (
+    # (category, test on the whole stack, test on the leaf frame); first match wins
+    ("translation", ("istiod_py/translate/", "istiod_py/cache/resources"), ()),
+    ("gc", ("gc_collect",), ()),
+    ("metrics", ("prometheus_client", "istiod_py/xds/metrics"), ()),
+)
+_SYSCALLS = ("sendmsg", "recvmsg", "recv", "write", "read", "epoll_wait", "getpid", "syscall", "eventfd_write")
+
+
+def categorize(path: str) -> str:
+    cats: Counter[str] = Counter()
+    main_thread = None
+    total = 0
+    with open(path, encoding="utf-8") as f:
+        rows = f.readlines()
+    for raw in rows:
+        stack, _, count = raw.rstrip("\n").rpartition(" ")
+        if not stack or not count.isdigit():
+            continue
+        frames = stack.split(";")
+        if frames[0].startswith("process "):
+            frames = frames[1:]
+        if not frames or not frames[0].startswith("thread "):
+            raise SystemExit(f"{path}: no thread frames (py-spy --threads: benchmarks.run --profile-native)")
+        if main_thread is None:
+            main_thread = frames[0]
+        if frames[0] != main_thread:
+            continue
+        c = int(count)
+        total += c
+        leaf = frames[-1].split(" (")[0]
+        cat = next((name for name, anywhere, _ in _CATEGORIES if any(k in stack for k in anywhere)), "")
+        if not cat:
+            if leaf in _SYSCALLS:
+                cat = f"syscall {leaf}"
+            elif "grpc" in frames[-1]:
+                cat = "gRPC native (cygrpc, core)"
+            elif "istiod_py/" in frames[-1]:
+                cat = "istiod_py Python (xds, debug, model)"
+            elif "asyncio" in frames[-1]:
+                cat = "asyncio"
+            else:
+                cat = "other (interpreter, libc, protobuf outside translation)"
+        cats[cat] += c
+    out = [f"event-loop thread {main_thread}: {total} samples"]
+    out += [f"  {100 * v / max(total, 1):5.1f}%  {k}" for k, v in cats.most_common()]
+    return "\n".join(out)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("profile")
     ap.add_argument("-n", type=int, default=30)
     ap.add_argument("--by-function", action="store_true", help="merge lines of a function")
+    ap.add_argument("--categories", action="store_true", help="the event-loop thread by category (needs --threads)")
     a = ap.parse_args()
-    print(summarize(a.profile, a.n, not a.by_function))
+    print(categorize(a.profile) if a.categories else summarize(a.profile, a.n, not a.by_function))
 
 
 if __name__ == "__main__":

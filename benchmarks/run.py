@@ -71,6 +71,10 @@ def percentile(xs: list[float], p: float) -> float | None:
 _METRIC = re.compile(r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{[^}]*\})?\s+([0-9eE+\-.naNInf]+)$")
 
 
+# The server's CPU seconds in the translator (istiod_py/xds/metrics.py).
+GENERATE_CPU = "istiod_py_xds_generate_cpu_seconds"
+
+
 def scrape(debug_port: int) -> dict[str, float]:
     """Sum of each metric over its labels."""
     out: dict[str, float] = {}
@@ -161,7 +165,8 @@ class Server:
             [
                 spy,
                 "record",
-                *(["--native"] if native else []),
+                # --threads: each stack starts with its thread, so the event loop's share can be read apart.
+                *(["--native", "--threads"] if native else []),
                 "--pid",
                 str(self.proc.pid),
                 "--format",
@@ -488,6 +493,7 @@ class Sample:
     envoy_missing: int = 0
     detect_s: float | None = None
     server_cpu_s: float = 0.0
+    translate_cpu_s: float = 0.0  # of server_cpu_s: the event loop in the translator
     loadgen_cpu_s: float = 0.0
     bytes_sent: float = 0.0
     nacks: float = 0.0
@@ -568,6 +574,7 @@ async def run_scenario(
     s.loadgen_cpu_s = sum(r["cpu"] for r in results) - lg_cpu0
     s.server_cpu_s = cpu1 - cpu0
     s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.translate_cpu_s = m1.get(GENERATE_CPU, 0) - m0.get(GENERATE_CPU, 0)
     s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     s.wall_s = wall
     s.extra = s_extra
@@ -643,6 +650,7 @@ async def run_churn(
     s.loadgen_cpu_s = sum(r["cpu"] for r in results) - lg_cpu0
     s.server_cpu_s = cpu1 - cpu0
     s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.translate_cpu_s = m1.get(GENERATE_CPU, 0) - m0.get(GENERATE_CPU, 0)
     s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     s.wall_s = t_end - start
     total = sum(sys1) - sum(sys0)
@@ -711,6 +719,7 @@ async def run_reconnect(
     extra["client_retries"] = sum(x.get("retries", 0) for x in st)
     m1 = scrape(server.debug_port)
     s.bytes_sent = m1.get("pilot_xds_send_bytes", 0) - m0.get("pilot_xds_send_bytes", 0)
+    s.translate_cpu_s = m1.get(GENERATE_CPU, 0) - m0.get(GENERATE_CPU, 0)
     s.nacks = m1.get("pilot_total_xds_rejects", 0) - m0.get("pilot_total_xds_rejects", 0)
     sys1 = psutil.cpu_times()
     total = sum(sys1) - sum(sys0)
@@ -735,6 +744,7 @@ def summarize(samples: list[Sample], key: str = "latencies") -> dict[str, Any]:
         "after_push_p50": percentile(after, 50),
         "after_push_p99": percentile(after, 99),
         "server_cpu_s": statistics.mean(s.server_cpu_s for s in samples) if samples else 0,
+        "translate_cpu_s": statistics.mean(s.translate_cpu_s for s in samples) if samples else 0,
         "wall_s": statistics.mean(s.wall_s for s in samples) if samples else 0,
         "machine_busy": statistics.mean(s.machine_busy for s in samples) if samples else 0,
         "loadgen_cpu_s": statistics.mean(s.loadgen_cpu_s for s in samples) if samples else 0,
@@ -761,6 +771,7 @@ async def run_transport(args: argparse.Namespace, transport: str, spec: meshgen.
             server.start_profile(prof, args.profile_rate, args.profile_native)
             rows["profile_connect"] = str(prof)
         t = time.monotonic()
+        gen0 = scrape(server.debug_port).get(GENERATE_CPU, 0)
         cpu0 = server.cpu()
         lgs = await start_loadgens(args, server.xds_port, transport)
         ready = []
@@ -773,11 +784,13 @@ async def run_transport(args: argparse.Namespace, transport: str, spec: meshgen.
                 raise RuntimeError(f"loadgen {lg.index} not ready: {st} errors={lg.errors[:3]}") from None
         rows["initial_all_ready_s"] = max((r["last_ready"] for r in ready), default=t) - t
         rows["initial_server_cpu_s"] = server.cpu() - cpu0
+        rows["initial_translate_cpu_s"] = scrape(server.debug_port).get(GENERATE_CPU, 0) - gen0
         rows["rss_connected_mb"] = server.rss_mb()
         print(
             f"[{transport}] {args.clients} clients ({args.loadgen} loadgen) have initial config after "
             f"{rows['initial_all_ready_s']:.2f}s "
-            f"(server CPU {rows['initial_server_cpu_s']:.1f}s, RSS {rows['rss_connected_mb']:.0f} MB)",
+            f"(server CPU {rows['initial_server_cpu_s']:.1f}s, of which translation "
+            f"{rows['initial_translate_cpu_s']:.2f}s; RSS {rows['rss_connected_mb']:.0f} MB)",
             flush=True,
         )
         if args.envoys:
@@ -814,6 +827,7 @@ async def run_transport(args: argparse.Namespace, transport: str, spec: meshgen.
                     f"[{transport}] {sc} rep {rep}: p50 {fmt_s(percentile(s.latencies, 50))} "
                     f"p99 {fmt_s(percentile(s.latencies, 99))} max {fmt_s(max(s.latencies, default=None))} "
                     f"missing {s.missing} detect {fmt_s(s.detect_s)} server CPU {s.server_cpu_s:.2f}s "
+                    f"(translation {s.translate_cpu_s:.2f}s) "
                     f"in {s.wall_s:.2f}s wall, machine {100 * s.machine_busy:.0f}% busy, "
                     f"loadgen CPU {s.loadgen_cpu_s:.2f}s "
                     f"envoys max {fmt_s(max(s.envoy_latencies, default=None))} envoy NACKs {s.envoy_nacks}"
@@ -867,7 +881,8 @@ def table(result: dict[str, Any]) -> str:
     hdr = (
         "| transport | scenario | clients | samples | missing | p50 | p99 | max | detect p50 | "
         "after-push p50 | after-push p99 | "
-        "server CPU s | server CPU ms/proxy | loadgen CPU s | bytes sent | NACKs | peak RSS MB |"
+        "server CPU s | server CPU ms/proxy | of which translation ms/proxy | "
+        "loadgen CPU s | bytes sent | NACKs | peak RSS MB |"
     )
     lines = [hdr, "|" + "---|" * (hdr.count("|") - 1)]
     for tr in result["transports"]:
@@ -885,6 +900,7 @@ def table(result: dict[str, Any]) -> str:
                     f"{s['missing']} | {fmt_s(s['p50'])} | {fmt_s(s['p99'])} | {fmt_s(s['max'])} | "
                     f"{fmt_s(s['detect_p50'])} | {fmt_s(s['after_push_p50'])} | {fmt_s(s['after_push_p99'])} | "
                     f"{s['server_cpu_s']:.2f} | {1000 * s['server_cpu_s'] / max(1, clients):.2f} | "
+                    f"{1000 * s.get('translate_cpu_s', 0) / max(1, clients):.2f} | "
                     f"{s['loadgen_cpu_s']:.2f} | {s['bytes_sent'] / 1e6:.1f} MB | {nacks} | "
                     f"{tr.get('rss_peak_mb') or 0:.0f} |"
                 )
@@ -893,7 +909,9 @@ def table(result: dict[str, Any]) -> str:
         extra.append(
             f"- {tr['transport']}: initial config to all {result['args']['clients']} clients in "
             f"{tr.get('initial_all_ready_s', 0):.2f}s (server CPU {tr.get('initial_server_cpu_s', 0):.1f}s, "
-            f"{1000 * tr.get('initial_server_cpu_s', 0) / max(1, result['args']['clients']):.2f} ms per proxy); "
+            f"{1000 * tr.get('initial_server_cpu_s', 0) / max(1, result['args']['clients']):.2f} ms per proxy, "
+            f"of which translation "
+            f"{1000 * tr.get('initial_translate_cpu_s', 0) / max(1, result['args']['clients']):.2f} ms); "
             f"RSS idle {tr.get('rss_idle_mb', 0):.0f} MB, connected {tr.get('rss_connected_mb', 0):.0f} MB, "
             f"peak {tr.get('rss_peak_mb') or 0:.0f} MB; client errors {tr.get('client_errors', 0)}"
         )

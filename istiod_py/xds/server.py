@@ -124,6 +124,13 @@ class XdsServer:
     # --- hooks --------------------------------------------------------------
 
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
+        t0 = time.thread_time()
+        try:
+            return self._generate_counted(state, proxy, type_url)
+        finally:
+            self.metrics.child(self.metrics.generate_cpu, metric_type(type_url)).inc(time.thread_time() - t0)
+
+    def _generate_counted(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
         try:
             if self.quarantine.cases and self.quarantine.applies(proxy):
                 return self.quarantine.generate(state, proxy, type_url, self._generate)
