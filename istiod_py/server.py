@@ -99,7 +99,7 @@ class ServeOptions:
     # reconnect storm is served in arrival order without starving config pushes.
     max_concurrent_initial: int = 50
     # Bytes of responses being written at once over all streams (xds/slots.py ByteBudget).
-    max_send_bytes: int = 128 * 2**20
+    max_send_bytes: int = 64 * 2**20
     max_connection_age: float = 1800.0
     # Serve a proxy without the config it rejects, found by bisecting (xds/quarantine.py);
     # on by default (issue 16), off for istiod's behaviour (keep resending what was rejected).

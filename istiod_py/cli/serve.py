@@ -84,8 +84,8 @@ def register(sub: SubParsers) -> None:
     p.add_argument(
         "--max-send-mb",
         type=int,
-        default=128,
-        help="MB of responses being written at once over all streams; bounds gRPC's copies (default 128)",
+        default=64,
+        help="MB of responses being written at once over all streams; bounds gRPC's copies (default 64)",
     )
     p.add_argument(
         "--drain-timeout",

@@ -55,7 +55,7 @@ class XdsServer:
         send_timeout: float = 30.0,
         max_concurrent_pushes: int = 1000,
         max_concurrent_initial: int = 50,
-        max_send_bytes: int = 128 * 2**20,
+        max_send_bytes: int = 64 * 2**20,
         max_connection_age: float = 0.0,
         isolated: Callable[[], Generator] | None = None,
         nack_quarantine: bool = False,
