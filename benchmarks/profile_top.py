@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import re
 from collections import Counter
+from collections.abc import Iterator
 
 _FRAME = re.compile(r"^(?P<fn>.*) \((?P<file>[^()]*):(?P<line>\d+)\)$")
 
@@ -30,21 +31,27 @@ def _short(frame: str, lines: bool) -> str:
     return f"{m.group('fn')} ({f}:{m.group('line')})" if lines else f"{m.group('fn')} ({f})"
 
 
-def summarize(path: str, n: int, lines: bool = True) -> str:
-    self_c: Counter[str] = Counter()
-    incl: Counter[str] = Counter()
-    total = 0
+def _stacks(path: str) -> Iterator[tuple[str, list[str], int]]:
+    """(stack, frames without py-spy's process frame, sample count) per row."""
     with open(path, encoding="utf-8") as f:
         rows = f.readlines()
     for raw in rows:
         stack, _, count = raw.rstrip("\n").rpartition(" ")
         if not stack or not count.isdigit():
             continue
-        c = int(count)
-        total += c
-        frames = [_short(f, lines) for f in stack.split(";")]
-        if frames and frames[0].startswith("process "):
+        frames = stack.split(";")
+        if frames[0].startswith("process "):
             frames = frames[1:]
+        yield stack, frames, int(count)
+
+
+def summarize(path: str, n: int, lines: bool = True) -> str:
+    self_c: Counter[str] = Counter()
+    incl: Counter[str] = Counter()
+    total = 0
+    for _, raw_frames, c in _stacks(path):
+        total += c
+        frames = [_short(f, lines) for f in raw_frames]
         if frames and frames[0].startswith("thread "):
             frames = frames[1:]
         if not frames:
@@ -72,22 +79,13 @@ def categorize(path: str) -> str:
     cats: Counter[str] = Counter()
     main_thread = None
     total = 0
-    with open(path, encoding="utf-8") as f:
-        rows = f.readlines()
-    for raw in rows:
-        stack, _, count = raw.rstrip("\n").rpartition(" ")
-        if not stack or not count.isdigit():
-            continue
-        frames = stack.split(";")
-        if frames[0].startswith("process "):
-            frames = frames[1:]
+    for stack, frames, c in _stacks(path):
         if not frames or not frames[0].startswith("thread "):
             raise SystemExit(f"{path}: no thread frames (py-spy --threads: benchmarks.run --profile-native)")
         if main_thread is None:
             main_thread = frames[0]
         if frames[0] != main_thread:
             continue
-        c = int(count)
         total += c
         leaf = frames[-1].split(" (")[0]
         cat = next((name for name, anywhere, _ in _CATEGORIES if any(k in stack for k in anywhere)), "")
