@@ -44,6 +44,9 @@ ADS_SERVICE = "envoy.service.discovery.v3.AggregatedDiscoveryService"
 
 Generator = Callable[[MeshState, Proxy, str], Resources]
 
+# What Envoy asks for right after its clusters (XdsServer._prefetch).
+PREFETCH_AFTER_CDS = (TypeUrl.ENDPOINT, TypeUrl.LISTENER, TypeUrl.ROUTE)
+
 
 class XdsServer:
     def __init__(
@@ -126,9 +129,36 @@ class XdsServer:
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
         t0 = time.thread_time()
         try:
-            return self._generate_counted(state, proxy, type_url)
+            res = self._generate_counted(state, proxy, type_url)
         finally:
             self.metrics.child(self.metrics.generate_cpu, metric_type(type_url)).inc(time.thread_time() - t0)
+        if type_url == TypeUrl.CLUSTER and self._gen_memo_state is state:
+            self._prefetch(state, proxy)
+        return res
+
+    def _prefetch(self, state: MeshState, proxy: Proxy) -> None:
+        """After a proxy's clusters, translate its endpoints, listeners and routes
+        too (into the memo), where they would otherwise be asked for one at a
+        time by requests interleaved with a thousand other streams' work. Envoy
+        asks for all three right after CDS; translated back to back they reuse
+        the proxy's scope and what its clusters just read, still in the CPU's
+        caches: a connect at 1,000 namespaces cost 0.13-0.16 ms less per proxy
+        (docs/benchmarks.md). A failure here is left to the request that asks
+        for the type, which reports it."""
+        if self.quarantine.cases and self.quarantine.applies(proxy):
+            return
+        memo = self._gen_memo
+        for t in PREFETCH_AFTER_CDS:
+            if (id(proxy), t) in memo:
+                continue
+            t0 = time.thread_time()
+            try:
+                memo[(id(proxy), t)] = (proxy, self._generate(state, proxy, t))
+            except Exception:
+                log.debug("prefetching %s for %s failed", TypeUrl.SHORT.get(t), proxy.id, exc_info=True)
+                return
+            finally:
+                self.metrics.child(self.metrics.generate_cpu, metric_type(t)).inc(time.thread_time() - t0)
 
     def _generate_counted(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
         try:
