@@ -312,3 +312,24 @@ async def test_the_safety_poll_catches_what_no_notification_reports(tmp_path: Pa
     finally:
         await w.src.stop()
         await control.src.stop()
+
+
+async def test_a_watch_on_a_missing_directory_never_counts_as_working(tmp_path: Path) -> None:
+    # watchfiles watches a missing path without an error and sends heartbeats for
+    # it: taken as proof, the full-rate poll would stop and the directory, once
+    # created, would wait for the safety poll
+    from istiod_py.config.notify import HEARTBEAT_MS, Notifier
+
+    root = tmp_path / "not-yet"
+    n = Notifier(root, asyncio.Event(), retry_interval=0.1)
+    task = asyncio.get_running_loop().create_task(n.run())
+    try:
+        await asyncio.sleep(3 * HEARTBEAT_MS / 1000 + 0.3)
+        assert not n.working
+        root.mkdir()
+        deadline = time.monotonic() + 5
+        while not n.working and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert n.working  # and once it exists, the watch is set up on it
+    finally:
+        task.cancel()
