@@ -98,6 +98,8 @@ class ServeOptions:
     # First responses to newly connected streams, capped apart from pushes so a
     # reconnect storm is served in arrival order without starving config pushes.
     max_concurrent_initial: int = 50
+    # New streams' first translations wait up to this long to be made in a batch (xds/first_batch.py).
+    first_batch_ms: float = 10.0
     # Bytes of responses being written at once over all streams (xds/slots.py ByteBudget).
     max_send_bytes: int = 64 * 2**20
     max_connection_age: float = 1800.0
@@ -188,6 +190,7 @@ class ControlPlane:
             send_timeout=o.send_timeout,
             max_concurrent_pushes=o.max_concurrent_pushes,
             max_concurrent_initial=o.max_concurrent_initial,
+            first_batch_s=o.first_batch_ms / 1000,
             max_send_bytes=o.max_send_bytes,
             max_connection_age=o.max_connection_age,
             isolated=lambda: Translator().generate,

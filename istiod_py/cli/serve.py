@@ -75,6 +75,13 @@ def register(sub: SubParsers) -> None:
         help="first responses to new streams sent at once; a reconnect storm queues in order (default 50)",
     )
     p.add_argument(
+        "--first-batch-ms",
+        type=float,
+        default=10.0,
+        help="a new stream's first translation waits up to this long to be made with the other new streams' "
+        "(cheaper when many connect at once); 0: one at a time (default 10)",
+    )
+    p.add_argument(
         "--malloc-mmap-threshold-kb",
         type=int,
         default=0,
@@ -123,6 +130,7 @@ def run_serve(args: argparse.Namespace) -> int:
         send_timeout=args.send_timeout,
         max_concurrent_pushes=args.max_concurrent_pushes,
         max_concurrent_initial=args.max_concurrent_initial,
+        first_batch_ms=args.first_batch_ms,
         max_send_bytes=args.max_send_mb * 2**20,
         malloc_mmap_threshold=args.malloc_mmap_threshold_kb * 1024,
         drain_timeout=args.drain_timeout,

@@ -95,9 +95,10 @@ class DeltaStream(Stream):
             self._sub[t] = self.server.sharing.names_digest(w.names) + ("*" if w.wildcard else "")
         if first:  # sent behind the initial-response gate once this request is dropped
             self.defer_first(
+                t,
                 lambda: self.send(
                     w, self.server.generate(self.state, self.proxy, t), report_missing=subscribe, always=True
-                )
+                ),
             )
         elif subscribe:
             res = self.server.generate(self.state, self.proxy, t)

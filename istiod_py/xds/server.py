@@ -27,6 +27,7 @@ from istiod_py.model import MeshState, Proxy
 from .attribution import PushAttribution
 from .connection import PushRequest, Watch
 from .delta import DeltaStream
+from .first_batch import FirstBatch
 from .metrics import XdsMetrics, metric_type
 from .nacklog import NackLog
 from .quarantine import Quarantine
@@ -62,6 +63,7 @@ class XdsServer:
         max_connection_age: float = 0.0,
         isolated: Callable[[], Generator] | None = None,
         nack_quarantine: bool = False,
+        first_batch_s: float = 0.0,
     ) -> None:
         self._generate = generate
         self.state = state
@@ -101,6 +103,8 @@ class XdsServer:
         # (id(proxy), type_url) -> (proxy, Resources) for _gen_memo_state (_memo_generate).
         self._gen_memo: dict[tuple[int, str], tuple[Proxy, Resources]] = {}
         self._gen_memo_state: MeshState | None = None
+        # New streams' first translations, in batches (first_batch.py); 0: one at a time.
+        self.first_batch = FirstBatch(self._translate_first, first_batch_s)
 
     # --- watchdog -----------------------------------------------------------
 
@@ -135,6 +139,32 @@ class XdsServer:
         if type_url == TypeUrl.CLUSTER and self._gen_memo_state is state:
             self._prefetch(state, proxy)
         return res
+
+    async def first_translation(self, state: MeshState, proxy: Proxy, type_url: str) -> None:
+        """Before a new stream's first response: have its translation made in a
+        batch with the other streams connecting now (first_batch.py), unless it
+        is in the memo already or is never memoized (SDS, quarantined proxies)."""
+        if self.first_batch.window_s <= 0 or type_url == TypeUrl.SECRET:
+            return
+        if self.quarantine.cases and self.quarantine.applies(proxy):
+            return
+        if self._gen_memo_state is state and (id(proxy), type_url) in self._gen_memo:
+            return
+        await self.first_batch.wait(state, proxy, type_url)
+
+    def _translate_first(self, state: MeshState, proxy: Proxy, type_url: str) -> None:
+        """Into the memo, counted as translation; an error is left to the stream's
+        own request, which reports it (as a StreamError, logged once)."""
+        t0 = time.thread_time()
+        try:
+            self._memo_generate(state, proxy, type_url)
+        except Exception:
+            log.debug("batched translation of %s for %s failed", TypeUrl.SHORT.get(type_url), proxy.id, exc_info=True)
+            return
+        finally:
+            self.metrics.child(self.metrics.generate_cpu, metric_type(type_url)).inc(time.thread_time() - t0)
+        if type_url == TypeUrl.CLUSTER:
+            self._prefetch(state, proxy)
 
     def _prefetch(self, state: MeshState, proxy: Proxy) -> None:
         """After a proxy's clusters, translate its endpoints, listeners and routes

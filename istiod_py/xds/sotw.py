@@ -125,7 +125,7 @@ class SotwStream(Stream):
         w.names = names
         changed = first or not req.response_nonce or names != old_names or w.wildcard != old_wildcard
         if first:  # sent behind the initial-response gate once this request is dropped
-            self.defer_first(lambda: self.send(w, self.server.generate(self.state, self.proxy, t), force=True))
+            self.defer_first(t, lambda: self.send(w, self.server.generate(self.state, self.proxy, t), force=True))
         elif changed:
             res = self.server.generate(self.state, self.proxy, t)
             await self.send(w, res, force=True)

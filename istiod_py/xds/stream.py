@@ -87,6 +87,7 @@ class StreamHost(Protocol):
     debug_types: dict[str, DebugGenerator]
 
     def generate(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources: ...
+    async def first_translation(self, state: MeshState, proxy: Proxy, type_url: str) -> None: ...
     def new_conn_id(self, proxy: Proxy) -> str: ...
     def ensure_watchdog(self) -> None: ...
     def register(self, stream: Stream) -> None: ...
@@ -129,7 +130,8 @@ class Stream:
         # (translation seconds, total seconds) of the last push.
         self.push_cost = (0.0, 0.0)
         # First responses decided by the request being handled, sent after it (defer_first).
-        self._first_sends: list[Callable[[], Awaitable[object]]] = []
+        self._first_sends: list[tuple[str, Callable[[], Awaitable[object]]]] = []
+        self._first_translated = False  # the stream's first response went through the batch
 
     # --- the protocol's part ----------------------------------------------------
 
@@ -197,13 +199,13 @@ class Stream:
         self.info.bytes_sent += len(data)
         self.server.count_sent(type_url, len(data))
 
-    def defer_first(self, send: Callable[[], Awaitable[object]]) -> None:
+    def defer_first(self, type_url: str, send: Callable[[], Awaitable[object]]) -> None:
         """Send a type's first response once the request that asked for it is
         handled and dropped, behind the initial-response gate: in a connect
         storm thousands of streams wait for that gate, and each one holding its
         request (an EDS request names every cluster: ~225 KB raw and as much
         parsed, at 5,000 services) was ~1 GB at 2,000 proxies."""
-        self._first_sends.append(send)
+        self._first_sends.append((type_url, send))
 
     def mark_sent(self, w: Watch, version: str, nonce: str, res: Resources | None = None) -> None:
         w.sent_res = res
@@ -278,8 +280,12 @@ class Stream:
             self.events.put_nowait(CLOSE)
 
     async def _send_first(self) -> None:
+        if self._first_sends and not self._first_translated and self.info is not None:
+            # The stream's first translation is made with the other new streams' (first_batch.py).
+            self._first_translated = True
+            await self.server.first_translation(self.state, self.proxy, self._first_sends[0][0])
         while self._first_sends:
-            send = self._first_sends.pop(0)
+            _, send = self._first_sends.pop(0)
             async with self.server.initial_slots:
                 await send()
 
