@@ -146,7 +146,7 @@ class XdsServer:
         is in the memo already or is never memoized (SDS, quarantined proxies)."""
         if self.first_batch.window_s <= 0 or type_url == TypeUrl.SECRET:
             return
-        if self.quarantine.cases and self.quarantine.applies(proxy):
+        if self._quarantined(proxy):
             return
         if self._gen_memo_state is state and (id(proxy), type_url) in self._gen_memo:
             return
@@ -166,6 +166,10 @@ class XdsServer:
         if type_url == TypeUrl.CLUSTER:
             self._prefetch(state, proxy)
 
+    def _quarantined(self, proxy: Proxy) -> bool:
+        """Served through the quarantine's own translator (never memoized here)."""
+        return bool(self.quarantine.cases) and self.quarantine.applies(proxy)
+
     def _count_translation(self, type_url: str, since: float) -> None:
         """The event loop's thread time in the translator (istiod_py_xds_generate_cpu_seconds)."""
         self.metrics.child(self.metrics.generate_cpu, metric_type(type_url)).inc(time.thread_time() - since)
@@ -179,7 +183,7 @@ class XdsServer:
         caches: a connect at 1,000 namespaces cost 0.13-0.16 ms less per proxy
         (docs/benchmarks.md). A failure here is left to the request that asks
         for the type, which reports it."""
-        if self.quarantine.cases and self.quarantine.applies(proxy):
+        if self._quarantined(proxy):
             return
         memo = self._gen_memo
         for t in PREFETCH_AFTER_CDS:
@@ -196,7 +200,7 @@ class XdsServer:
 
     def _generate_counted(self, state: MeshState, proxy: Proxy, type_url: str) -> Resources:
         try:
-            if self.quarantine.cases and self.quarantine.applies(proxy):
+            if self._quarantined(proxy):
                 return self.quarantine.generate(state, proxy, type_url, self._generate)
             if type_url == TypeUrl.SECRET:  # may read more than the state (Kubernetes Secrets)
                 return self._generate(state, proxy, type_url)
