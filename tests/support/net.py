@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import socket
 import threading
 import time
@@ -87,12 +88,40 @@ class Loopback:
         return _default_allocator.ips(count)
 
 
+# free_port hands out ports from here: below the kernel's ephemeral range, which
+# outgoing connections draw their local ports from (a port picked by binding to
+# port 0 came from that range, and an outgoing connection took one of them
+# between the pick and the server's bind: "address already in use" in CI), and
+# above the fixed ports tests and the product use (15000-15090, 9090, ...).
+_PORT_RANGE = (20000, 32768)
+_handed: set[tuple[str, int]] = set()
+_port_rng = random.Random(os.getpid())
+_port_lock = threading.Lock()
+
+
+def _ephemeral_low() -> int:
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range", encoding="ascii") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free on ``host`` a moment ago (bind to port 0, close)."""
+    """A TCP port free on ``host`` now, never handed out before by this process,
+    outside the ephemeral range when the kernel leaves room below it (see
+    _PORT_RANGE); otherwise one the kernel picks (bind to port 0, close)."""
+    high = min(_PORT_RANGE[1], _ephemeral_low())
+    with _port_lock:
+        for _ in range(200 if high > _PORT_RANGE[0] + 1000 else 0):
+            port = _port_rng.randrange(_PORT_RANGE[0], high)
+            if (host, port) not in _handed and port_is_free(host, port):
+                _handed.add((host, port))
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
-        port: int = s.getsockname()[1]
-        return port
+        picked: int = s.getsockname()[1]
+        return picked
 
 
 def port_is_free(host: str, port: int) -> bool:
